@@ -1,0 +1,299 @@
+"""The protocol: a transform is a pair of pure functions, and ``chain`` composes them.
+
+Optax-compatible: ``init(params) -> state`` and ``update(updates, state, params=None, **extra)
+-> (updates, new_state)``. A gradchain transform works inside ``optax.chain`` and an Optax
+transform works inside ``gradchain.chain``.
+
+The one addition to Optax's protocol is the ``gradient`` keyword. Some transforms need the
+gradient itself while they act on a running update that is no longer a gradient: Adam's
+``scale_by_rms`` builds its second moment from ``g**2`` but divides the bias-corrected
+momentum that reaches it. ``chain`` hands every member the gradient in that keyword (see
+``chain`` for exactly which gradient), and every gradchain transform reads it as
+``updates if gradient is None else gradient`` -- so used alone, or inside ``optax.chain``,
+the gradient is simply what it receives.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+
+Params = Any
+Updates = Any
+State = Any
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+class _Pair(NamedTuple):
+    init: Callable[..., State]
+    update: Callable[..., tuple[Updates, State]]
+
+
+class GradientTransformation(_Pair):
+    """A pair ``(init, update)`` of pure functions, plus what gradchain knows about it.
+
+    It unpacks and indexes as Optax's ``(init, update)`` tuple. The extra attributes are
+    read by ``chain`` and by the memory report, never inside a traced step:
+
+    - ``name``: the factory that built it (``"scale_by_rms"``).
+    - ``preprocessing``: True when its output is still a gradient (clipping, weight decay
+      added as L2, scaling); see ``chain``.
+    - ``members``: for a chain, the transforms it is made of (flat).
+    """
+
+    def __new__(
+        cls,
+        init: Callable[..., State],
+        update: Callable[..., tuple[Updates, State]],
+        *,
+        name: str = "transform",
+        preprocessing: bool = False,
+        members: tuple[Any, ...] = (),
+    ):
+        self = super().__new__(cls, init, update)
+        self.name = name
+        self.preprocessing = preprocessing
+        self.members = members
+        return self
+
+    def __repr__(self) -> str:
+        if self.members:
+            return f"chain({', '.join(_name_of(t) for t in self.members)})"
+        return f"<{self.name}>"
+
+
+def _name_of(transform: Any) -> str:
+    return getattr(transform, "name", None) or type(transform).__name__
+
+
+def describe(**meanings: str):
+    """Class decorator for a state NamedTuple: one line of meaning for every field (slot).
+
+    The memory report and ``gradchain.slots`` read ``State.meanings``; the decorator refuses a
+    state whose fields and meanings disagree, so the documentation cannot drift.
+    """
+
+    def decorate(cls):
+        if set(meanings) != set(cls._fields):
+            raise TypeError(
+                f"{cls.__name__}: meanings for {sorted(meanings)} but fields {cls._fields}"
+            )
+        cls.meanings = dict(meanings)
+        return cls
+
+    return decorate
+
+
+@describe()
+class EmptyState(NamedTuple):
+    """The state of a stateless transform."""
+
+
+# --- hyperparameters ---------------------------------------------------------------------
+# A hyperparameter given as a Python number lives in the state as a 0-d array, so a training
+# loop can change it between steps without recompiling (``gradchain.set_hyperparam``). One
+# given as an array (as ``optax.inject_hyperparams`` passes them, or traced) is used as given
+# and recorded in the state. Either way it is stored in the widest float dtype JAX has
+# enabled -- never in the params' dtype, where b2 = 0.999 would round to 1.0 in bfloat16.
+
+
+def hyper_dtype() -> jnp.dtype:
+    return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
+
+
+def store_hyperparam(value: Any) -> jax.Array:
+    """The 0-d array a hyperparameter is kept as in the state."""
+    return jnp.asarray(value, dtype=hyper_dtype())
+
+
+def live_hyperparam(given: Any, stored: jax.Array) -> jax.Array:
+    """The value a step uses: the state's, unless the factory was handed an array."""
+    if isinstance(given, jax.Array):
+        return jnp.asarray(given, dtype=stored.dtype)
+    return stored
+
+
+def cast_like(x: jax.Array, like: jax.Array) -> jax.Array:
+    """Cast ``x`` to ``like``'s dtype (a hyperparameter to the dtype of the math it enters)."""
+    return jnp.asarray(x).astype(jnp.result_type(like))
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype moment math runs in: at least float32, so bfloat16 and float16 moments do
+    not lose the hyperparameters or divide 0 by an eps that underflowed."""
+    # Our own dtype arithmetic: the user's promotion mode (often "strict") rules their math,
+    # not this choice, which is made once per leaf at trace time.
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.result_type(jnp.float32, *dtypes))
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at int32's maximum instead of wrapping to a negative step."""
+    top = jnp.iinfo(count.dtype).max
+    return jnp.where(count < top, count + 1, count)
+
+
+def store_hyperparams(given: dict[str, Any]) -> dict[str, jax.Array]:
+    return {k: store_hyperparam(v) for k, v in given.items()}
+
+
+def live_hyperparams(given: dict[str, Any], state: Any) -> dict[str, jax.Array]:
+    """The values this step uses, by name, read from ``state`` (see ``live_hyperparam``)."""
+    return {k: live_hyperparam(v, getattr(state, k)) for k, v in given.items()}
+
+
+def tree_map_split(fn: Callable[..., tuple], n: int, tree: Any, *rest: Any) -> tuple[Any, ...]:
+    """Map ``fn`` (returning an n-tuple per leaf) over trees shaped like ``tree``; return n
+    trees. Transforms use it to compute the update and the new moment in one pass per leaf."""
+    leaves, treedef = jax.tree.flatten(tree)
+    rest_leaves = [treedef.flatten_up_to(r) for r in rest]
+    outs = [fn(*xs) for xs in zip(leaves, *rest_leaves)]
+    columns = list(zip(*outs)) if outs else [()] * n
+    return tuple(treedef.unflatten(list(col)) for col in columns)
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros shaped like ``tree``. Each leaf gets its own buffer: donation and sharded
+    placement fail (or crash) when two state leaves alias one array."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+
+
+def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
+    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or jnp.result_type(x)), tree)
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real counterpart of a complex dtype (the dtype of ``|g|**2``)."""
+    return jnp.finfo(dtype).dtype
+
+
+# --- composition -------------------------------------------------------------------------
+
+
+def _accepts_extra_args(update: Callable) -> bool:
+    try:
+        params = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _is_preprocessing(transform: Any) -> bool:
+    # A transform from another library is assumed to pre-process the gradient (clipping,
+    # masking, noise): that is what people put in front of an optimizer.
+    return getattr(transform, "preprocessing", True)
+
+
+def _as_transform(t: Any) -> Any:
+    if not (hasattr(t, "init") and hasattr(t, "update")):
+        raise _checks.GradchainError(
+            f"chain() takes gradient transformations (objects with init and update), got {t!r}"
+        )
+    return t
+
+
+def chain(*transforms: Any) -> GradientTransformation:
+    """Compose transforms: each one's output update is the next one's input.
+
+    State:   a flat tuple with one entry per transform. Nested gradchain chains are flattened
+             at construction, so ``chain(a, chain(b, c))`` *is* ``chain(a, b, c)``: the same
+             state, the same updates -- composition is associative, exactly.
+
+    Which gradient a member reads (the ``gradient`` keyword). A transform is *pre-processing*
+    when its output is still a gradient: ``clip``, ``clip_by_global_norm``,
+    ``add_decayed_weights``, ``scale``, ``identity``, and, by assumption, any transform from
+    another library. The gradient every member sees is the output of the chain's *leading run*
+    of pre-processing transforms. So in
+
+        chain(clip_by_global_norm(1.0), add_decayed_weights(1e-4),   # gradient := this
+              scale_by_momentum(0.9, ema=True), bias_correct(0.9),
+              scale_by_rms(0.999, 1e-8, bias_correction=True), scale_by_learning_rate(1e-3))
+
+    the second moment is built from the clipped, L2-decayed gradient -- exactly Optax's
+    ``chain(clip_by_global_norm(1.0), add_decayed_weights(1e-4), adam(1e-3))`` -- while
+    ``add_decayed_weights`` placed after ``scale_by_rms`` is AdamW's decoupled decay.
+    A gradchain chain that is called with ``gradient`` by an enclosing wrapper (masks,
+    parameter groups) reads that gradient throughout.
+
+    Foreign transforms get the extra keyword arguments only if their ``update`` accepts
+    ``**kwargs``; ours always do, and ignore the ones they do not use.
+    """
+    flat: list[Any] = []
+    for t in transforms:
+        t = _as_transform(t)
+        flat.extend(t.members if getattr(t, "members", ()) else (t,))
+    members = tuple(flat)
+    takes_extra = tuple(_accepts_extra_args(t.update) for t in members)
+
+    def init(params):
+        return tuple(t.init(params) for t in members)
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        if not isinstance(state, tuple) or len(state) != len(members):
+            found = len(state) if isinstance(state, tuple) else type(state).__name__
+            raise _checks.GradchainError(
+                f"this state does not belong to this optimizer: {chain_repr} expects a tuple of "
+                f"{len(members)} member states, got {found}"
+            )
+        new_state = []
+        for t, s, extra_ok in zip(members, state, takes_extra):
+            incoming = updates
+            if extra_ok:
+                updates, s = t.update(updates, s, params, gradient=gradient, **extra)
+            else:
+                updates, s = t.update(updates, s, params)
+            if gradient is None and not _is_preprocessing(t):
+                gradient = incoming  # the leading pre-processing run ends here
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    result = GradientTransformation(
+        init,
+        update,
+        name="chain",
+        preprocessing=all(_is_preprocessing(t) for t in members),
+        members=members,
+    )
+    chain_repr = repr(result)
+    return result
+
+
+def identity() -> GradientTransformation:
+    """Pass updates through unchanged.
+
+    Update:     u <- u
+    State:      none.   Memory: 0.
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        return updates, state
+
+    return GradientTransformation(init, update, name="identity", preprocessing=True)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """``params + updates``, leaf by leaf, keeping each parameter's dtype.
+
+    The sum is computed in the wider of the two dtypes and cast back, so a float32 update
+    applied to bfloat16 params rounds once. ``None`` leaves stay ``None``.
+    """
+    _checks.check_same_structure("params", params, "updates", updates)
+
+    def add(p, u):
+        if p is None:
+            return None
+        wide = jnp.promote_types(jnp.result_type(p), jnp.result_type(u))
+        return (jnp.asarray(p, wide) + jnp.asarray(u, wide)).astype(jnp.result_type(p))
+
+    return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)

@@ -1,0 +1,242 @@
+"""The named optimizers, each a short chain of transforms that reads like the textbook.
+
+Keyword names and defaults follow Optax's optimizer of the same name. Each chain adds one
+piece of memory over the one before it in the ladder SGD -> momentum -> Adam -> AMSGrad;
+the comment on each line says what it adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain.base import GradientTransformation, chain
+from gradchain.transforms import (
+    add_decayed_weights,
+    bias_correct,
+    scale_by_inf_norm,
+    scale_by_learning_rate,
+    scale_by_lion_momentum,
+    scale_by_momentum,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_sign,
+    scale_by_stddev,
+)
+
+LearningRate = float | Callable[[Any], Any]
+
+
+def momentum(
+    learning_rate: LearningRate, momentum: float = 0.9, *, nesterov: bool = False
+) -> GradientTransformation:
+    """Heavy-ball momentum: ``v <- m * v + g ; p <- p - lr * v``. Memory: 1x params (``mu``)."""
+    return chain(
+        scale_by_momentum(momentum, nesterov=nesterov),  # velocity      (+1x params)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTransformation:
+    """Nesterov momentum: step along ``g + m * v`` (the look-ahead). Memory: 1x params."""
+    return chain(
+        scale_by_momentum(momentum, nesterov=True),  # velocity + look-ahead (+1x params)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+_heavy_ball = momentum  # sgd's `momentum` keyword shadows the function's name
+
+
+def sgd(
+    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False
+) -> GradientTransformation:
+    """Stochastic gradient descent: ``p <- p - lr * g``. Memory: 0x params.
+
+    ``momentum`` (Optax's keyword) turns it into ``gradchain.momentum``.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.sgd(0.1)
+    >>> updates, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.zeros(2)))
+    >>> updates.tolist()
+    [-0.10000000149011612, 0.20000000298023224]
+    """
+    if momentum is not None:
+        return _heavy_ball(learning_rate, momentum, nesterov=nesterov)
+    return chain(scale_by_learning_rate(learning_rate))
+
+
+def adagrad(
+    learning_rate: LearningRate,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+    *,
+    eps_in_sqrt: bool = True,
+) -> GradientTransformation:
+    """AdaGrad: divide by the root of the sum of all squared gradients. Memory: 1x params.
+
+    torch.optim.Adagrad: ``initial_accumulator_value=0, eps=1e-10, eps_in_sqrt=False``.
+    """
+    eps_out, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps_out, eps_root=eps_root),  # sum of g**2 (+1x)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def rmsprop(
+    learning_rate: LearningRate,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    """RMSProp: divide by the root of a moving average of g**2. Memory: 1x params
+    (+1x centered, +1x momentum).
+
+    torch.optim.RMSprop: ``decay=0.99`` (its ``alpha``), ``eps_in_sqrt=False``.
+    """
+    eps_out, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
+    options = dict(eps_root=eps_root, initial_scale=initial_scale, bias_correction=bias_correction)
+    parts = [
+        scale_by_stddev(decay, eps_out, **options)  # mean and second moment (+2x params)
+        if centered
+        else scale_by_rms(decay, eps_out, **options)  # second moment (+1x params)
+    ]
+    if momentum is not None:
+        parts.append(scale_by_momentum(momentum, nesterov=nesterov))  # velocity (+1x params)
+    return chain(*parts, scale_by_learning_rate(learning_rate))
+
+
+def adam(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """Adam: momentum, bias correction, RMS scaling, learning rate. Memory: 2x params.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.adam(0.1)
+    >>> theta = jnp.array(1.0)
+    >>> state = opt.init(theta)
+    >>> for _ in range(2):   # L(theta) = theta**2, gradient 2 * theta
+    ...     updates, state = opt.update(2 * theta, state)
+    ...     theta = gradchain.apply_updates(theta, updates)
+    >>> round(float(theta), 4)
+    0.8004
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
+        bias_correct(b1, nesterov=nesterov),  # undo the zero start (+1 scalar)
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamw(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: float = 1e-4,
+    *,
+    nesterov: bool = False,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdamW: Adam plus decoupled weight decay, added after the preconditioner. Memory: 2x.
+
+    Adam with L2 instead is ``chain(add_decayed_weights(wd), adam(lr))``: the same transform,
+    in front of the chain.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
+        bias_correct(b1, nesterov=nesterov),  # undo the zero start
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        add_decayed_weights(weight_decay),  # decoupled decay: after the preconditioner
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def amsgrad(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AMSGrad: Adam whose denominator never shrinks (running max of nu). Memory: 3x."""
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
+        bias_correct(b1),
+        scale_by_rms(  # second moment (+1x) and its running max (+1x)
+            b2, eps, eps_root=eps_root, bias_correction=True, amsgrad=True, nu_dtype=nu_dtype
+        ),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadam(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """NAdam: Adam with a Nesterov look-ahead in the bias correction. Memory: 2x params.
+
+    Optax's form (a constant b1); torch.optim.NAdam's momentum-decay schedule is in
+    ``gradchain.torch``.
+    """
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True, nu_dtype=nu_dtype)
+
+
+def adamax(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """Adamax: Adam with the infinity norm in place of the RMS. Memory: 2x params."""
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
+        bias_correct(b1),
+        scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def lion(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    weight_decay: float = 1e-3,
+) -> GradientTransformation:
+    """Lion: the sign of an interpolated momentum, plus decoupled decay. Memory: 1x params."""
+    return chain(
+        scale_by_lion_momentum(b1, b2, mu_dtype=mu_dtype),  # momentum       (+1x params)
+        scale_by_sign(),  # every coordinate moves by exactly lr
+        add_decayed_weights(weight_decay),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,161 @@
+"""First moments: momentum in its heavy-ball and EMA forms, bias correction, Lion's momentum."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    compute_dtype,
+    describe,
+    increment,
+    live_hyperparams,
+    store_hyperparams,
+    tree_map_split,
+    tree_zeros_like,
+)
+
+
+@describe(
+    mu="velocity: running (weighted) sum of the incoming updates, one array per parameter",
+    decay="hyperparameter: how much of the old velocity is kept each step",
+)
+class MomentumState(NamedTuple):
+    mu: Any
+    decay: jax.Array
+
+
+def scale_by_momentum(
+    decay: float = 0.9, *, ema: bool = False, nesterov: bool = False, mu_dtype: Any = None
+) -> GradientTransformation:
+    r"""Accumulate a velocity and emit it.
+
+    Update:     mu_t = decay * mu_{t-1} + c * u_t ;  emit mu_t
+                nesterov: emit decay * mu_t + c * u_t (look ahead along the new velocity)
+                c = 1 (heavy ball, ``ema=False``) or 1 - decay (moving average, ``ema=True``)
+    State:      mu -- same tree and shapes as params, dtype ``mu_dtype`` (default: the
+                params'), starts at 0.   Memory: +1x params.
+    Args:       decay -- in [0, 1).  ema -- average instead of sum.  nesterov -- look ahead.
+                mu_dtype -- storage dtype of mu (e.g. jnp.bfloat16 to halve its bytes).
+    Note:       heavy ball with nesterov is Optax's ``trace(nesterov=True)`` and
+                torch.optim.SGD(nesterov=True) (both: g + decay * buf).
+    Reference:  Polyak, 1964; Sutskever et al., 2013 (Nesterov form).
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_dtype("mu_dtype", mu_dtype)
+    given = {"decay": decay}
+
+    def init(params):
+        return MomentumState(mu=tree_zeros_like(params, mu_dtype), **store_hyperparams(given))
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+
+        def step(u, mu):
+            c = compute_dtype(u.dtype, mu.dtype)
+            d, uc = hp["decay"].astype(c), u.astype(c)
+            new_term = (1 - d) * uc if ema else uc
+            mu_new = d * mu.astype(c) + new_term
+            out = d * mu_new + new_term if nesterov else mu_new
+            return out.astype(u.dtype), mu_new.astype(mu.dtype)
+
+        out, mu = tree_map_split(step, 2, updates, state.mu)
+        return out, MomentumState(mu=mu, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_momentum")
+
+
+@describe(
+    count="steps taken so far (int32 scalar)",
+    decay="hyperparameter: the decay of the moment being corrected",
+)
+class BiasCorrectState(NamedTuple):
+    count: jax.Array
+    decay: jax.Array
+
+
+def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTransformation:
+    r"""Undo the zero start of an exponential moving average.
+
+    Update:     u_t = u_t / (1 - decay**t)
+                nesterov (NAdam): u_t = decay * u_t / (1 - decay**(t+1))
+                                        + (1 - decay) * g_t / (1 - decay**t)
+    State:      count -- int32 scalar.   Memory: one scalar.
+    Args:       decay -- the decay of the EMA that produced u, in [0, 1).
+                nesterov -- NAdam's look-ahead; reads the gradient g (see ``chain``).
+    Reference:  Kingma & Ba, 2015, section 3; Dozat, 2016 (NAdam).
+    """
+    _checks.check_unit_interval("decay", decay)
+    given = {"decay": decay}
+
+    def init(params):
+        del params
+        return BiasCorrectState(count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        count = increment(state.count)
+        grads = updates if gradient is None else gradient
+
+        def correct(u, g):
+            c = compute_dtype(u.dtype)
+            d, t = hp["decay"].astype(c), count.astype(c)
+            if not nesterov:
+                return (u.astype(c) / (1 - d**t)).astype(u.dtype)
+            ahead = d * u.astype(c) / (1 - d ** (t + 1))
+            return (ahead + (1 - d) * g.astype(c) / (1 - d**t)).astype(u.dtype)
+
+        return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count, **hp)
+
+    return GradientTransformation(init, update, name="bias_correct")
+
+
+@describe(
+    mu="momentum: moving average of gradients with decay b2, one array per parameter",
+    b1="hyperparameter: weight of the momentum in the emitted interpolation",
+    b2="hyperparameter: decay of the stored momentum",
+)
+class LionMomentumState(NamedTuple):
+    mu: Any
+    b1: jax.Array
+    b2: jax.Array
+
+
+def scale_by_lion_momentum(
+    b1: float = 0.9, b2: float = 0.99, *, mu_dtype: Any = None
+) -> GradientTransformation:
+    r"""Lion's two-speed momentum: emit one interpolation, store another.
+
+    Update:     emit c_t = b1 * mu_{t-1} + (1 - b1) * u_t ;  mu_t = b2 * mu_{t-1} + (1 - b2) * u_t
+    State:      mu -- like params, dtype ``mu_dtype``, starts at 0.   Memory: +1x params.
+    Args:       b1, b2 -- in [0, 1).  Follow it with ``scale_by_sign()`` for Lion.
+    Reference:  Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023.
+    """
+    _checks.check_unit_interval("b1", b1)
+    _checks.check_unit_interval("b2", b2)
+    _checks.check_dtype("mu_dtype", mu_dtype)
+    given = {"b1": b1, "b2": b2}
+
+    def init(params):
+        return LionMomentumState(mu=tree_zeros_like(params, mu_dtype), **store_hyperparams(given))
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+
+        def step(u, mu):
+            c = compute_dtype(u.dtype, mu.dtype)
+            b1_, b2_, uc, mc = hp["b1"].astype(c), hp["b2"].astype(c), u.astype(c), mu.astype(c)
+            out = b1_ * mc + (1 - b1_) * uc
+            return out.astype(u.dtype), (b2_ * mc + (1 - b2_) * uc).astype(mu.dtype)
+
+        out, mu = tree_map_split(step, 2, updates, state.mu)
+        return out, LionMomentumState(mu=mu, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_lion_momentum")

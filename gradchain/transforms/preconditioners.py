@@ -1,0 +1,315 @@
+"""Second moments: divide the running update by a per-parameter scale built from g**2.
+
+Each of these builds its statistic from the *gradient* (the ``gradient`` keyword that
+``chain`` passes, see ``gradchain.chain``) and divides *whatever update reaches it*. Used
+alone it divides the gradient (RMSProp, AdaGrad); after momentum and bias correction it is
+Adam's denominator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    compute_dtype,
+    describe,
+    increment,
+    live_hyperparams,
+    real_dtype,
+    store_hyperparams,
+    tree_map_split,
+    tree_zeros_like,
+)
+
+
+def _abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
+    """|g|**2 in a real dtype: g * conj(g) for complex gradients."""
+    g = g.astype(compute_dtype(g.dtype))
+    return (g * jnp.conj(g)).real.astype(dtype) if jnp.iscomplexobj(g) else (g * g).astype(dtype)
+
+
+def _divide(u: jax.Array, denom: jax.Array) -> jax.Array:
+    """u / denom in u's dtype; 0 where denom is 0 (eps = 0 and a zero statistic) -- not NaN."""
+    c = compute_dtype(u.dtype)
+    safe = jnp.where(denom > 0, denom, 1).astype(c)
+    return jnp.where(denom > 0, u.astype(c) / safe, 0).astype(u.dtype)
+
+
+def _moment_dtype(params_leaf: Any, dtype: Any) -> Any:
+    return dtype or real_dtype(jnp.result_type(params_leaf))
+
+
+@describe(
+    nu="second moment: moving average of g**2, one array per parameter",
+    nu_max="AMSGrad's running maximum of nu (bias-corrected); None unless amsgrad=True",
+    count="steps taken so far, for bias correction; None unless bias_correction=True",
+    decay="hyperparameter: forgetting factor of nu",
+    eps="hyperparameter: added to sqrt(nu) in the denominator",
+    eps_root="hyperparameter: added to nu inside the square root",
+)
+class RmsState(NamedTuple):
+    nu: Any
+    nu_max: Any
+    count: Any
+    decay: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+
+
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    *,
+    eps_root: float = 0.0,
+    bias_correction: bool = False,
+    amsgrad: bool = False,
+    initial_scale: float = 0.0,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide by the root of a moving average of squared gradients.
+
+    Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                nu_hat = nu_t / (1 - decay**t) if bias_correction else nu_t
+                amsgrad: nu_max_t = max(nu_max_{t-1}, nu_hat); nu_hat = nu_max_t
+                u_t = u_t / (sqrt(nu_hat + eps_root) + eps)
+    State:      nu -- like params (real dtype for complex params, or ``nu_dtype``), starts at
+                ``initial_scale``.  Memory: +1x params.  nu_max (amsgrad): +1x params.
+                count (bias_correction): one scalar.
+    Args:       decay -- in [0, 1).  eps, eps_root -- >= 0.  bias_correction -- Adam's.
+    Note:       Optax's rmsprop puts eps inside the root (eps_root=eps, eps=0): see
+                ``gradchain.rmsprop(eps_in_sqrt=...)``; Adam and torch.optim put it outside.
+                AMSGrad takes the max of the bias-corrected nu, as Optax does; torch.optim
+                takes it of the raw nu.
+    Reference:  Tieleman & Hinton, 2012 (RMSProp); Kingma & Ba, 2015 (Adam);
+                Reddi et al., 2018 (AMSGrad).
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+    _checks.check_non_negative("initial_scale", initial_scale)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"decay": decay, "eps": eps, "eps_root": eps_root}
+
+    def init(params):
+        nu = jax.tree.map(
+            lambda p: jnp.full(jnp.shape(p), initial_scale, _moment_dtype(p, nu_dtype)), params
+        )
+        return RmsState(
+            nu=nu,
+            nu_max=tree_zeros_like(nu) if amsgrad else None,
+            count=jnp.zeros([], jnp.int32) if bias_correction else None,
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+        count = increment(state.count) if bias_correction else None
+        nu_max_in = state.nu_max if amsgrad else state.nu  # placeholder tree when unused
+
+        def step(u, g, nu, nu_max):
+            c = compute_dtype(nu.dtype)
+            d = hp["decay"].astype(c)
+            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
+            nu_hat = nu_new / (1 - d ** count.astype(c)) if bias_correction else nu_new
+            if amsgrad:
+                nu_hat = jnp.maximum(nu_max.astype(c), nu_hat)
+            denom = jnp.sqrt(nu_hat + hp["eps_root"].astype(c)) + hp["eps"].astype(c)
+            return _divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
+
+        out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
+        return out, RmsState(nu=nu, nu_max=nu_max if amsgrad else None, count=count, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_rms")
+
+
+@describe(
+    mu="first moment of the gradient: moving average of g, one array per parameter",
+    nu="second moment: moving average of g**2, one array per parameter",
+    count="steps taken so far, for bias correction; None unless bias_correction=True",
+    decay="hyperparameter: forgetting factor of mu and nu",
+    eps="hyperparameter: added to the standard deviation in the denominator",
+    eps_root="hyperparameter: added to the variance inside the square root",
+)
+class StddevState(NamedTuple):
+    mu: Any
+    nu: Any
+    count: Any
+    decay: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+
+
+def scale_by_stddev(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    *,
+    eps_root: float = 0.0,
+    bias_correction: bool = False,
+    initial_scale: float = 0.0,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide by a moving estimate of the gradient's standard deviation (centered RMSProp).
+
+    Update:     mu_t = decay * mu_{t-1} + (1 - decay) * g_t
+                nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                (bias-corrected by 1 - decay**t when bias_correction)
+                u_t = u_t / (sqrt(nu_t - |mu_t|**2 + eps_root) + eps)
+    State:      mu, nu -- like params, start at 0 and ``initial_scale``.  Memory: +2x params.
+    Args:       decay -- in [0, 1).  eps, eps_root -- >= 0.
+    Reference:  Graves, "Generating Sequences With Recurrent Neural Networks", 2013, eq. 38.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+    _checks.check_non_negative("initial_scale", initial_scale)
+    _checks.check_dtype("mu_dtype", mu_dtype)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"decay": decay, "eps": eps, "eps_root": eps_root}
+
+    def init(params):
+        nu = jax.tree.map(
+            lambda p: jnp.full(jnp.shape(p), initial_scale, _moment_dtype(p, nu_dtype)), params
+        )
+        count = jnp.zeros([], jnp.int32) if bias_correction else None
+        mu = tree_zeros_like(params, mu_dtype)
+        return StddevState(mu=mu, nu=nu, count=count, **store_hyperparams(given))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+        count = increment(state.count) if bias_correction else None
+
+        def step(u, g, mu, nu):
+            c, cr = compute_dtype(mu.dtype, g.dtype), compute_dtype(nu.dtype)
+            d, dr = hp["decay"].astype(c), hp["decay"].astype(cr)
+            mu_new = d * mu.astype(c) + (1 - d) * g.astype(c)
+            nu_new = dr * nu.astype(cr) + (1 - dr) * _abs_sq(g, cr)
+            mu_hat, nu_hat = mu_new, nu_new
+            if bias_correction:
+                t = count.astype(cr)
+                mu_hat, nu_hat = mu_new / (1 - d ** t.astype(c)), nu_new / (1 - dr**t)
+            var = nu_hat - _abs_sq(mu_hat, cr)
+            denom = jnp.sqrt(var + hp["eps_root"].astype(cr)) + hp["eps"].astype(cr)
+            return _divide(u, denom), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+        out, mu, nu = tree_map_split(step, 3, updates, grads, state.mu, state.nu)
+        return out, StddevState(mu=mu, nu=nu, count=count, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_stddev")
+
+
+@describe(
+    sum_of_squares="AdaGrad's accumulator: running sum of g**2, one array per parameter",
+    eps="hyperparameter: added to sqrt(sum_of_squares) in the denominator",
+    eps_root="hyperparameter: added to sum_of_squares inside the square root",
+)
+class RssState(NamedTuple):
+    sum_of_squares: Any
+    eps: jax.Array
+    eps_root: jax.Array
+
+
+def scale_by_rss(
+    initial_accumulator_value: float = 0.1,
+    eps: float = 0.0,
+    *,
+    eps_root: float = 1e-7,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide by the root of the sum of all squared gradients so far (AdaGrad).
+
+    Update:     s_t = s_{t-1} + |g_t|**2 ;  u_t = u_t / (sqrt(s_t + eps_root) + eps)
+    State:      sum_of_squares -- like params, starts at ``initial_accumulator_value``.
+                Memory: +1x params.
+    Args:       initial_accumulator_value, eps, eps_root -- >= 0.
+    Note:       Optax: initial 0.1, eps 1e-7 inside the root (these defaults). torch.optim:
+                initial 0, eps 1e-10 outside (eps=1e-10, eps_root=0).
+    Reference:  Duchi, Hazan & Singer, 2011.
+    """
+    _checks.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"eps": eps, "eps_root": eps_root}
+
+    def init(params):
+        acc = jax.tree.map(
+            lambda p: jnp.full(jnp.shape(p), initial_accumulator_value, _moment_dtype(p, nu_dtype)),
+            params,
+        )
+        return RssState(sum_of_squares=acc, **store_hyperparams(given))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+
+        def step(u, g, s):
+            c = compute_dtype(s.dtype)
+            s_new = s.astype(c) + _abs_sq(g, c)
+            denom = jnp.sqrt(s_new + hp["eps_root"].astype(c)) + hp["eps"].astype(c)
+            # Optax's adagrad emits 0 while the accumulator is still 0.
+            denom = jnp.where(s_new > 0, denom, 0)
+            return _divide(u, denom), s_new.astype(s.dtype)
+
+        out, acc = tree_map_split(step, 2, updates, grads, state.sum_of_squares)
+        return out, RssState(sum_of_squares=acc, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_rss")
+
+
+@describe(
+    nu="infinity norm: exponentially weighted maximum of |g|, one array per parameter",
+    decay="hyperparameter: decay of the running maximum",
+    eps="hyperparameter: added to |g| before the maximum",
+)
+class InfNormState(NamedTuple):
+    nu: Any
+    decay: jax.Array
+    eps: jax.Array
+
+
+def scale_by_inf_norm(
+    decay: float = 0.999, eps: float = 1e-8, *, nu_dtype: Any = None
+) -> GradientTransformation:
+    r"""Divide by an exponentially weighted infinity norm of the gradient (Adamax).
+
+    Update:     nu_t = max(decay * nu_{t-1}, |g_t| + eps) ;  u_t = u_t / nu_t
+    State:      nu -- like params (real dtype), starts at 0.   Memory: +1x params.
+    Args:       decay -- in [0, 1).  eps -- >= 0.
+    Note:       torch.optim.Adamax adds eps after the max instead of inside it.
+    Reference:  Kingma & Ba, 2015, section 7.1.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"decay": decay, "eps": eps}
+
+    def init(params):
+        nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _moment_dtype(p, nu_dtype)), params)
+        return InfNormState(nu=nu, **store_hyperparams(given))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+
+        def step(u, g, nu):
+            c = compute_dtype(nu.dtype)
+            g_abs = jnp.abs(g.astype(compute_dtype(g.dtype))).astype(c)
+            nu_new = jnp.maximum(hp["decay"].astype(c) * nu.astype(c), g_abs + hp["eps"].astype(c))
+            return _divide(u, nu_new), nu_new.astype(nu.dtype)
+
+        out, nu = tree_map_split(step, 2, updates, grads, state.nu)
+        return out, InfNormState(nu=nu, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_inf_norm")
