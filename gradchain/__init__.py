@@ -2,31 +2,23 @@
 
 Small pure transforms, each an ``(init, update)`` pair over pytrees with named state slots;
 named optimizers are literally chains of them. Optax-compatible.
+
+Every public name has one import path: ``gradchain.<name>``. Each module lists its public
+names in its own ``__all__``; this file gathers them.
 """
 
-from gradchain import transforms
+from gradchain import base, optimizers, transforms
 from gradchain._checks import GradchainError
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
     apply_updates,
     chain,
+    describe,
     identity,
 )
-from gradchain.optimizers import (
-    adagrad,
-    adam,
-    adamax,
-    adamw,
-    amsgrad,
-    lion,
-    momentum,
-    nadam,
-    nesterov,
-    rmsprop,
-    sgd,
-)
-from gradchain.transforms import *  # noqa: F403 - the transforms list their own __all__
+from gradchain.optimizers import *  # noqa: F403
+from gradchain.transforms import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -34,20 +26,10 @@ __all__ = [
     "EmptyState",
     "GradchainError",
     "GradientTransformation",
-    "adagrad",
-    "adam",
-    "adamax",
-    "adamw",
-    "amsgrad",
     "apply_updates",
     "chain",
+    "describe",
     "identity",
-    "lion",
-    "momentum",
-    "nadam",
-    "nesterov",
-    "rmsprop",
-    "sgd",
-    "transforms",
+    *optimizers.__all__,
     *transforms.__all__,
 ]

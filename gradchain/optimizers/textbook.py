@@ -1,4 +1,4 @@
-"""The named optimizers, each a short chain of transforms that reads like the textbook.
+"""The textbook ladder of named optimizers, each a short chain of transforms that reads like the textbook.
 
 Keyword names and defaults follow Optax's optimizer of the same name. Each chain adds one
 piece of memory over the one before it in the ladder SGD -> momentum -> Adam -> AMSGrad;
@@ -23,6 +23,20 @@ from gradchain.transforms import (
     scale_by_sign,
     scale_by_stddev,
 )
+
+__all__ = [
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "amsgrad",
+    "lion",
+    "momentum",
+    "nadam",
+    "nesterov",
+    "rmsprop",
+    "sgd",
+]
 
 LearningRate = float | Callable[[Any], Any]
 
