@@ -18,23 +18,41 @@ class GradchainError(ValueError):
 
 
 def _concrete(value: Any) -> float | None:
-    """The value as a Python float, or None when it cannot be known (traced, callable)."""
-    if callable(value) or isinstance(value, jax.core.Tracer):
+    """The value as a Python float, or None when it cannot be known (a traced array)."""
+    if isinstance(value, jax.core.Tracer):
         return None
+    if isinstance(value, type) or callable(value):
+        # jnp.float32 is callable: taken for a schedule it would silently set lr = step.
+        raise GradchainError(f"expected a number, got {_kind(value)}")
+    if isinstance(value, (str, bytes)) or value is None:
+        raise GradchainError(f"expected a real number, got {value!r}")
     try:
         array = np.asarray(value)
     except Exception:  # noqa: BLE001 - anything not array-like is reported below
-        return None
+        raise GradchainError(f"expected a real number, got {_kind(value)}") from None
     if array.shape != ():
         raise GradchainError(f"expected a scalar hyperparameter, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        raise GradchainError(f"expected a number, got the bool {value!r}")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise GradchainError(f"expected a real number, got {value!r}")
+        raise GradchainError(f"expected a real number, got {_kind(value)}")
     return float(array)
 
 
-def check_hyperparam(name: str, value: Any) -> None:
-    """A hyperparameter must be a real scalar (or a traced array)."""
-    if isinstance(value, bool):
+def _kind(value: Any) -> str:
+    """A short, readable description of an unexpected value for an error message."""
+    if isinstance(value, type):
+        return f"the type {value.__name__}"
+    if callable(value):
+        return f"the function {getattr(value, '__name__', type(value).__name__)}"
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
+
+
+def check_hyperparam(name: str, value: Any, *, allow_inf: bool = False) -> None:
+    """A hyperparameter must be a real, finite scalar (or a traced array): not a bool, not
+    NaN, not a dtype or a function. ``allow_inf`` where infinity means "no limit"."""
+    if isinstance(value, (bool, np.bool_)):
         raise GradchainError(f"{name} must be a number, got the bool {value}")
     try:
         x = _concrete(value)
@@ -42,17 +60,19 @@ def check_hyperparam(name: str, value: Any) -> None:
         raise GradchainError(f"{name}: {e}") from None
     if x is not None and math.isnan(x):
         raise GradchainError(f"{name} must not be NaN")
+    if x is not None and math.isinf(x) and not allow_inf:
+        raise GradchainError(f"{name} must be finite, got {x}")
 
 
-def check_non_negative(name: str, value: Any) -> None:
-    check_hyperparam(name, value)
+def check_non_negative(name: str, value: Any, *, allow_inf: bool = False) -> None:
+    check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
     if x is not None and not x >= 0:
         raise GradchainError(f"{name} must be >= 0, got {x}")
 
 
-def check_positive(name: str, value: Any) -> None:
-    check_hyperparam(name, value)
+def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> None:
+    check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
     if x is not None and not x > 0:
         raise GradchainError(f"{name} must be > 0, got {x}")
@@ -75,7 +95,7 @@ def check_closed_unit_interval(name: str, value: Any) -> None:
 
 def check_learning_rate(value: Any) -> None:
     """A learning rate is a number >= 0 or a schedule (a function of the step count)."""
-    if callable(value):
+    if callable(value) and not isinstance(value, type):
         return
     check_non_negative("learning_rate", value)
 
@@ -91,11 +111,11 @@ def check_dtype(name: str, dtype: Any) -> None:
         return
     try:
         d = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         raise GradchainError(
-            f"{name} must be a dtype such as jnp.bfloat16, got {dtype!r}"
+            f"{name} must be a dtype such as jnp.bfloat16, got {_kind(dtype)}"
         ) from None
-    if not np.issubdtype(d, np.inexact):
+    if not jax.numpy.issubdtype(d, jax.numpy.inexact):  # np.issubdtype misses bfloat16
         raise GradchainError(f"{name} must be a floating dtype, got {d}")
 
 
@@ -136,14 +156,126 @@ def check_same_structure(name_a: str, a: Any, name_b: str, b: Any) -> None:
             )
 
 
+def _leaf_dtype(leaf: Any) -> Any:
+    """The dtype of a tree leaf, or None when the leaf is not array-like (a str, an object)."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None:
+        return dtype
+    if isinstance(leaf, (int, float, complex, np.generic)):  # bool is an int
+        return np.asarray(leaf).dtype
+    return None
+
+
 def check_float_leaves(name: str, tree: Any) -> None:
-    """Optimizers need floating (or complex) leaves: an integer leaf cannot take a step."""
+    """Optimizers need floating (or complex) leaves: an integer leaf cannot take a step, and
+    lr * g cast back to int would silently truncate to 0."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        dtype = getattr(leaf, "dtype", None)
+        dtype = _leaf_dtype(leaf)
         if dtype is None:
-            dtype = np.asarray(leaf).dtype
-        if not np.issubdtype(dtype, np.inexact) and not str(dtype).startswith(("bfloat", "float")):
             raise GradchainError(
-                f"at {path_str(path)}: {name} has a {dtype} leaf; optimizers need floating "
-                "leaves (freeze integer leaves with gradchain.partition or mask them out)"
+                f"at {path_str(path)}: {name} has a leaf of type {type(leaf).__name__}; "
+                "leaves must be arrays (or Python floats)"
             )
+        if jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+            continue
+        if dtype == jax.dtypes.float0:
+            what = "a float0 leaf (the gradient of an integer input under allow_int=True)"
+        else:
+            what = f"a leaf of dtype {np.dtype(dtype).name}"
+        raise GradchainError(
+            f"at {path_str(path)}: {name} has {what}; optimizers need floating leaves: "
+            "keep integer and boolean leaves out of the optimizer (gradchain.partition or "
+            "a mask), or cast them to a float dtype"
+        )
+
+
+def check_update_dtypes(params: Any, updates: Any) -> None:
+    """What ``params + updates`` may not do silently: drop an imaginary part, or truncate a
+    float step into an integer parameter. The trees have the same structure (checked before)."""
+    leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: x is None)[0]
+    for (path, p), u in zip(leaves, jax.tree.leaves(updates, is_leaf=lambda x: x is None)):
+        if p is None:
+            continue
+        dp, du = _leaf_dtype(p), _leaf_dtype(u)
+        if dp is None or du is None:
+            bad = p if dp is None else u
+            raise GradchainError(
+                f"at {path_str(path)}: a leaf of type {type(bad).__name__}; "
+                "params and updates must hold arrays"
+            )
+        inexact = jax.numpy.issubdtype(dp, jax.numpy.inexact)
+        if du == jax.dtypes.float0:
+            continue  # "no change", from jax.grad(allow_int=True); kept as is below
+        if not inexact and jax.numpy.issubdtype(du, jax.numpy.inexact):
+            raise GradchainError(
+                f"at {path_str(path)}: a {np.dtype(du).name} update for a {np.dtype(dp).name} "
+                "parameter would be truncated; keep integer leaves out of the optimizer"
+            )
+        if _is_complex(du) and not _is_complex(dp):
+            raise GradchainError(
+                f"at {path_str(path)}: a complex update for a real ({np.dtype(dp).name}) "
+                "parameter would lose its imaginary part"
+            )
+
+
+def check_state(index: int, member: str, expected: Any, given: Any) -> None:
+    """A member's state must have the tree, NamedTuple types and leaf shapes that its ``init``
+    builds for these params: otherwise it belongs to another optimizer or another params tree.
+    ``expected`` is ``jax.eval_shape(init, params)``; the comparison is trace-time Python."""
+    where = f"member {index} ({member})"
+    if type(given) is not type(expected):
+        raise GradchainError(
+            f"this state does not belong to this optimizer: {where} expects a "
+            f"{type(expected).__name__}, got {type(given).__name__}"
+        )
+    is_none = lambda x: x is None  # noqa: E731 - None marks a slot that an option turned off
+    want, want_def = jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)
+    got, got_def = jax.tree_util.tree_flatten_with_path(given, is_leaf=is_none)
+    if want_def != got_def:
+        want_paths = [path_str(p) for p, _ in want]
+        got_paths = [path_str(p) for p, _ in got]
+        detail = [
+            f"{label}: {', '.join(paths[:4])}"
+            for label, paths in (
+                ("only in the state", [p for p in got_paths if p not in set(want_paths)]),
+                ("missing from the state", [p for p in want_paths if p not in set(got_paths)]),
+            )
+            if paths
+        ] or [f"expected {want_def}, got {got_def}"]
+        raise GradchainError(
+            f"the state of {where} does not fit these updates ({'; '.join(detail)}): was it "
+            "built by another optimizer, or for another params tree?"
+        )
+    for (path, w), (_, g) in zip(want, got):
+        if (w is None) != (g is None):
+            raise GradchainError(
+                f"the state of {where} at {path_str(path)}: None where the optimizer "
+                "expects an array, or the reverse: was it built by another optimizer?"
+            )
+        if w is not None and np.shape(g) != tuple(w.shape):
+            raise GradchainError(
+                f"the state of {where} at {path_str(path)} has shape {np.shape(g)} but these "
+                f"updates need {tuple(w.shape)}: was it built for another params tree?"
+            )
+        if w is not None and _is_complex(w.dtype) and not _is_complex(_leaf_dtype(g)):
+            raise GradchainError(
+                f"the state of {where} at {path_str(path)} is real but the updates are "
+                "complex: the imaginary part would be dropped (init the optimizer with "
+                "complex params)"
+            )
+
+
+def _is_complex(dtype: Any) -> bool:
+    return dtype is not None and jax.numpy.issubdtype(dtype, jax.numpy.complexfloating)
+
+
+def refuse_missing_params(who: str) -> None:
+    raise GradchainError(f"{who} needs the params: call update(grads, state, params)")
+
+
+def refuse_sharded_reduction(who: str, axes: list[str], remedy: str) -> None:
+    """A reduction over a leaf inside ``shard_map`` would see only this device's shard."""
+    raise GradchainError(
+        f"{who} reduces over a leaf that is sharded over mesh axes {axes} inside shard_map, "
+        f"so each device would see only its shard: {remedy}"
+    )

@@ -56,6 +56,11 @@ class GradientTransformation(_Pair):
         preprocessing: bool = False,
         members: tuple[Any, ...] = (),
     ):
+        if not (callable(init) and callable(update)):
+            raise TypeError(
+                "GradientTransformation(init, update) takes two functions, got "
+                f"{type(init).__name__} and {type(update).__name__}"
+            )
         self = super().__new__(cls, init, update)
         self.name = name
         self.preprocessing = preprocessing
@@ -170,6 +175,11 @@ def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
 
 def real_dtype(dtype: Any) -> jnp.dtype:
     """The real counterpart of a complex dtype (the dtype of ``|g|**2``)."""
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise _checks.GradchainError(
+            f"a moment needs a floating or complex dtype, got {jnp.dtype(dtype).name} "
+            "(keep integer leaves out of the optimizer)"
+        )
     return jnp.finfo(dtype).dtype
 
 
@@ -232,6 +242,7 @@ def chain(*transforms: Any) -> GradientTransformation:
     takes_extra = tuple(_accepts_extra_args(t.update) for t in members)
 
     def init(params):
+        _checks.check_float_leaves("params", params)
         return tuple(t.init(params) for t in members)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
@@ -241,6 +252,7 @@ def chain(*transforms: Any) -> GradientTransformation:
                 f"this state does not belong to this optimizer: {chain_repr} expects a tuple of "
                 f"{len(members)} member states, got {found}"
             )
+        _check_inputs(members, updates, state, params, gradient, expected_states)
         new_state = []
         for t, s, extra_ok in zip(members, state, takes_extra):
             incoming = updates
@@ -261,7 +273,43 @@ def chain(*transforms: Any) -> GradientTransformation:
         members=members,
     )
     chain_repr = repr(result)
+    expected_states: dict[Any, list[Any]] = {}
     return result
+
+
+def _check_inputs(members, updates, state, params, gradient, cache) -> None:
+    """Trace-time checks of a chain's inputs; nothing of this reaches the compiled step.
+
+    Refuses integer/boolean gradients, gradients shaped unlike the params, and a state that
+    ``init`` would not have built for these params (another optimizer's, or another tree's).
+    The expected state comes from ``jax.eval_shape(init, ...)``, cached per tree signature.
+    """
+    _checks.check_float_leaves("updates", updates)
+    if params is not None:
+        _checks.check_same_structure("updates", updates, "params", params)
+        _checks.check_update_dtypes(params, updates)
+    if gradient is not None:
+        _checks.check_same_structure("gradient", gradient, "updates", updates)
+    like = updates if params is None else params
+    leaves, treedef = jax.tree.flatten(like)
+    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    if key not in cache:
+        if len(cache) >= 8:
+            cache.clear()
+        cache[key] = [_abstract_init(t, like) for t in members]
+    for i, (t, expected, given) in enumerate(zip(members, cache[key], state)):
+        if expected is not None:
+            _checks.check_state(i, _name_of(t), expected, given)
+
+
+def _abstract_init(transform: Any, params: Any) -> Any:
+    """What ``transform.init(params)`` returns, as shapes and dtypes, or None if unknown."""
+    try:
+        return jax.eval_shape(transform.init, params)
+    except _checks.GradchainError:
+        raise
+    except Exception:  # noqa: BLE001 - a foreign init that cannot run abstractly
+        return None  # is not checked here; its own update still runs on the state
 
 
 def identity() -> GradientTransformation:
@@ -287,12 +335,19 @@ def apply_updates(params: Params, updates: Updates) -> Params:
 
     The sum is computed in the wider of the two dtypes and cast back, so a float32 update
     applied to bfloat16 params rounds once. ``None`` leaves stay ``None``.
+    Refused (``GradchainError``, naming the leaf): trees of different structure or shapes
+    (never a broadcast), a complex update for a real parameter, a floating update for an
+    integer parameter. A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
+    parameter unchanged.
     """
     _checks.check_same_structure("params", params, "updates", updates)
+    _checks.check_update_dtypes(params, updates)
 
     def add(p, u):
         if p is None:
             return None
+        if jnp.result_type(u) == jax.dtypes.float0:
+            return p  # the "gradient" of an integer leaf: no change
         wide = jnp.promote_types(jnp.result_type(p), jnp.result_type(u))
         return (jnp.asarray(p, wide) + jnp.asarray(u, wide)).astype(jnp.result_type(p))
 

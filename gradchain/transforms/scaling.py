@@ -180,7 +180,7 @@ def clip(max_delta: float) -> GradientTransformation:
     Update:     u_t = clip(u_t, -max_delta, max_delta)
     State:      none per parameter.   Memory: 0.
     """
-    _checks.check_non_negative("max_delta", max_delta)
+    _checks.check_non_negative("max_delta", max_delta, allow_inf=True)
     given = {"max_delta": max_delta}
 
     def init(params):
@@ -207,6 +207,7 @@ class ClipNormState(NamedTuple):
 
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves together, accumulated in float32 (at least)."""
+    _checks.check_float_leaves("tree", tree)
     leaves = jax.tree.leaves(tree)
     c = compute_dtype(*(real_dtype(x.dtype) for x in leaves))
     total = jnp.zeros([], c)
@@ -225,7 +226,7 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
                 sees the true global norm (without it, each shard would clip by its own).
     Reference:  Pascanu, Mikolov & Bengio, 2013.
     """
-    _checks.check_positive("max_norm", max_norm)
+    _checks.check_positive("max_norm", max_norm, allow_inf=True)
     given = {"max_norm": max_norm}
 
     def init(params):
