@@ -7,7 +7,7 @@ Every public name has one import path: ``gradchain.<name>``. Each module lists i
 names in its own ``__all__``; this file gathers them.
 """
 
-from gradchain import base, optimizers, transforms
+from gradchain import base, checkpoint, optimizers, schedules, transforms
 from gradchain._checks import GradchainError
 from gradchain.base import (
     EmptyState,
@@ -18,6 +18,7 @@ from gradchain.base import (
     identity,
 )
 from gradchain.optimizers import *  # noqa: F403
+from gradchain.schedules import *  # noqa: F403
 from gradchain.transforms import *  # noqa: F403
 
 __version__ = "0.1.0"
@@ -27,9 +28,11 @@ __all__ = [
     "GradchainError",
     "GradientTransformation",
     "apply_updates",
+    "checkpoint",
     "chain",
     "describe",
     "identity",
     *optimizers.__all__,
+    *schedules.__all__,
     *transforms.__all__,
 ]

@@ -1,0 +1,274 @@
+"""Schedules: a hyperparameter as a function of the step count.
+
+A schedule is a function ``schedule(count) -> value`` of the int32 step count (0 at the first
+step) that returns a 0-d array. It is pure and jit-safe, and computes in the hyperparameter
+dtype (float32, or float64 under x64) whatever dtype the params have. Any ``learning_rate``
+in gradchain accepts one; ``scale_by_learning_rate`` calls it with its own ``count``.
+
+The names and the meaning of every argument follow ``optax.schedules``, so a schedule ports
+by changing the import. Unlike Optax, an argument Optax would quietly accept and turn into a
+constant (a negative ``transition_steps``, ``decay_rate = 0``...) is refused at construction.
+
+>>> import gradchain
+>>> lr = gradchain.warmup_cosine_decay_schedule(0.0, 1e-3, warmup_steps=100, decay_steps=1000)
+>>> [round(float(lr(t)), 6) for t in (0, 50, 100, 550, 1000)]
+[0.0, 0.0005, 0.001, 0.0005, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import Schedule, hyper_dtype
+
+__all__ = [
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "exponential_decay",
+    "join_schedules",
+    "linear_schedule",
+    "piecewise_constant_schedule",
+    "warmup_cosine_decay_schedule",
+]
+
+
+def _check_steps(name: str, value: Any, *, positive: bool) -> None:
+    """A number of steps is a Python (or NumPy) integer, > 0 or >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _checks.GradchainError(f"{name} must be an integer number of steps, got {value!r}")
+    if positive:
+        _checks.check_positive(name, value)
+    else:
+        _checks.check_non_negative(name, value)
+
+
+def _check_finite(name: str, value: Any) -> None:
+    _checks.check_hyperparam(name, value)
+    if not callable(value) and not isinstance(value, jax.core.Tracer):
+        if not math.isfinite(float(value)):
+            raise _checks.GradchainError(f"{name} must be finite, got {float(value)}")
+
+
+def _float(x: Any) -> jax.Array:
+    return jnp.asarray(x).astype(hyper_dtype())
+
+
+def constant_schedule(value: float) -> Schedule:
+    """The same value at every step.
+
+    Value:      v(t) = value
+    Args:       value -- a finite number.
+    """
+    _check_finite("value", value)
+
+    def schedule(count):
+        del count
+        return _float(value)
+
+    return schedule
+
+
+def linear_schedule(
+    init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    """Go linearly from init_value to end_value over transition_steps, then stay.
+
+    Value:      s = clip(t - transition_begin, 0, transition_steps) / transition_steps
+                v(t) = init_value + s * (end_value - init_value)
+    Args:       init_value, end_value -- finite numbers.  transition_steps -- integer >= 0.
+                transition_begin -- integer >= 0: v is init_value before it.
+    Note:       transition_steps = 0 jumps to end_value at transition_begin; Optax's
+                ``linear_schedule`` instead stays at init_value forever.
+    """
+    _check_finite("init_value", init_value)
+    _check_finite("end_value", end_value)
+    _check_steps("transition_steps", transition_steps, positive=False)
+    _check_steps("transition_begin", transition_begin, positive=False)
+
+    def schedule(count):
+        t = _float(count) - transition_begin
+        if transition_steps == 0:
+            s = jnp.where(t >= 0, 1.0, 0.0).astype(t.dtype)
+        else:
+            s = jnp.clip(t, 0, transition_steps) / transition_steps
+        return _float(init_value) + s * (_float(end_value) - _float(init_value))
+
+    return schedule
+
+
+def cosine_decay_schedule(
+    init_value: float,
+    decay_steps: int,
+    alpha: float = 0.0,
+    exponent: float = 1.0,
+    *,
+    end_value: float | None = None,
+) -> Schedule:
+    """Half a cosine from init_value down to end_value = alpha * init_value, then stay.
+
+    Value:      c = (1 + cos(pi * min(t, decay_steps) / decay_steps)) / 2
+                v(t) = end_value + (init_value - end_value) * c**exponent
+    Args:       init_value -- finite.  decay_steps -- integer > 0.
+                alpha -- the final value as a fraction of init_value (Optax's keyword).
+                exponent -- > 0; shapes the curve.  end_value -- the final value itself,
+                instead of alpha (give one or the other).
+    Reference:  Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts",
+                2017.
+    """
+    _check_finite("init_value", init_value)
+    _check_steps("decay_steps", decay_steps, positive=True)
+    _check_finite("alpha", alpha)
+    _checks.check_positive("exponent", exponent)
+    if end_value is not None:
+        _check_finite("end_value", end_value)
+        if alpha != 0.0:
+            raise _checks.GradchainError(
+                f"give cosine_decay_schedule alpha or end_value, not both (alpha={alpha}, "
+                f"end_value={end_value})"
+            )
+
+    def schedule(count):
+        start = _float(init_value)
+        end = _float(end_value) if end_value is not None else _float(alpha) * start
+        t = jnp.minimum(_float(count), decay_steps)
+        c = 0.5 * (1 + jnp.cos(jnp.pi * t / decay_steps))
+        return end + (start - end) * c ** _float(exponent)
+
+    return schedule
+
+
+def exponential_decay(
+    init_value: float,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """Multiply by decay_rate every transition_steps, smoothly or in stairs.
+
+    Value:      s = max(t - transition_begin, 0) / transition_steps   (floor(s) if staircase)
+                v(t) = init_value * decay_rate**s, then bounded by end_value: from below when
+                decay_rate < 1, from above when decay_rate > 1.
+    Args:       init_value -- finite.  transition_steps -- integer > 0.  decay_rate -- > 0.
+                transition_begin -- integer >= 0: v is init_value before it.
+                staircase -- decay at whole multiples of transition_steps only.
+                end_value -- the bound, or None for none.
+    Note:       Optax turns transition_steps <= 0 or decay_rate = 0 into a constant
+                schedule; here they are errors.
+    """
+    _check_finite("init_value", init_value)
+    _check_steps("transition_steps", transition_steps, positive=True)
+    _checks.check_positive("decay_rate", decay_rate)
+    _check_steps("transition_begin", transition_begin, positive=False)
+    if end_value is not None:
+        _check_finite("end_value", end_value)
+    bound = jnp.maximum if decay_rate < 1 else jnp.minimum
+
+    def schedule(count):
+        s = jnp.maximum(_float(count) - transition_begin, 0) / transition_steps
+        if staircase:
+            s = jnp.floor(s)
+        value = _float(init_value) * _float(decay_rate) ** s
+        return value if end_value is None else bound(value, _float(end_value))
+
+    return schedule
+
+
+def piecewise_constant_schedule(
+    init_value: float, boundaries_and_scales: Mapping[int, float] | None = None
+) -> Schedule:
+    """Start at init_value; from each boundary step on, multiply by its scale.
+
+    Value:      v(t) = init_value * prod(scale_b for every boundary b <= t)
+    Args:       init_value -- finite.  boundaries_and_scales -- ``{step: scale}``, steps
+                integers >= 0, scales >= 0 (Optax's form: ``{1000: 0.1, 2000: 0.1}`` divides
+                by 10 at step 1000 and again at step 2000).
+    """
+    _check_finite("init_value", init_value)
+    pieces = sorted((boundaries_and_scales or {}).items())
+    for boundary, factor in pieces:
+        _check_steps("a boundary of boundaries_and_scales", boundary, positive=False)
+        _checks.check_non_negative(f"the scale at boundary {boundary}", factor)
+
+    def schedule(count):
+        t = jnp.asarray(count)
+        value = _float(init_value)
+        for boundary, factor in pieces:
+            value = jnp.where(t >= boundary, value * _float(factor), value)
+        return value
+
+    return schedule
+
+
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Run schedules one after another; each restarts its count at its boundary.
+
+    Value:      v(t) = schedules[i](t - boundaries[i-1]) for boundaries[i-1] <= t < boundaries[i]
+                (schedules[0](t) before the first boundary).
+    Args:       schedules -- n schedules.  boundaries -- n - 1 non-decreasing integers >= 0.
+    """
+    schedules, boundaries = list(schedules), list(boundaries)
+    if not schedules or len(boundaries) != len(schedules) - 1:
+        raise _checks.GradchainError(
+            "join_schedules takes n schedules and n - 1 boundaries, got "
+            f"{len(schedules)} schedules and {len(boundaries)} boundaries"
+        )
+    for i, s in enumerate(schedules):
+        if not callable(s):
+            raise _checks.GradchainError(
+                f"schedules[{i}] must be a function of the step, got {s!r}"
+            )
+    for b in boundaries:
+        _check_steps("a boundary of join_schedules", b, positive=False)
+    if boundaries != sorted(boundaries):
+        raise _checks.GradchainError(f"boundaries must be non-decreasing, got {boundaries}")
+
+    def schedule(count):
+        t = jnp.asarray(count)
+        value = _float(schedules[0](t))
+        for boundary, later in zip(boundaries, schedules[1:]):
+            value = jnp.where(t < boundary, value, _float(later(t - boundary)))
+        return value
+
+    return schedule
+
+
+def warmup_cosine_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
+    exponent: float = 1.0,
+) -> Schedule:
+    """Warm up linearly to peak_value, then decay along a half cosine to end_value.
+
+    Value:      t < warmup_steps:  linear from init_value to peak_value
+                after:             cosine from peak_value to end_value over
+                                   decay_steps - warmup_steps steps, then end_value
+    Args:       init_value, peak_value, end_value -- finite.  warmup_steps -- integer >= 0.
+                decay_steps -- integer > warmup_steps: the whole schedule's length, warmup
+                included (Optax's meaning).  exponent -- > 0, as in cosine_decay_schedule.
+    Reference:  Goyal et al., "Accurate, Large Minibatch SGD", 2017 (warmup);
+                Loshchilov & Hutter, 2017 (cosine).
+    """
+    _check_steps("warmup_steps", warmup_steps, positive=False)
+    _check_steps("decay_steps", decay_steps, positive=True)
+    if not decay_steps > warmup_steps:
+        raise _checks.GradchainError(
+            f"decay_steps counts the warmup too and must exceed warmup_steps, got "
+            f"decay_steps={decay_steps}, warmup_steps={warmup_steps}"
+        )
+    warmup = linear_schedule(init_value, peak_value, warmup_steps)
+    decay = cosine_decay_schedule(
+        peak_value, decay_steps - warmup_steps, exponent=exponent, end_value=end_value
+    )
+    return join_schedules([warmup, decay], [warmup_steps])
