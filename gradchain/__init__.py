@@ -29,6 +29,7 @@ __all__ = [
     "GradientTransformation",
     "apply_updates",
     "checkpoint",
+    "checkpoint",
     "chain",
     "describe",
     "identity",
