@@ -29,7 +29,6 @@ __all__ = [
     "GradientTransformation",
     "apply_updates",
     "checkpoint",
-    "checkpoint",
     "chain",
     "describe",
     "identity",
