@@ -7,7 +7,7 @@ Every public name has one import path: ``gradchain.<name>``. Each module lists i
 names in its own ``__all__``; this file gathers them.
 """
 
-from gradchain import base, checkpoint, optimizers, schedules, transforms
+from gradchain import base, checkpoint, ladder, memory, optimizers, schedules, state, transforms
 from gradchain._checks import GradchainError
 from gradchain.base import (
     EmptyState,
@@ -17,8 +17,11 @@ from gradchain.base import (
     describe,
     identity,
 )
+from gradchain.ladder import *  # noqa: F403
+from gradchain.memory import *  # noqa: F403
 from gradchain.optimizers import *  # noqa: F403
 from gradchain.schedules import *  # noqa: F403
+from gradchain.state import *  # noqa: F403
 from gradchain.transforms import *  # noqa: F403
 
 __version__ = "0.1.0"
@@ -32,7 +35,10 @@ __all__ = [
     "chain",
     "describe",
     "identity",
+    *ladder.__all__,
+    *memory.__all__,
     *optimizers.__all__,
     *schedules.__all__,
+    *state.__all__,
     *transforms.__all__,
 ]
