@@ -23,6 +23,7 @@ from gradchain.transforms import (
     scale_by_sign,
     scale_by_stddev,
 )
+from gradchain.transforms.torch_forms import bias_correct_nadam
 
 __all__ = [
     "adagrad",
@@ -213,13 +214,24 @@ def nadam(
     mu_dtype: Any = None,
     *,
     nu_dtype: Any = None,
+    momentum_decay: float | None = None,
 ) -> GradientTransformation:
     """NAdam: Adam with a Nesterov look-ahead in the bias correction. Memory: 2x params.
 
-    Optax's form (a constant b1); torch.optim.NAdam's momentum-decay schedule is in
-    ``gradchain.torch``.
+    ``momentum_decay=None`` is Optax's form (a constant b1). A number psi (torch's default is
+    4e-3) gives torch.optim.NAdam's momentum schedule mu_t = b1 * (1 - 0.5 * 0.96**(t psi))
+    through ``bias_correct_nadam``; see also ``gradchain.torch.NAdam``.
     """
-    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True, nu_dtype=nu_dtype)
+    if momentum_decay is None:
+        return adam(
+            learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True, nu_dtype=nu_dtype
+        )
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
+        bias_correct_nadam(b1, momentum_decay),  # scheduled look-ahead (+2 scalars)
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        scale_by_learning_rate(learning_rate),
+    )
 
 
 def adamax(

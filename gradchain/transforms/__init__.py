@@ -35,6 +35,18 @@ from gradchain.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_sign,
 )
+from gradchain.transforms.torch_forms import (
+    AmsgradRawState,
+    NadamScheduleState,
+    RadamTorchState,
+    RpropState,
+    SgdMomentumState,
+    bias_correct_nadam,
+    scale_by_amsgrad_raw,
+    scale_by_radam_torch,
+    scale_by_rprop,
+    scale_by_sgd_momentum,
+)
 
 __all__ = [
     "BiasCorrectState",
@@ -65,4 +77,14 @@ __all__ = [
     "scale_by_rss",
     "scale_by_sign",
     "scale_by_stddev",
+    "AmsgradRawState",
+    "NadamScheduleState",
+    "RadamTorchState",
+    "RpropState",
+    "SgdMomentumState",
+    "bias_correct_nadam",
+    "scale_by_amsgrad_raw",
+    "scale_by_radam_torch",
+    "scale_by_rprop",
+    "scale_by_sgd_momentum",
 ]

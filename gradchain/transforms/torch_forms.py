@@ -1,0 +1,408 @@
+"""Transforms whose math only torch.optim uses: the forms ``gradchain.torch`` needs where torch
+computes something other than the textbook (and Optax) form.
+
+Each one states the torch line it reproduces. Where torch and Optax agree up to rounding
+(Adam's ``sqrt(v)/sqrt(1 - b2**t)`` against Optax's ``sqrt(v / (1 - b2**t))``), the ordinary
+transform is used and no form lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    compute_dtype,
+    describe,
+    hyper_dtype,
+    increment,
+    live_hyperparams,
+    real_dtype,
+    store_hyperparams,
+    tree_map_split,
+    tree_zeros_like,
+)
+
+__all__ = [
+    "AmsgradRawState",
+    "NadamScheduleState",
+    "RadamTorchState",
+    "RpropState",
+    "SgdMomentumState",
+    "bias_correct_nadam",
+    "scale_by_amsgrad_raw",
+    "scale_by_radam_torch",
+    "scale_by_rprop",
+    "scale_by_sgd_momentum",
+]
+
+
+def _abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
+    g = g.astype(compute_dtype(g.dtype))
+    return (g * jnp.conj(g)).real.astype(dtype) if jnp.iscomplexobj(g) else (g * g).astype(dtype)
+
+
+def _moment_zeros(params: Any, dtype: Any) -> Any:
+    return jax.tree.map(
+        lambda p: jnp.zeros(jnp.shape(p), dtype or real_dtype(jnp.result_type(p))), params
+    )
+
+
+@describe(
+    mu="momentum buffer: the first gradient, then momentum * mu + (1 - dampening) * g",
+    count="steps taken so far (int32 scalar); at 0 the buffer is set to the gradient",
+    momentum="hyperparameter: how much of the old buffer is kept each step",
+    dampening="hyperparameter: the new gradient enters the buffer times (1 - dampening)",
+)
+class SgdMomentumState(NamedTuple):
+    mu: Any
+    count: jax.Array
+    momentum: jax.Array
+    dampening: jax.Array
+
+
+def scale_by_sgd_momentum(
+    momentum: float = 0.9,
+    dampening: float = 0.0,
+    *,
+    nesterov: bool = False,
+    mu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""torch.optim.SGD's momentum buffer, with dampening and a first step that copies g.
+
+    Update:     mu_1 = u_1 ;  mu_t = momentum * mu_{t-1} + (1 - dampening) * u_t  (t > 1)
+                emit mu_t, or u_t + momentum * mu_t with nesterov
+    State:      mu -- like params (dtype ``mu_dtype``), starts at 0; count -- int32 scalar.
+                Memory: +1x params.
+    Args:       momentum -- >= 0.  dampening -- in [0, 1].  nesterov -- look ahead.
+    Note:       with dampening = 0 this is ``scale_by_momentum`` (heavy ball): a zero start
+                and a first step that copies g agree. With dampening > 0 they differ at the
+                first step, where torch takes the whole gradient, not (1 - dampening) of it.
+    Reference:  torch.optim.SGD; Sutskever et al., 2013.
+    """
+    _checks.check_non_negative("momentum", momentum)
+    _checks.check_closed_unit_interval("dampening", dampening)
+    _checks.check_dtype("mu_dtype", mu_dtype)
+    given = {"momentum": momentum, "dampening": dampening}
+
+    def init(params):
+        return SgdMomentumState(
+            mu=tree_zeros_like(params, mu_dtype),
+            count=jnp.zeros([], jnp.int32),
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        first = state.count == 0
+
+        def step(u, mu):
+            c = compute_dtype(u.dtype, mu.dtype)
+            m, d, uc = hp["momentum"].astype(c), hp["dampening"].astype(c), u.astype(c)
+            mu_new = jnp.where(first, uc, m * mu.astype(c) + (1 - d) * uc)
+            out = uc + m * mu_new if nesterov else mu_new
+            return out.astype(u.dtype), mu_new.astype(mu.dtype)
+
+        out, mu = tree_map_split(step, 2, updates, state.mu)
+        return out, SgdMomentumState(mu=mu, count=increment(state.count), **hp)
+
+    return GradientTransformation(init, update, name="scale_by_sgd_momentum")
+
+
+@describe(
+    nu="second moment: moving average of g**2, one array per parameter",
+    nu_max="running maximum of the raw (not bias-corrected) nu, one array per parameter",
+    count="steps taken so far (int32 scalar), for the bias correction",
+    decay="hyperparameter: forgetting factor of nu",
+    eps="hyperparameter: added to the bias-corrected root in the denominator",
+)
+class AmsgradRawState(NamedTuple):
+    nu: Any
+    nu_max: Any
+    count: jax.Array
+    decay: jax.Array
+    eps: jax.Array
+
+
+def scale_by_amsgrad_raw(
+    decay: float = 0.999, eps: float = 1e-8, *, nu_dtype: Any = None
+) -> GradientTransformation:
+    r"""torch.optim.Adam(amsgrad=True)'s denominator: the maximum of the *raw* second moment.
+
+    Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                nu_max_t = max(nu_max_{t-1}, nu_t)
+                u_t = u_t / (sqrt(nu_max_t) / sqrt(1 - decay**t) + eps)
+    State:      nu, nu_max -- like params (real dtype, or ``nu_dtype``), start at 0;
+                count -- int32 scalar.   Memory: +2x params.
+    Args:       decay -- in [0, 1).  eps -- >= 0.
+    Note:       Optax's (and ``scale_by_rms(amsgrad=True)``'s) maximum is taken of the
+                bias-corrected nu_t / (1 - decay**t). The two differ whenever an old maximum
+                wins: torch then divides the old raw value by today's, smaller, correction.
+    Reference:  Reddi, Kale & Kumar, 2018; torch.optim.Adam.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"decay": decay, "eps": eps}
+
+    def init(params):
+        return AmsgradRawState(
+            nu=_moment_zeros(params, nu_dtype),
+            nu_max=_moment_zeros(params, nu_dtype),
+            count=jnp.zeros([], jnp.int32),
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+        count = increment(state.count)
+
+        def step(u, g, nu, nu_max):
+            c = compute_dtype(nu.dtype)
+            d = hp["decay"].astype(c)
+            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
+            top = jnp.maximum(nu_max.astype(c), nu_new)
+            denom = jnp.sqrt(top) / jnp.sqrt(1 - d ** count.astype(c)) + hp["eps"].astype(c)
+            cu = compute_dtype(u.dtype)
+            out = (u.astype(cu) / denom.astype(cu)).astype(u.dtype)
+            return out, nu_new.astype(nu.dtype), top.astype(nu_max.dtype)
+
+        out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, state.nu_max)
+        return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_amsgrad_raw")
+
+
+@describe(
+    count="steps taken so far (int32 scalar)",
+    mu_product="product of the scheduled momenta mu_1 ... mu_t (a float scalar)",
+    decay="hyperparameter: b1, the base of the momentum schedule",
+    momentum_decay="hyperparameter: psi, how fast the scheduled momentum approaches b1",
+)
+class NadamScheduleState(NamedTuple):
+    count: jax.Array
+    mu_product: jax.Array
+    decay: jax.Array
+    momentum_decay: jax.Array
+
+
+def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> GradientTransformation:
+    r"""NAdam's look-ahead bias correction under Dozat's momentum schedule (torch's NAdam).
+
+    Update:     mu_t = decay * (1 - 0.5 * 0.96**(t * momentum_decay))
+                P_t = mu_1 * ... * mu_t
+                u_t = mu_{t+1} * u_t / (1 - P_t * mu_{t+1}) + (1 - mu_t) * g_t / (1 - P_t)
+                (u_t is the EMA of g with the constant ``decay``; g_t is the gradient)
+    State:      count -- int32 scalar; mu_product -- one float scalar.   Memory: 2 scalars.
+    Args:       decay -- b1, in [0, 1).  momentum_decay -- psi, >= 0 (torch's default 4e-3).
+    Note:       ``bias_correct(decay, nesterov=True)`` is Optax's NAdam: the constant
+                mu_t = decay. This transform is torch.optim.NAdam's; it reads the gradient
+                (see ``gradchain.chain``).
+    Reference:  Dozat, "Incorporating Nesterov Momentum into Adam", 2016; torch.optim.NAdam.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("momentum_decay", momentum_decay)
+    given = {"decay": decay, "momentum_decay": momentum_decay}
+
+    def init(params):
+        del params
+        return NadamScheduleState(
+            count=jnp.zeros([], jnp.int32),
+            mu_product=jnp.ones([], hyper_dtype()),
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        count = increment(state.count)
+        grads = updates if gradient is None else gradient
+        c = state.mu_product.dtype
+        b1, psi, t = hp["decay"].astype(c), hp["momentum_decay"].astype(c), count.astype(c)
+        mu = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        product = state.mu_product * mu
+        ahead = mu_next / (1 - product * mu_next)
+        now = (1 - mu) / (1 - product)
+
+        def correct(u, g):
+            cu = compute_dtype(u.dtype)
+            out = ahead.astype(cu) * u.astype(cu) + now.astype(cu) * g.astype(cu)
+            return out.astype(u.dtype)
+
+        new_state = NadamScheduleState(count=count, mu_product=product, **hp)
+        return jax.tree.map(correct, updates, grads), new_state
+
+    return GradientTransformation(init, update, name="bias_correct_nadam")
+
+
+@describe(
+    mu="first moment: moving average of g with decay b1, one array per parameter",
+    nu="second moment: moving average of g**2 with decay b2, one array per parameter",
+    count="steps taken so far (int32 scalar)",
+    b1="hyperparameter: decay of mu",
+    b2="hyperparameter: decay of nu",
+    eps="hyperparameter: added to the raw sqrt(nu) (torch's placement)",
+)
+class RadamTorchState(NamedTuple):
+    mu: Any
+    nu: Any
+    count: jax.Array
+    b1: jax.Array
+    b2: jax.Array
+    eps: jax.Array
+
+
+def scale_by_radam_torch(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""torch.optim.RAdam's rectified Adam direction.
+
+    Update:     mu_t, nu_t as Adam's;  mu_hat = mu_t / (1 - b1**t)
+                rho_inf = 2 / (1 - b2) - 1 ;  rho_t = rho_inf - 2 t b2**t / (1 - b2**t)
+                rho_t > 5:  u_t = r_t * mu_hat * sqrt(1 - b2**t) / (sqrt(nu_t) + eps),
+                            r_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))
+                otherwise:  u_t = mu_hat  (plain momentum while the variance is untrustworthy)
+    State:      mu, nu -- like params, start at 0; count -- int32 scalar.   Memory: +2x params.
+    Args:       b1, b2 -- in [0, 1).  eps -- >= 0.
+    Note:       torch adds eps to the *raw* sqrt(nu_t), then multiplies by sqrt(1 - b2**t);
+                Optax's radam adds it to the bias-corrected sqrt(nu_t / (1 - b2**t)). The
+                threshold 5 is torch's and Optax's default.
+    Reference:  Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020.
+    """
+    _checks.check_unit_interval("b1", b1)
+    _checks.check_unit_interval("b2", b2)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("mu_dtype", mu_dtype)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"b1": b1, "b2": b2, "eps": eps}
+
+    def init(params):
+        return RadamTorchState(
+            mu=tree_zeros_like(params, mu_dtype),
+            nu=_moment_zeros(params, nu_dtype),
+            count=jnp.zeros([], jnp.int32),
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        count = increment(state.count)
+        h = hyper_dtype()
+        beta1, beta2, t = hp["b1"].astype(h), hp["b2"].astype(h), count.astype(h)
+        bc2 = 1 - beta2**t
+        rho_inf = 2 / (1 - beta2) - 1
+        rho = rho_inf - 2 * t * beta2**t / bc2
+        rectify = rho > 5
+        safe_rho = jnp.where(rectify, rho, 5 + 1)
+        rect = jnp.sqrt(
+            (safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)
+        )
+
+        def step(g, mu, nu):
+            c = compute_dtype(mu.dtype, g.dtype)
+            cr = compute_dtype(nu.dtype)
+            d1 = beta1.astype(c)
+            mu_new = d1 * mu.astype(c) + (1 - d1) * g.astype(c)
+            d2 = beta2.astype(cr)
+            nu_new = d2 * nu.astype(cr) + (1 - d2) * _abs_sq(g, cr)
+            mu_hat = mu_new / (1 - d1 ** t.astype(c))
+            adaptive = jnp.sqrt(bc2.astype(cr)) / (jnp.sqrt(nu_new) + hp["eps"].astype(cr))
+            factor = jnp.where(rectify, rect.astype(cr) * adaptive, 1)
+            out = mu_hat * factor.astype(c)
+            return out.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+        out, mu, nu = tree_map_split(step, 3, updates, state.mu, state.nu)
+        return out, RadamTorchState(mu=mu, nu=nu, count=count, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_radam_torch")
+
+
+@describe(
+    prev="the previous step's gradient, zeroed where its sign flipped, one array per parameter",
+    step_size="per-coordinate step size, starts at the initial learning rate",
+    eta_minus="hyperparameter: step-size factor after a sign flip",
+    eta_plus="hyperparameter: step-size factor while the sign holds",
+    min_step="hyperparameter: the smallest step size",
+    max_step="hyperparameter: the largest step size",
+)
+class RpropState(NamedTuple):
+    prev: Any
+    step_size: Any
+    eta_minus: jax.Array
+    eta_plus: jax.Array
+    min_step: jax.Array
+    max_step: jax.Array
+
+
+def scale_by_rprop(
+    initial_step: float = 0.01,
+    eta_minus: float = 0.5,
+    eta_plus: float = 1.2,
+    min_step: float = 1e-6,
+    max_step: float = 50.0,
+) -> GradientTransformation:
+    r"""Resilient backpropagation (Rprop), as torch.optim.Rprop computes it: the sign of the
+    gradient times a per-coordinate step size that grows while the sign holds.
+
+    Update:     s = sign(g_t * prev) ;  f = eta_plus (s > 0), eta_minus (s < 0), 1 (s = 0)
+                step_size_t = clip(step_size_{t-1} * f, min_step, max_step)
+                g'_t = 0 where s < 0, else g_t ;  u_t = -sign(g'_t) * step_size_t ;  prev = g'_t
+    State:      prev, step_size -- like params.   Memory: +2x params.
+    Args:       initial_step -- torch's ``lr``: the step size every coordinate starts with.
+                eta_minus in (0, 1), eta_plus > 1, 0 <= min_step <= max_step.
+    Note:       the emitted update is already the descent step (negative sign included): do
+                not follow it with a learning rate. This is the iRprop- variant.
+    Reference:  Riedmiller & Braun, 1993; Igel & Huesken, 2000 (iRprop-).
+    """
+    _checks.check_non_negative("initial_step", initial_step)
+    _checks.check_positive("eta_minus", eta_minus)
+    _checks.check_positive("eta_plus", eta_plus)
+    _checks.check_non_negative("min_step", min_step)
+    _checks.check_non_negative("max_step", max_step)
+    given = {"eta_minus": eta_minus, "eta_plus": eta_plus, "min_step": min_step,
+             "max_step": max_step}  # fmt: skip
+
+    def init(params):
+        return RpropState(
+            prev=tree_zeros_like(params),
+            step_size=jax.tree.map(
+                lambda p: jnp.full(jnp.shape(p), initial_step, jnp.result_type(p)), params
+            ),
+            **store_hyperparams(given),
+        )
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+
+        def step(g, prev, size):
+            c = compute_dtype(g.dtype, size.dtype)
+            gc = g.astype(c)
+            s = jnp.sign(gc * prev.astype(c))
+            factor = jnp.where(
+                s > 0, hp["eta_plus"].astype(c), jnp.where(s < 0, hp["eta_minus"].astype(c), 1)
+            )
+            lo, hi = hp["min_step"].astype(c), hp["max_step"].astype(c)
+            size_new = jnp.clip(size.astype(c) * factor, lo, hi)
+            g_kept = jnp.where(s < 0, 0, gc)
+            out = -jnp.sign(g_kept) * size_new
+            return out.astype(g.dtype), g_kept.astype(prev.dtype), size_new.astype(size.dtype)
+
+        out, prev, size = tree_map_split(step, 3, updates, state.prev, state.step_size)
+        return out, RpropState(prev=prev, step_size=size, **hp)
+
+    return GradientTransformation(init, update, name="scale_by_rprop")
