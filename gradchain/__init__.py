@@ -7,7 +7,17 @@ Every public name has one import path: ``gradchain.<name>``. Each module lists i
 names in its own ``__all__``; this file gathers them.
 """
 
-from gradchain import base, checkpoint, ladder, memory, optimizers, schedules, state, transforms
+from gradchain import (
+    base,
+    checkpoint,
+    combine,
+    ladder,
+    memory,
+    optimizers,
+    schedules,
+    state,
+    transforms,
+)
 from gradchain._checks import GradchainError
 from gradchain.base import (
     EmptyState,
@@ -17,6 +27,7 @@ from gradchain.base import (
     describe,
     identity,
 )
+from gradchain.combine import *  # noqa: F403
 from gradchain.ladder import *  # noqa: F403
 from gradchain.memory import *  # noqa: F403
 from gradchain.optimizers import *  # noqa: F403
@@ -35,6 +46,7 @@ __all__ = [
     "chain",
     "describe",
     "identity",
+    *combine.__all__,
     *ladder.__all__,
     *memory.__all__,
     *optimizers.__all__,

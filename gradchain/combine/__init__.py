@@ -1,0 +1,43 @@
+"""Wrappers over transforms: masks, parameter groups, accumulation, skipping, freezing.
+
+Each wrapper takes transforms and returns one, so it nests and chains like any other.
+
+Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` rely on them):
+
+- Hidden leaves. A leaf that an inner transform must not see is replaced, in the params,
+  updates and gradient it receives, by ``MaskedNode()``: an empty pytree node. Every
+  ``jax.tree.map`` inside the inner transform skips it, so its state holds nothing for that
+  leaf -- no zeros, no ``None`` -- and a per-parameter slot of the inner state has the
+  params tree (with ``MaskedNode`` where a leaf is hidden) as a prefix.
+- State. A wrapper's state is a described NamedTuple that keeps the inner state in a field:
+  ``inner`` (``masked``, ``accumulate``, ``skip_non_finite``) or ``groups``, a dict from
+  label to inner state (``partition``).
+- Owners. The returned transform has an attribute ``inner``: a dict from the same keys to the
+  inner transforms (``{"inner": t}``, or ``{label: t}`` for ``partition``), so a report can
+  name who owns each piece of state. (``members`` is ``chain``'s and would be flattened.)
+- The ``gradient`` keyword is hidden and grouped exactly like the updates, and any other
+  keyword argument reaches the inner transforms unchanged.
+"""
+
+from gradchain.combine.masks import (
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    masked,
+    partition,
+    set_to_zero,
+)
+from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip_non_finite
+
+__all__ = [
+    "AccumulateState",
+    "MaskedNode",
+    "MaskedState",
+    "PartitionState",
+    "SkipState",
+    "accumulate",
+    "masked",
+    "partition",
+    "set_to_zero",
+    "skip_non_finite",
+]

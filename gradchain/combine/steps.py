@@ -1,0 +1,198 @@
+"""Accumulation and skipping: when the inner transform runs (see ``gradchain.combine``)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    _accepts_extra_args,
+    _as_transform,
+    compute_dtype,
+    describe,
+    increment,
+    tree_zeros_like,
+)
+from gradchain.combine.masks import _call, _cast_like, _wrapper, _zero_updates
+
+__all__ = ["AccumulateState", "SkipState", "accumulate", "skip_non_finite"]
+
+
+@describe(
+    count="micro-steps accumulated in this cycle (int32 scalar, 0 to every_k - 1)",
+    acc="running mean of this cycle's updates, one array per parameter",
+    inner="the wrapped transform's state; it changes on every every_k-th call only",
+)
+class AccumulateState(NamedTuple):
+    count: jax.Array
+    acc: Any
+    inner: Any
+
+
+def accumulate(
+    transform: GradientTransformation, every_k: int, *, acc_dtype: Any = None
+) -> GradientTransformation:
+    r"""Gradient accumulation: apply ``transform`` once every ``every_k`` calls, to the mean.
+
+    Update:     acc <- acc + (u_t - acc) / (n + 1)        (n: micro-steps so far, this cycle)
+                n + 1 < every_k:  emit 0; the inner state is untouched
+                n + 1 = every_k:  emit transform(acc); reset acc to 0 and n to 0
+    State:      count -- int32 scalar.  acc -- like the params, dtype ``acc_dtype`` (default:
+                the params').  inner -- the transform's state.   Memory: +1x params.
+    Args:       transform -- the optimizer to run on the mean.  every_k -- integer >= 1.
+                acc_dtype -- e.g. jnp.float32 to accumulate bfloat16 gradients in float32.
+    Note:       Wrap the whole optimizer, or put it first in a chain: the inner transform
+                reads the accumulated mean as its gradient, so a chain that hands it a
+                different gradient (it follows a non-pre-processing transform) is refused.
+                jit-safe: the choice is a ``lax.cond``, and the inner transform runs only on
+                the every_k-th call. Optax: ``optax.MultiSteps(opt, every_k)`` (same mean;
+                Optax computes the inner update on every call and keeps a second counter).
+    """
+    inner = _as_transform(transform)
+    takes_extra = _accepts_extra_args(inner.update)
+    if isinstance(every_k, bool) or not isinstance(every_k, (int, np.integer)):
+        raise _checks.GradchainError(f"every_k must be an integer, got {every_k!r}")
+    _checks.check_positive("every_k", every_k)
+    _checks.check_dtype("acc_dtype", acc_dtype)
+
+    def init(params):
+        return AccumulateState(
+            count=jnp.zeros([], jnp.int32),
+            acc=tree_zeros_like(params, acc_dtype),
+            inner=inner.init(params),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        if gradient is not None and gradient is not updates:
+            raise _checks.GradchainError(
+                "accumulate must see the gradient itself: wrap the whole optimizer in it, or "
+                "put it before every transform that is not pre-processing in the chain"
+            )
+        n = state.count
+
+        def running_mean(a, u):
+            c = compute_dtype(a.dtype, u.dtype)
+            a_c = a.astype(c)
+            return (a_c + (u.astype(c) - a_c) / (n + 1).astype(c)).astype(a.dtype)
+
+        acc = jax.tree.map(running_mean, state.acc, updates)
+
+        def apply(operands):
+            acc, inner_state = operands
+            out, inner_state = _call(
+                inner, takes_extra, _cast_like(acc, updates), inner_state, params, None, extra
+            )
+            return _cast_like(out, updates), inner_state, tree_zeros_like(acc), jnp.zeros_like(n)
+
+        def wait(operands):
+            acc, inner_state = operands
+            return _zero_updates(updates), inner_state, acc, n + 1
+
+        out, inner_state, acc, count = jax.lax.cond(
+            n + 1 >= every_k, apply, wait, (acc, state.inner)
+        )
+        return out, AccumulateState(count=count, acc=acc, inner=inner_state)
+
+    return _wrapper(init, update, "accumulate", {"inner": inner})
+
+
+@describe(
+    skipped="steps skipped so far for a non-finite gradient, in total (int32 scalar)",
+    consecutive="steps skipped in a row up to now (int32 scalar; 0 after a finite step)",
+    inner="the wrapped transform's state, untouched by a skipped step",
+)
+class SkipState(NamedTuple):
+    skipped: jax.Array
+    consecutive: jax.Array
+    inner: Any
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _raise_too_many(consecutive, limit):
+    raise _checks.GradchainError(
+        f"skip_non_finite: {int(consecutive)} non-finite gradients in a row, more than "
+        f"max_consecutive={limit}; the run has diverged"
+    )
+
+
+def skip_non_finite(
+    transform: GradientTransformation,
+    max_consecutive: int | None = None,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    r"""Skip a step whose gradient holds a NaN or an Inf: no change to params or state.
+
+    Update:     finite(u) (and finite(gradient)):  u_t = transform(u)
+                otherwise: emit -0.0 everywhere (p + u is p bit for bit), keep the inner
+                state bit for bit, count the step in ``skipped`` and ``consecutive``.
+    State:      skipped, consecutive -- int32 scalars.  inner -- the transform's state.
+                Memory: 0x params.
+    Args:       transform -- the optimizer to protect.
+                max_consecutive -- None (skip forever), or an integer >= 0: when more than
+                that many steps in a row are skipped, the step raises ``GradchainError`` on
+                the host (through ``jax.debug.callback``, which runs only then). Under jit
+                the error reaches Python when the step's results are read, wrapped in a
+                ``JaxRuntimeError`` whose message contains ours.
+                axis_name -- under ``shard_map`` with sharded leaves, the verdict is agreed
+                over that mesh axis, so that every shard skips the same steps.
+    Note:       Optax's ``apply_if_finite`` applies the update anyway after too many
+                non-finite steps; here the loop is stopped instead (or never, with None).
+    """
+    inner = _as_transform(transform)
+    takes_extra = _accepts_extra_args(inner.update)
+    if max_consecutive is not None:
+        if isinstance(max_consecutive, bool) or not isinstance(max_consecutive, (int, np.integer)):
+            raise _checks.GradchainError(
+                f"max_consecutive must be an integer or None, got {max_consecutive!r}"
+            )
+        _checks.check_non_negative("max_consecutive", max_consecutive)
+    limit = max_consecutive
+
+    def init(params):
+        return SkipState(
+            skipped=jnp.zeros([], jnp.int32),
+            consecutive=jnp.zeros([], jnp.int32),
+            inner=inner.init(params),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        finite = _all_finite(updates if gradient is None else (updates, gradient))
+        if axis_name is not None:
+            bad = jax.lax.psum((~finite).astype(jnp.int32), axis_name)
+            finite = bad == 0
+
+        def step(inner_state):
+            out, inner_state = _call(
+                inner, takes_extra, updates, inner_state, params, gradient, extra
+            )
+            return _cast_like(out, updates), inner_state
+
+        def skip(inner_state):
+            return _zero_updates(updates), inner_state
+
+        out, inner_state = jax.lax.cond(finite, step, skip, state.inner)
+        skipped = jnp.where(finite, state.skipped, increment(state.skipped))
+        consecutive = jnp.where(
+            finite, jnp.zeros_like(state.consecutive), increment(state.consecutive)
+        )
+        if max_consecutive is not None:
+            jax.lax.cond(
+                consecutive > max_consecutive,
+                lambda c: jax.debug.callback(functools.partial(_raise_too_many, limit=limit), c),
+                lambda c: None,
+                consecutive,
+            )
+        return out, SkipState(skipped=skipped, consecutive=consecutive, inner=inner_state)
+
+    return _wrapper(init, update, "skip_non_finite", {"inner": inner})
