@@ -91,7 +91,12 @@ def _holds_states(x: Any) -> bool:
 
 
 def _ndim(x: Any) -> int:
-    return len(np.shape(x)) if x is not None else -1
+    """The rank of an array leaf (an array, a ShapeDtypeStruct, a number); -1 for a tree."""
+    if hasattr(x, "shape"):
+        return len(x.shape)
+    if x is None or isinstance(x, (tuple, list, dict)):
+        return -1
+    return np.ndim(x)
 
 
 def _is_hyperparameter(name: str, meaning: str, value: Any) -> bool:
@@ -240,6 +245,17 @@ def get_hyperparams(state: State) -> dict[str, jax.Array]:
     return {(s.name if counts[s.name] == 1 else s.path): s.value for s in found}
 
 
+def _probe(value: Any) -> Any:
+    """A concrete float array as float64 numpy for the checks (which use numpy's dtype
+    classes, where bfloat16 is not a number); anything else as given."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or isinstance(value, jax.core.Tracer):
+        return value
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.asarray(value).astype(np.float64)
+    return value
+
+
 def set_hyperparam(state: State, name: str, value: Any) -> State:
     """A new state with hyperparameter ``name`` set to ``value``, in its stored dtype.
 
@@ -267,7 +283,7 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
             f"hyperparameter {name!r} occurs {len(found)} times in this state: {where}. "
             f"Name one by its path, e.g. set_hyperparam(state, {found[-1].path!r}, value)"
         )
-    _checks.check_hyperparam(name, value)
+    _checks.check_hyperparam(name, _probe(value))
     target = found[0].path
 
     def replace(slot: Slot) -> Any:
