@@ -1,0 +1,175 @@
+"""``python -m gradchain``: the commands print the expected rows; bad input exits with code 2
+and a one-line message on stderr."""
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from gradchain import cli
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fails(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_memory_prints_the_ladder(capsys):
+    code, out, _ = run(capsys, "memory", "--params", "1000000")
+    assert code == 0
+    assert "Optimizer state for 1,000,000 float32 parameters" in out
+    lines = {}
+    for line in out.splitlines():  # the table row: the first line that starts with the name
+        if line.strip():
+            lines.setdefault(line.split()[0], line)
+    assert "+mu (scale_by_momentum)" in lines["momentum"] and "4.00 MB" in lines["momentum"]
+    assert "8.00 MB" in lines["adam"] and "4.00 MB" in lines["adam"]  # and with bf16 moments
+    assert "+nu_max (scale_by_rms)" in lines["amsgrad"] and "12.00 MB" in lines["amsgrad"]
+    assert "lion" in lines and "adamax" in lines and "nadam" in lines
+    assert "adamw     scale_by_momentum -> bias_correct -> scale_by_rms" in out
+
+
+@pytest.mark.parametrize("count, text", [("7B", "7,000,000,000"), ("1e6", "1,000,000")])
+def test_memory_accepts_short_counts(capsys, count, text):
+    code, out, _ = run(capsys, "memory", "--params", count, "--dtype", "bfloat16")
+    assert code == 0 and f"{text} bfloat16 parameters" in out
+
+
+def test_memory_for_shapes_and_one_optimizer(capsys):
+    code, out, _ = run(capsys, "memory", "--shapes", "784x256,256,256x10,10", "--optimizer", "adam")
+    assert code == 0
+    # 784*256 + 256 + 256*10 + 10 = 203,530 parameters in 4 leaves
+    assert "for 203,530 parameters in 4 leaves (float32, 814.12 kB)" in out
+    assert "scale_by_momentum  mu    same shape  float32   203,530  814.12 kB" in out
+    assert "per-parameter state: 407,060 elements = 2x params" in out
+
+
+def test_memory_shows_what_moment_dtypes_save(capsys):
+    code, out, _ = run(
+        capsys, "memory", "--params", "1000000", "--optimizer", "adam", "--mu-dtype", "bfloat16"
+    )
+    assert code == 0
+    assert "adam(mu_dtype=bfloat16):" in out
+    assert "saved: 2,000,000 bytes (2.00 MB, 25.0%)" in out
+
+
+def test_explain_adamw(capsys):
+    code, out, _ = run(capsys, "explain", "adamw")
+    assert code == 0
+    assert out.startswith("adamw: AdamW")
+    assert (
+        "adamw(learning_rate) = chain(scale_by_momentum, bias_correct, scale_by_rms, "
+        "add_decayed_weights, scale_by_learning_rate)" in out
+    )
+    assert "1. scale_by_momentum -- Accumulate a velocity and emit it." in out
+    assert "Update:     mu_t = decay * mu_{t-1} + c * u_t" in out
+    assert "Update:     u_t = u_t + weight_decay * p_t" in out
+    assert "Memory:     +nu: 4.00 MB (1x params, same shape, float32)" in out
+    assert "Scalars:    count, learning_rate=0.001 (8 B)" in out
+    assert "Reference:  Loshchilov & Hutter" in out
+
+
+def test_explain_with_a_model_size(capsys):
+    code, out, _ = run(capsys, "explain", "lion", "--params", "7B", "--dtype", "bfloat16")
+    assert code == 0
+    assert "state for 7,000,000,000 bfloat16 parameters: 14.00 GB = 1x params" in out
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "amsgrad", "nadam", "adamax"])
+def test_explain_every_textbook_optimizer(capsys, name):
+    code, out, _ = run(capsys, "explain", name, "--params", "10")
+    assert code == 0 and "Update:" in out and "scale_by_learning_rate" in out
+
+
+def test_unknown_optimizer_exits_2_with_a_suggestion(capsys):
+    code, out, err = fails(capsys, "explain", "adamx")
+    assert code == 2 and out == ""
+    assert "unknown optimizer 'adamx'; did you mean 'adamax'?" in err
+    assert "adamw" in err  # the list of names
+    code, _, err = fails(capsys, "memory", "--params", "10", "--optimizer", "nope")
+    assert code == 2 and "unknown optimizer 'nope'" in err
+
+
+@pytest.mark.parametrize("shapes", ["784x,10", "3x-4", "abc", "", "0x3"])
+def test_bad_shapes_exit_2(capsys, shapes):
+    code, _, err = fails(capsys, "memory", "--shapes", shapes)
+    assert code == 2 and "bad shape" in err and "784x256,256,256x10,10" in err
+
+
+@pytest.mark.parametrize("count", ["-5", "1.5", "lots", "0"])
+def test_bad_parameter_count_exits_2(capsys, count):
+    code, _, err = fails(capsys, "memory", "--params", count)
+    assert code == 2 and "whole number of parameters" in err
+
+
+def test_memory_needs_a_model_and_moment_dtypes_need_an_option(capsys):
+    code, _, err = fails(capsys, "memory")
+    assert code == 2 and "--params" in err
+    argv = ["memory", "--params", "10", "--optimizer", "momentum", "--mu-dtype", "bfloat16"]
+    code, out, err = fails(capsys, *argv)
+    assert code == 2 and "momentum has no mu_dtype option" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["memory", "--help"], ["explain", "--help"]])
+def test_help(capsys, argv):
+    code, out, err = fails(capsys, *argv)
+    if argv:
+        assert code == 0 and "usage: python -m gradchain" in out
+    else:
+        assert code == 2 and "COMMAND" in err
+    if argv[:1] == ["memory"]:
+        assert "SGD -> momentum" in out and "--shapes" in out and "examples:" in out
+    if argv[:1] == ["explain"]:
+        assert "update equation" in out
+
+
+FAKE = types.SimpleNamespace(
+    configure=lambda parser: parser.add_argument("--times", type=int, default=1),
+    run=lambda args: print("fake " * args.times) or 0,
+)
+
+
+def test_a_command_registers_with_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(
+        cli, "COMMANDS", [*cli.COMMANDS, cli.Command("fake", "a test", "tests.test_cli:FAKE")]
+    )
+    code, out, _ = run(capsys, "fake", "--times", "2")
+    assert code == 0 and out.strip() == "fake fake"
+    code, out, _ = run(capsys, "memory", "--params", "10")  # the others are unaffected
+    assert code == 0
+
+
+def test_a_missing_command_module_exits_2(capsys, monkeypatch):
+    missing = cli.Command("race", "not written yet", "gradchain.no_such_module")
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, missing])
+    code, _, err = fails(capsys, "race")
+    assert code == 2 and "the 'race' command is not available" in err
+    code, out, _ = run(capsys, "explain", "sgd")  # only the chosen command is imported
+    assert code == 0
+
+
+def test_python_dash_m_gradchain():
+    done = subprocess.run(
+        [sys.executable, "-m", "gradchain", "memory", "--params", "1000000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "amsgrad" in done.stdout and "12.00 MB" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "gradchain", "explain", "no_such_optimizer"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown optimizer 'no_such_optimizer'" in bad.stderr
