@@ -2,6 +2,15 @@
 is a NamedTuple of named slots (see ``State.meanings``)."""
 
 from gradchain.base import identity
+from gradchain.transforms.factored import (
+    ClipBlockRmsState,
+    FactoredMoment,
+    FactoredRmsState,
+    ParamScaleState,
+    clip_by_block_rms,
+    scale_by_factored_rms,
+    scale_by_param_block_rms,
+)
 from gradchain.transforms.momentum import (
     BiasCorrectState,
     LionMomentumState,
@@ -10,6 +19,7 @@ from gradchain.transforms.momentum import (
     scale_by_lion_momentum,
     scale_by_momentum,
 )
+from gradchain.transforms.orthogonal import newton_schulz, scale_by_newton_schulz, scale_by_shape
 from gradchain.transforms.preconditioners import (
     InfNormState,
     RmsState,
@@ -20,6 +30,7 @@ from gradchain.transforms.preconditioners import (
     scale_by_rss,
     scale_by_stddev,
 )
+from gradchain.transforms.quantized import QuantizedArray, dequantize, quantize, quantized
 from gradchain.transforms.scaling import (
     ClipNormState,
     ClipState,
@@ -49,6 +60,20 @@ from gradchain.transforms.torch_forms import (
 )
 
 __all__ = [
+    "ClipBlockRmsState",
+    "FactoredMoment",
+    "FactoredRmsState",
+    "ParamScaleState",
+    "QuantizedArray",
+    "clip_by_block_rms",
+    "dequantize",
+    "newton_schulz",
+    "quantize",
+    "quantized",
+    "scale_by_factored_rms",
+    "scale_by_newton_schulz",
+    "scale_by_param_block_rms",
+    "scale_by_shape",
     "BiasCorrectState",
     "ClipNormState",
     "ClipState",

@@ -1,0 +1,307 @@
+"""Adafactor's pieces: a factored second moment, update clipping by block RMS, and the
+parameter-scale (relative) step size.
+
+A factored second moment keeps, for a matrix, one statistic per row and one per column
+instead of one per entry: a 4096 x 4096 weight keeps 4096 + 4096 numbers, not 16.7 M.
+Its per-parameter node, ``FactoredMoment``, says which axis each of its two arrays was
+reduced over (``FactoredMoment.reduced_axis``), so the memory report can count it and the
+sharding helper can give it its parameter's layout minus that axis.
+
+Every reduction here is within one leaf. Under ``shard_map`` a leaf may be only a shard of
+its parameter. The whole-leaf RMS (clipping, parameter scale) takes ``axis_name`` (the mesh
+axis the leaves are sharded over) and ``psum``s its partial sums; the factored statistics
+reduce over one axis of a leaf and refuse a sharded leaf at trace time. Never silently wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    compute_dtype,
+    describe,
+    increment,
+    live_hyperparams,
+    real_dtype,
+    store_hyperparams,
+    tree_map_split,
+)
+
+# --- sharding hooks ------------------------------------------------------------------------
+
+
+def varying_axes(x: jax.Array) -> frozenset[str]:
+    """The ``shard_map`` mesh axes over which ``x`` differs from device to device (empty
+    outside ``shard_map``). Read from the abstract value, so it costs nothing at run time."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(getattr(manual, "varying", ()))
+    return frozenset(getattr(aval, "vma", ()) or ())
+
+
+def leaf_mean(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
+    """The mean of all entries of a leaf's *whole* parameter, when ``x`` may be a shard.
+
+    Outside ``shard_map`` (or for a leaf that does not vary over any mesh axis) this is
+    ``jnp.mean(x)``. With ``axis_name`` and a leaf varying over it, the partial sums and
+    counts are ``psum``-ed, so every shard gets the full parameter's mean. A leaf varying over
+    a mesh axis that ``axis_name`` does not name is refused at trace time.
+    """
+    varying = varying_axes(x)
+    if not varying:
+        return jnp.mean(x)
+    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
+    if not varying <= names:
+        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
+    total = jax.lax.psum(jnp.sum(x), axis_name)
+    return total / jax.lax.psum(jnp.asarray(x.size, x.dtype), axis_name)
+
+
+def refuse_if_sharded(x: jax.Array, who: str) -> None:
+    """A reduction over *some* axes of a leaf (a row mean, a matrix product) is right only on
+    the whole parameter: refuse, at trace time, a leaf that is a shard of it."""
+    varying = varying_axes(x)
+    if varying:
+        _checks.refuse_sharded_reduction(
+            who, sorted(varying), "gather the leaf (or run it outside shard_map)"
+        )
+
+
+# --- the factored second moment -------------------------------------------------------------
+
+
+@jax.tree_util.register_pytree_node_class
+class FactoredMoment:
+    """Adafactor's second moment of one parameter, factored into two reduced arrays.
+
+    ``row``: mean of g**2 over axis ``row_axis`` (the parameter's largest axis);
+    ``col``: mean of g**2 over axis ``col_axis`` (its second largest). Each has the
+    parameter's shape with that one axis removed. For a wide matrix (rows <= columns) they
+    are the paper's per-row and per-column statistics. The axes are static (part of the
+    tree structure), so the state is jit-safe and the layout is known without arrays.
+    """
+
+    def __init__(self, row: Any, col: Any, row_axis: int, col_axis: int):
+        self.row, self.col = row, col
+        self.row_axis, self.col_axis = row_axis, col_axis
+
+    @property
+    def reduced_axis(self) -> dict[str, int]:
+        """For each array, the axis of the parameter it was reduced over."""
+        return {"row": self.row_axis, "col": self.col_axis}
+
+    def tree_flatten(self):
+        return (self.row, self.col), (self.row_axis, self.col_axis)
+
+    @classmethod
+    def tree_unflatten(cls, axes, children):
+        return cls(*children, *axes)
+
+    def __repr__(self) -> str:
+        return (
+            f"FactoredMoment(row={self.row!r} (over axis {self.row_axis}), "
+            f"col={self.col!r} (over axis {self.col_axis}))"
+        )
+
+
+def factored_axes(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple[int, int] | None:
+    """(largest axis, second largest axis) when both are >= min_dim_size_to_factor, else None.
+
+    Ties go to the later axis for the largest, as Optax's ``argsort`` does."""
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape)
+    if shape[order[-2]] < min_dim_size_to_factor:
+        return None
+    return int(order[-1]), int(order[-2])
+
+
+@describe(
+    nu="second moment, per parameter: a FactoredMoment (row: mean of g**2 over the largest "
+    "axis, col: over the second largest; each the param's shape minus that axis) for "
+    "factored leaves, else a full array like the param",
+    count="steps taken so far (int32 scalar); drives the decay schedule",
+    decay_rate="hyperparameter: exponent of the decay schedule 1 - t**(-decay_rate)",
+    eps="hyperparameter: added to g**2 before averaging",
+)
+class FactoredRmsState(NamedTuple):
+    nu: Any
+    count: jax.Array
+    decay_rate: jax.Array
+    eps: jax.Array
+
+
+def scale_by_factored_rms(
+    factored: bool = True,
+    decay_rate: float = 0.8,
+    decay_offset: int = 0,
+    min_dim_size_to_factor: int = 128,
+    eps: float = 1e-30,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide by a factored estimate of the root mean square gradient (Adafactor).
+
+    Update:     beta_t = 1 - (t - decay_offset)**(-decay_rate), t = 1, 2, ...
+                s = |g|**2 + eps
+                factored leaf (two axes a, b >= min_dim_size_to_factor, a the largest):
+                  R_t = beta_t R + (1 - beta_t) mean_a(s) ;  C_t = beta_t C + (1 - beta_t) mean_b(s)
+                  u_t = u_t / sqrt( (R_t / mean(R_t)) outer C_t )
+                other leaves: nu_t = beta_t nu + (1 - beta_t) s ;  u_t = u_t / sqrt(nu_t)
+    State:      nu -- per parameter, a ``FactoredMoment`` (row, col) of reduced arrays, or a
+                full array like the param; dtype ``nu_dtype`` (default the params' real
+                dtype), starts at 0.  count -- one int32 scalar.
+                Memory: m + n per m x n matrix (about 0x params); 1x for vectors and small
+                matrices.
+    Args:       factored -- False keeps a full nu for every leaf.  decay_rate -- >= 0.
+                decay_offset -- the step a fine-tuning phase starts at.
+                min_dim_size_to_factor -- factor only when two axes are at least this long.
+                eps -- >= 0.  nu_dtype -- storage dtype of the statistics.
+    Sharding:   the row and column means reduce over part of a leaf: a leaf that is a shard
+                of its parameter (inside ``shard_map``) is refused at trace time. Outside
+                ``shard_map`` (jit over sharded arrays) GSPMD inserts the small collectives.
+    Note:       Optax's ``scale_by_factored_rms`` evaluates beta_t in float32 even for
+                float64 params; here it is computed in the moment's dtype.
+    Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
+                Cost", 2018.
+    """
+    _checks.check_non_negative("decay_rate", decay_rate)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+    given = {"decay_rate": decay_rate, "eps": eps}
+
+    def init_leaf(p):
+        shape, dtype = jnp.shape(p), nu_dtype or real_dtype(jnp.result_type(p))
+        axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
+        if axes is None:
+            return jnp.zeros(shape, dtype)
+        a, b = axes
+        without = lambda k: tuple(n for i, n in enumerate(shape) if i != k)  # noqa: E731
+        return FactoredMoment(jnp.zeros(without(a), dtype), jnp.zeros(without(b), dtype), a, b)
+
+    def init(params):
+        nu = jax.tree.map(init_leaf, params)
+        return FactoredRmsState(nu=nu, count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
+
+        def step(u, g, nu):
+            store = nu.row.dtype if isinstance(nu, FactoredMoment) else nu.dtype
+            c = compute_dtype(store)
+            t = (state.count - decay_offset + 1).astype(c)
+            beta = 1 - t ** (-hp["decay_rate"].astype(c))
+            gc = g.astype(compute_dtype(g.dtype))
+            s = (gc * jnp.conj(gc)).real.astype(c) + hp["eps"].astype(c)
+            if not isinstance(nu, FactoredMoment):
+                nu_new = beta * nu.astype(c) + (1 - beta) * s
+                out = u.astype(c) * jax.lax.rsqrt(nu_new)
+                return out.astype(u.dtype), nu_new.astype(store)
+            refuse_if_sharded(g, "scale_by_factored_rms")
+            a, b = nu.row_axis, nu.col_axis
+            row = beta * nu.row.astype(c) + (1 - beta) * jnp.mean(s, axis=a)
+            col = beta * nu.col.astype(c) + (1 - beta) * jnp.mean(s, axis=b)
+            b_in_row = b - 1 if b > a else b  # where axis b sits once axis a is removed
+            row_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=b_in_row, keepdims=True))
+            factor = jnp.expand_dims(row_factor, a) * jnp.expand_dims(jax.lax.rsqrt(col), b)
+            out = (u.astype(c) * factor).astype(u.dtype)
+            return out, FactoredMoment(row.astype(store), col.astype(store), a, b)
+
+        # nu has the params' tree as a prefix: each FactoredMoment arrives whole.
+        out, nu = tree_map_split(step, 2, updates, grads, state.nu)
+        return out, FactoredRmsState(nu=nu, count=increment(state.count), **hp)
+
+    return GradientTransformation(init, update, name="scale_by_factored_rms")
+
+
+# --- update clipping and the relative step size ---------------------------------------------
+
+
+def _rms(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
+    xc = x.astype(compute_dtype(x.dtype))
+    return jnp.sqrt(leaf_mean((xc * jnp.conj(xc)).real, axis_name, who))
+
+
+@describe(threshold="hyperparameter: the largest RMS an update leaf may keep")
+class ClipBlockRmsState(NamedTuple):
+    threshold: jax.Array
+
+
+def clip_by_block_rms(threshold: float = 1.0, *, axis_name: Any = None) -> GradientTransformation:
+    r"""Shrink each leaf whose root mean square exceeds ``threshold`` (Adafactor's update
+    clipping).
+
+    Update:     u_t = u_t / max(1, RMS(u_t) / threshold),  RMS(x) = sqrt(mean |x|**2), per leaf
+    State:      none per parameter.   Memory: 0.
+    Args:       threshold -- > 0 (Adafactor: 1).  axis_name -- see the module docstring.
+    Reference:  Shazeer & Stern, 2018, section 6.
+    """
+    _checks.check_positive("threshold", threshold)
+    given = {"threshold": threshold}
+
+    def init(params):
+        del params
+        return ClipBlockRmsState(**store_hyperparams(given))
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+        hp = live_hyperparams(given, state)
+
+        def clip_leaf(u):
+            rms = _rms(u, axis_name, "clip_by_block_rms")
+            denom = jnp.maximum(1, rms / hp["threshold"].astype(rms.dtype))
+            return (u.astype(rms.dtype) / denom).astype(u.dtype)
+
+        return jax.tree.map(clip_leaf, updates), ClipBlockRmsState(**hp)
+
+    return GradientTransformation(init, update, name="clip_by_block_rms")
+
+
+@describe(min_scale="hyperparameter: the smallest parameter RMS used as a step size")
+class ParamScaleState(NamedTuple):
+    min_scale: jax.Array
+
+
+def scale_by_param_block_rms(
+    min_scale: float = 1e-3, *, axis_name: Any = None
+) -> GradientTransformation:
+    r"""Multiply each leaf's update by its parameter's RMS: a step *relative* to the weights'
+    size (Adafactor's relative step size).
+
+    Update:     u_t = u_t * max(RMS(p_t), min_scale), per leaf
+    State:      none per parameter.   Memory: 0.
+    Args:       min_scale -- >= 0 (Adafactor's eps2 = 1e-3), so zero-initialised weights move.
+                axis_name -- see the module docstring.
+    Reference:  Shazeer & Stern, 2018, section 8.
+    """
+    _checks.check_non_negative("min_scale", min_scale)
+    given = {"min_scale": min_scale}
+
+    def init(params):
+        del params
+        return ParamScaleState(**store_hyperparams(given))
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        if params is None:
+            _checks.refuse_missing_params("scale_by_param_block_rms")
+        hp = live_hyperparams(given, state)
+
+        def scale_leaf(u, p):
+            rms = _rms(jnp.asarray(p), axis_name, "scale_by_param_block_rms")
+            factor = jnp.maximum(rms, hp["min_scale"].astype(rms.dtype))
+            c = compute_dtype(u.dtype, rms.dtype)
+            return (u.astype(c) * factor.astype(c)).astype(u.dtype)
+
+        return jax.tree.map(scale_leaf, updates, params), ParamScaleState(**hp)
+
+    return GradientTransformation(init, update, name="scale_by_param_block_rms")

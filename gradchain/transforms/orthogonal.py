@@ -1,0 +1,136 @@
+"""Muon's pieces: Newton–Schulz orthogonalization of matrix updates, and the shape-dependent
+scale that follows it.
+
+Both act on 2-D leaves only (a matrix ``x @ W``: axis 0 is fan-in, axis 1 fan-out). Route
+vectors, scalars and embeddings elsewhere with parameter groups, as ``gradchain.muon`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import EmptyState, GradientTransformation, compute_dtype
+from gradchain.transforms.factored import refuse_if_sharded
+
+# Keller Jordan's quintic coefficients: the largest slope at 0 that still keeps every
+# singular value in about [0.7, 1.2] after five steps.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(x: jax.Array, coeffs: Any = NS_COEFFS, steps: int = 5, eps: float = 1e-8):
+    r"""Approximately orthogonalize a matrix: ``U S V^T -> U S' V^T`` with ``S'`` near 1.
+
+    Update:     X_0 = x / (||x||_F + eps) ; for k < steps:
+                A = X X^H ;  X_{k+1} = a X + (b A + c A A) X      (a, b, c = coeffs[k])
+                computed on the wide orientation (rows <= columns), transposed back.
+    Args:       coeffs -- one (a, b, c) for every step, or a sequence of ``steps`` triples.
+    Reference:  Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024;
+                Bernstein & Newhouse, "Old Optimizer, New Norm", 2024.
+    """
+    table = np.asarray(coeffs, dtype=np.float64)
+    if table.ndim == 1:
+        table = np.tile(table, (steps, 1))
+    tall = x.shape[0] > x.shape[1]
+    c = compute_dtype(x.dtype)
+    y = (x.T if tall else x).astype(c)
+    y = y / (jnp.linalg.norm(y) + jnp.asarray(eps, c))
+    for a, b, k in jnp.asarray(table, c):  # unrolled: steps is small and static
+        gram = y @ jnp.conj(y.T)
+        y = a * y + (b * gram + k * (gram @ gram)) @ y
+    return (y.T if tall else y).astype(x.dtype)
+
+
+def _check_matrix(u: jax.Array, who: str) -> None:
+    if u.ndim != 2:
+        raise _checks.GradchainError(
+            f"{who} acts on matrices (2-D leaves), got a leaf of shape {u.shape}: route the "
+            "other leaves to another transform with gradchain.partition (as gradchain.muon does)"
+        )
+
+
+def scale_by_newton_schulz(
+    ns_coeffs: Any = NS_COEFFS, ns_steps: int = 5, eps: float = 1e-8
+) -> GradientTransformation:
+    r"""Replace every matrix update by its Newton–Schulz orthogonalization.
+
+    Update:     u_t = newton_schulz(u_t)   (see ``newton_schulz``): the singular vectors of u
+                kept, its singular values pushed towards 1 -- steepest descent under the
+                spectral norm.
+    State:      none.   Memory: 0 (a few transient matrices of the leaf's size).
+    Args:       ns_coeffs -- (a, b, c), or ``ns_steps`` such triples (one per step).
+                ns_steps -- >= 1.  eps -- >= 0, guards the Frobenius normalisation of 0.
+    Sharding:   the matrix products need the whole matrix: a leaf sharded inside
+                ``shard_map`` is refused at trace time. Under ``jit`` over sharded arrays
+                GSPMD inserts the gathers.
+    Reference:  Jordan et al., 2024 (Muon).
+    """
+    table = np.asarray(ns_coeffs, dtype=np.float64)
+    if table.shape[-1:] != (3,) or table.ndim > 2:
+        raise _checks.GradchainError(
+            f"ns_coeffs must be (a, b, c) or a sequence of such triples, got shape {table.shape}"
+        )
+    if table.ndim == 2:
+        if table.shape[0] < ns_steps:
+            raise _checks.GradchainError(
+                f"ns_coeffs gives {table.shape[0]} triples but ns_steps is {ns_steps}"
+            )
+        table = table[-ns_steps:]  # Optax keeps the last ns_steps triples
+    if not isinstance(ns_steps, int) or ns_steps < 1:
+        raise _checks.GradchainError(f"ns_steps must be an int >= 1, got {ns_steps!r}")
+    _checks.check_non_negative("eps", eps)
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+
+        def orthogonalize(u):
+            _check_matrix(u, "scale_by_newton_schulz")
+            refuse_if_sharded(u, "scale_by_newton_schulz")
+            return newton_schulz(u, table, ns_steps, eps)
+
+        return jax.tree.map(orthogonalize, updates), state
+
+    return GradientTransformation(init, update, name="scale_by_newton_schulz")
+
+
+def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformation:
+    r"""Scale each matrix update by a factor of its shape (fan_in, fan_out) = u.shape.
+
+    Update:     u_t = sqrt(max(1, fan_out / fan_in)) * u_t            (consistent_rms=None)
+                u_t = sqrt(max(fan_in, fan_out)) * consistent_rms * u_t   (otherwise)
+    State:      none per parameter.   Memory: 0.
+    Args:       consistent_rms -- None (Jordan's width scaling), or e.g. 0.2 to give the update
+                AdamW's RMS (Liu et al.).
+    Reference:  Jordan et al., 2024; Liu et al., "Muon is Scalable for LLM Training", 2025.
+    """
+    if consistent_rms is not None:
+        _checks.check_non_negative("consistent_rms", consistent_rms)
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        del params, extra
+
+        def scale_leaf(u):
+            _check_matrix(u, "scale_by_shape")
+            fan_in, fan_out = u.shape
+            if consistent_rms is None:
+                factor = np.sqrt(max(1.0, fan_out / fan_in))
+            else:
+                factor = np.sqrt(max(fan_in, fan_out)) * consistent_rms
+            c = compute_dtype(u.dtype)
+            return (u.astype(c) * jnp.asarray(factor, c)).astype(u.dtype)
+
+        return jax.tree.map(scale_leaf, updates), state
+
+    return GradientTransformation(init, update, name="scale_by_shape")

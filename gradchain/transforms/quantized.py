@@ -1,0 +1,252 @@
+"""8-bit moments: keep a transform's moment slots as one byte per entry plus a float32 scale
+per block, and run its math unchanged on the dequantized values.
+
+``quantized(scale_by_rms(0.999), nu="uint8")`` is ``scale_by_rms`` whose ``nu`` is stored in
+8 bits: each step decodes the slot, lets the transform update it in float32 (at least), and
+encodes the new value. The transforms themselves know nothing about it.
+
+The layout keeps sharding simple. A quantized leaf is a ``QuantizedArray`` of
+``codes`` -- int8 or uint8, *the parameter's shape*, so it takes the parameter's sharding -- and
+``scales`` -- float32, the parameter's shape with its last axis cut into blocks of
+``block_size`` (shape ``(..., ceil(n / block_size))``): one absmax per block of a row, as in
+Dettmers et al.'s block-wise quantization, with blocks along the last axis instead of the
+flattened array so that no reshape crosses a sharded axis.
+
+The code (the 256 values a byte can mean, relative to the block's absmax) is logarithmic:
+  uint8 (second moments, >= 0):  0 -> 0 ;  k = 1..255 -> R**(-(255 - k) / 254), R = 1e12
+  int8  (first moments, signed): 0 -> 0 ;  +-j, j = 1..127 -> +-R**(-(127 - j) / 126), R = 1e6
+A log code gives every entry the same *relative* precision wherever it sits below its block's
+maximum -- what a second moment spanning many orders of magnitude needs, since the update
+divides by its square root. A linear (absmax) code rounds an entry 1e-3 below its block's
+maximum to 0, and Adam then divides by eps. Measured in ``docs/memory_saving.md``. Positive
+second moments never round to 0: below the code's range they round up to its smallest value
+(a larger denominator: a smaller, safe step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import GradientTransformation, compute_dtype
+
+
+class _LogCode:
+    """A sign-and-magnitude logarithmic byte code over [R**-1, 1] (times the block absmax)."""
+
+    def __init__(self, name: str, signed: bool, dynamic_range: float):
+        self.name, self.signed, self.dynamic_range = name, signed, dynamic_range
+        self.top = 127 if signed else 255  # largest code: the block's absmax
+        self.storage = jnp.int8 if signed else jnp.uint8
+        steps = self.top - 1  # codes 1..top cover dynamic_range in `steps` equal log-steps
+        self.log_step = math.log(dynamic_range) / steps
+        # magnitude of code k (k = 0..top), exactly what decoding returns
+        k = np.arange(self.top + 1, dtype=np.float64)
+        self.table = np.where(k > 0, np.exp((k - self.top) * self.log_step), 0.0)
+
+    def encode(self, r: jax.Array) -> jax.Array:
+        """r in [-1, 1] (or [0, 1]) -> codes; nearest in log scale."""
+        m = jnp.abs(r)
+        tiny = jnp.asarray(1 / self.dynamic_range, m.dtype)
+        safe = jnp.where(m > 0, m, 1)
+        k = jnp.clip(jnp.round(self.top + jnp.log(safe) / self.log_step), 1, self.top)
+        if self.signed:  # a magnitude below half the smallest code is nearer to 0
+            k = jnp.where(m < tiny / 2, 0, k) * jnp.sign(r)
+        else:  # never 0 for a positive value: a second moment must not vanish
+            k = jnp.where(m > 0, k, 0)
+        return k.astype(self.storage)
+
+    def decode(self, codes: jax.Array, dtype: Any) -> jax.Array:
+        table = jnp.asarray(self.table, dtype)
+        k = codes.astype(jnp.int32)
+        if not self.signed:
+            return table[k]
+        return jnp.sign(k).astype(dtype) * table[jnp.abs(k)]
+
+
+CODES = {
+    "uint8": _LogCode("uint8", signed=False, dynamic_range=1e12),
+    "int8": _LogCode("int8", signed=True, dynamic_range=1e6),
+}
+
+
+@jax.tree_util.register_pytree_node_class
+class QuantizedArray:
+    """One moment array stored in 8 bits: ``codes`` (the param's shape, int8 or uint8) and
+    ``scales`` (float32, one absmax per block of ``block_size`` along the last axis).
+
+    The code name, block size and the dtype it decodes to are static (part of the tree
+    structure): the state is a pytree of two arrays per parameter, jit-safe, with fixed
+    dtypes.
+    """
+
+    def __init__(self, codes: Any, scales: Any, code: str, block_size: int, dtype: Any):
+        self.codes, self.scales = codes, scales
+        self.code, self.block_size, self.logical_dtype = code, block_size, jnp.dtype(dtype)
+
+    @property
+    def logical_shape(self) -> tuple[int, ...]:
+        """The shape of the array it stands for (the codes' shape)."""
+        return tuple(jnp.shape(self.codes))
+
+    @property
+    def nbytes(self) -> int:
+        """The real bytes it holds: one per code, four per scale."""
+        return int(np.prod(self.logical_shape)) + 4 * int(np.prod(jnp.shape(self.scales)))
+
+    def tree_flatten(self):
+        return (self.codes, self.scales), (self.code, self.block_size, self.logical_dtype)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, *aux)
+
+    def __repr__(self) -> str:
+        return (
+            f"QuantizedArray({self.code}, shape={self.logical_shape}, "
+            f"block_size={self.block_size}, decodes to {self.logical_dtype.name})"
+        )
+
+
+def _blocks(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
+    """(block length, number of blocks) along the last axis."""
+    n = shape[-1] if shape else 1
+    size = min(block_size, n)
+    return size, -(-n // size)
+
+
+def _as_blocks(x: jax.Array, block_size: int) -> jax.Array:
+    """(..., n) -> (..., nb, size), zero-padded at the end of the last axis."""
+    x = x.reshape(x.shape or (1,))
+    size, nb = _blocks(x.shape, block_size)
+    pad = nb * size - x.shape[-1]
+    if pad:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    return x.reshape(*x.shape[:-1], nb, size)
+
+
+def _from_blocks(xb: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    n = shape[-1] if shape else 1
+    flat = xb.reshape(*xb.shape[:-2], -1)[..., :n]
+    return flat.reshape(shape)
+
+
+def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> QuantizedArray:
+    """Encode an array: per block of ``block_size`` along the last axis, its absmax (float32)
+    and one byte per entry. ``dequantize(quantize(x))`` is within the code's relative error
+    of x for entries >= absmax / R of their block (see the module docstring)."""
+    book = CODES[code]
+    c = compute_dtype(x.dtype)
+    xb = _as_blocks(jnp.asarray(x).astype(c), block_size)
+    absmax = jnp.max(jnp.abs(xb), axis=-1, keepdims=True).astype(jnp.float32)
+    scale = absmax.astype(c)
+    r = jnp.where(scale > 0, xb / jnp.where(scale > 0, scale, 1), 0)
+    codes = _from_blocks(book.encode(r), jnp.shape(x))
+    return QuantizedArray(codes, absmax[..., 0], code, block_size, jnp.result_type(x))
+
+
+def dequantize(q: QuantizedArray) -> jax.Array:
+    """Decode to the dtype the array had when it was quantized."""
+    book = CODES[q.code]
+    c = compute_dtype(q.logical_dtype)
+    values = book.decode(_as_blocks(q.codes, q.block_size), c)
+    values = values * q.scales[..., None].astype(c)
+    return _from_blocks(values, q.logical_shape).astype(q.logical_dtype)
+
+
+def _is_quantized(x: Any) -> bool:
+    return isinstance(x, QuantizedArray)
+
+
+def quantized(
+    transform: GradientTransformation,
+    *,
+    block_size: int = 256,
+    min_size: int = 4096,
+    **slot_codes: str,
+) -> GradientTransformation:
+    r"""Store some of a transform's moment slots in 8 bits, block-wise.
+
+    Update:     s <- dequantize(state.s) ; (u, state) <- transform.update(u, state) ;
+                state.s <- quantize(s)   for every named slot s. The transform's math is
+                unchanged and runs in float32 at least; only storage is 8-bit.
+    State:      the transform's own state type, each named slot a tree of ``QuantizedArray``
+                (codes: param's shape, 1 byte; scales: float32, one per block) for leaves of
+                at least ``min_size`` entries, the slot's usual array for smaller leaves.
+                Memory: ~0.25x of a float32 slot (1 byte + 4 / block_size bytes per entry).
+    Args:       transform -- a gradchain transform whose state is a NamedTuple with the slots.
+                block_size -- entries per scale along each row's last axis (> 0).
+                min_size -- smaller leaves stay unquantized (their scales would cost more than
+                they save; bitsandbytes uses 4096).
+                slot=code -- which slots, and their code: "int8" for signed moments (mu),
+                "uint8" for non-negative ones (nu).
+    Example:    quantized(scale_by_rms(0.999, bias_correction=True), nu="uint8")
+    Reference:  Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
+                Quantization", ICLR 2022.
+    """
+    if not slot_codes:
+        raise _checks.GradchainError('quantized() needs at least one slot, e.g. nu="uint8"')
+    for slot, code in slot_codes.items():
+        _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
+    if not isinstance(block_size, int) or block_size < 1:
+        raise _checks.GradchainError(f"block_size must be an int >= 1, got {block_size!r}")
+    inner_name = getattr(transform, "name", "transform")
+
+    def check_slots(state):
+        fields = getattr(state, "_fields", ())
+        missing = [s for s in slot_codes if s not in fields]
+        if missing:
+            raise _checks.GradchainError(
+                f"quantized({inner_name}): its state has no slot {missing[0]!r}; "
+                f"its slots are {list(fields)}"
+            )
+
+    def encode_slot(tree, code):
+        def leaf(x):
+            if jnp.size(x) < min_size or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+                return x
+            return quantize(x, code, block_size)
+
+        return jax.tree.map(leaf, tree)
+
+    def init(params):
+        state = transform.init(params)
+        check_slots(state)
+        return state._replace(
+            **{s: encode_slot(getattr(state, s), code) for s, code in slot_codes.items()}
+        )
+
+    def update(updates, state, params=None, **extra):
+        decoded = {
+            s: jax.tree.map(
+                lambda x: dequantize(x) if _is_quantized(x) else x,
+                getattr(state, s),
+                is_leaf=_is_quantized,
+            )
+            for s in slot_codes
+        }
+        updates, new_state = transform.update(updates, state._replace(**decoded), params, **extra)
+
+        def reencode(old, new):
+            return quantize(new, old.code, old.block_size) if _is_quantized(old) else new
+
+        encoded = {
+            s: jax.tree.map(
+                reencode, getattr(state, s), getattr(new_state, s), is_leaf=_is_quantized
+            )
+            for s in slot_codes
+        }
+        return updates, new_state._replace(**encoded)
+
+    slots = ", ".join(f"{s}={c}" for s, c in slot_codes.items())
+    return GradientTransformation(
+        init,
+        update,
+        name=f"quantized({inner_name}, {slots})",
+        preprocessing=getattr(transform, "preprocessing", False),
+    )
