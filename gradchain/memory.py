@@ -241,6 +241,26 @@ def _kind(slot: state_lib.Slot, param_leaves: list[Any], param_def: Any) -> str:
     return "mixed: " + ", ".join(sorted(kinds))
 
 
+def _inner_names(transform: Any, route: tuple[Any, ...], unnamed: str) -> list[str]:
+    """Names of the transforms a wrapper's state leads through along ``route``: a wrapper
+    lists what it wraps in ``.inner`` (``{"inner": t}``, or ``{label: t}`` for groups, whose
+    label is kept), a chain in ``.members``. A transform without a name (Optax's) is
+    called ``unnamed`` (its state's type name)."""
+    parts: list[str] = []
+    for step in route:
+        inner = getattr(transform, "inner", None)
+        members = getattr(transform, "members", ()) or ()
+        if isinstance(inner, dict) and step in inner:
+            transform = inner[step]
+            parts += [] if step == "inner" else [str(step)]
+            if not getattr(transform, "members", ()):
+                parts.append(getattr(transform, "name", None) or unnamed)
+        elif members and isinstance(step, int) and step < len(members):
+            transform = members[step]
+            parts.append(getattr(transform, "name", None) or unnamed)
+    return parts
+
+
 def _member_names(optimizer: Any, state: Any) -> list[str | None] | None:
     members = getattr(optimizer, "members", ()) or ()
     if members and isinstance(state, tuple) and len(state) == len(members):
@@ -270,10 +290,13 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
     n_params = sum(_size(p) for p in param_leaves)
 
     def owner(slot: state_lib.Slot) -> str:
-        top = names[slot.route[0]] if names and slot.route else single
-        if not slot.outer:
-            return top or slot.owner or "state"
-        return f"{top or slot.outer[0]}/{slot.owner}"
+        top = optimizer.members[slot.route[0]] if names else optimizer
+        rest = slot.route[1:-1] if names else slot.route[:-1]
+        parts = _inner_names(top, rest, slot.owner) if slot.outer else []
+        head = (names[slot.route[0]] if names else single) or (slot.outer or (slot.owner,))[0]
+        if slot.outer and not parts:
+            parts = [slot.owner]  # a wrapper that does not say what it wraps
+        return "/".join([head, *parts]) if slot.outer else head or "state"
 
     indexed: list[tuple[int, Row]] = []
     for slot in state_lib.slots(state):

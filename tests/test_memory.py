@@ -352,3 +352,40 @@ def test_every_ladder_rung_names_an_optimizer_or_a_rung():
     names = {r.name for r in gradchain.LADDER}
     assert all(r.previous is None or r.previous in names for r in gradchain.LADDER)
     assert all(r.branch in ("ladder", "beside") for r in gradchain.LADDER)
+
+
+# --- wrappers: masks, parameter groups, accumulation ----------------------------------------
+
+
+def test_wrappers_report_each_group_and_inner_transform():
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4), "emb": jnp.ones((5, 2))}
+    optimizer = gradchain.chain(
+        gradchain.masked(gradchain.add_decayed_weights(0.1), {"w": True, "b": False, "emb": False}),
+        gradchain.partition(
+            {"a": gradchain.adam(1e-3), "m": gradchain.scale_by_momentum(0.9),
+             "frozen": gradchain.set_to_zero()},
+            {"w": "a", "b": "m", "emb": "frozen"},
+        ),
+    )  # fmt: skip
+    report = gradchain.memory_report(optimizer, params)
+    rows = {(r.transform, r.slot): r for r in report.rows}
+    assert rows[("partition/a/scale_by_momentum", "mu")].bytes == 4 * 12  # w only
+    assert rows[("partition/a/scale_by_rms", "nu")].bytes == 4 * 12
+    assert rows[("partition/m/scale_by_momentum", "mu")].bytes == 4 * 4  # b only
+    assert rows[("masked/add_decayed_weights", "weight_decay")].kind == "hyperparameter"
+    assert not any("frozen" in r.transform for r in report.rows)  # a frozen group keeps none
+    assert report.per_parameter_elements == 12 + 12 + 4
+    assert report.total_bytes == real_bytes(optimizer.init(params))
+
+
+def test_accumulation_adds_one_accumulator():
+    params = mixed_params()
+    optimizer = gradchain.accumulate(gradchain.adam(1e-3), 4)
+    report = gradchain.memory_report(optimizer, params)
+    assert report.params_multiple == 3  # acc + mu + nu
+    assert {r.transform for r in report.rows if r.per_parameter} == {
+        "accumulate",
+        "accumulate/scale_by_momentum",
+        "accumulate/scale_by_rms",
+    }
+    assert report.total_bytes == real_bytes(optimizer.init(params))
