@@ -83,7 +83,8 @@ def _model_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
         "--params",
         type=parse_count,
         metavar="N",
-        help="number of parameters, as one vector (accepts 1e6, 125M, 7B, 70B)",
+        help="number of parameters (accepts 1e6, 125M, 7B, 70B), taken as one matrix as square "
+        "as N allows (1000000 -> 1000x1000), so that factored optimizers see a matrix",
     )
     size.add_argument(
         "--shapes",
@@ -109,7 +110,9 @@ def _model(args: argparse.Namespace, default_count: int | None = None) -> Any:
     dtype = jnp.dtype(args.dtype)
     if getattr(args, "shapes", None):
         return [jax.ShapeDtypeStruct(s, dtype) for s in args.shapes]
-    return jax.ShapeDtypeStruct((args.params or default_count,), dtype)
+    from gradchain.ladder import model_of_size
+
+    return model_of_size(args.params or default_count, dtype)
 
 
 class _BadInput(Exception):
@@ -255,8 +258,9 @@ def explain(name: str, params: Any) -> str:
     out = [
         f"{name}: {summary}",
         "",
-        f"{name}(learning_rate) = chain({', '.join(names)})",
-        f"state for {report.param_elements:,} {report.param_dtypes} parameters: "
+        f"{name}(learning_rate) = "
+        + (f"chain({', '.join(names)})" if getattr(optimizer, "members", ()) else names[0]),
+        f"state for {ladder.describe_model(params)}: "
         f"{format_bytes(report.per_parameter_bytes)} = {report.params_multiple:.3g}x params "
         f"in per-parameter slots, plus {format_bytes(report.scalar_bytes)} of scalars",
     ]

@@ -4,7 +4,7 @@ with Lion, Adamax and NAdam beside it.
 
 The ladder is data: ``LADDER`` is a list of ``Rung`` entries, each naming a function of
 ``gradchain.optimizers`` and the rung it is compared with. A new named optimizer joins the
-table with one entry, e.g. ``Rung("adafactor", "adam", "factored second moment", "beside")``.
+table with one entry, e.g. ``Rung("adafactor", "adam", "factored second moment", "saves")``.
 Entries whose optimizer does not exist (yet) are skipped.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -39,7 +40,8 @@ class Rung(NamedTuple):
     name:     a function in ``gradchain.optimizers`` (built with learning rate 1e-3).
     previous: the rung it is compared with (``None`` for the first).
     note:     what it changes, in a few words.
-    branch:   ``"ladder"`` for the main line, ``"beside"`` for the optimizers next to it.
+    branch:   ``"ladder"`` for the main line; ``"beside"`` (the same memory, another rule),
+              ``"saves"`` (less memory) or ``"spends"`` (more, on purpose) for the others.
     """
 
     name: str
@@ -57,10 +59,41 @@ LADDER: list[Rung] = [
     Rung("adam", "rmsprop", "momentum on top, both moments bias-corrected"),
     Rung("adamw", "adam", "decoupled weight decay: no new memory"),
     Rung("amsgrad", "adamw", "never let the denominator shrink: max of nu"),
+    # beside the ladder: the same memory, another rule
     Rung("lion", "momentum", "sign of an interpolated momentum", "beside"),
     Rung("adamax", "adam", "infinity norm in place of the RMS", "beside"),
     Rung("nadam", "adam", "Nesterov look-ahead in the bias correction", "beside"),
-]
+    Rung("nadamw", "adamw", "NAdam's look-ahead with decoupled decay", "beside"),
+    Rung("adamaxw", "adamax", "Adamax with decoupled decay", "beside"),
+    Rung("radam", "adam", "momentum-SGD steps until the variance is trustworthy", "beside"),
+    Rung("adabelief", "adam", "second moment of the surprise g - mu", "beside"),
+    Rung("yogi", "adam", "additive second-moment changes", "beside"),
+    Rung("adopt", "adam", "normalise by the previous nu, then take momentum", "beside"),
+    Rung("lamb", "adamw", "AdamW's step rescaled per leaf by a trust ratio", "beside"),
+    Rung("lars", "momentum", "momentum step rescaled per leaf by a trust ratio", "beside"),
+    Rung("rprop", "sgd", "per-coordinate step sizes from sign agreement", "beside"),
+    Rung("adadelta", "rmsprop", "steps in the parameters' units: + average of squared steps",
+         "beside"),
+    # spending less memory
+    Rung("sign_sgd", "sgd", "the sign of g: every coordinate moves by lr", "saves"),
+    Rung("signum", "momentum", "the sign of a moving average", "saves"),
+    Rung("muon", "momentum", "momentum orthogonalised for matrices, AdamW for the rest",
+         "saves"),
+    Rung("adafactor", "adam", "factored second moment: a row and a column per matrix", "saves"),
+    Rung("lion_8bit", "lion", "Lion's momentum in 8 bits, block-wise", "saves"),
+    Rung("adam_8bit", "adam", "both moments in 8 bits, block-wise", "saves"),
+    Rung("adamw_8bit", "adamw", "both moments in 8 bits, block-wise", "saves"),
+    # spending more memory, on purpose
+    Rung("ademamix", "adam", "a second, slow momentum (b3 = 0.9999)", "spends"),
+    Rung("adan", "adam", "a momentum of gradient differences", "spends"),
+    Rung("schedule_free_adamw", "adamw", "no schedule: the iterate and its average", "spends"),
+]  # fmt: skip
+
+BRANCH_HEADINGS = {
+    "beside": "beside it (the same memory, another rule):",
+    "saves": "spending less memory:",
+    "spends": "spending more memory, on purpose:",
+}
 
 
 def named_optimizer(name: str, **kwargs: Any) -> Any:
@@ -113,6 +146,7 @@ class Hierarchy:
     param_elements: int
     param_bytes: int
     param_dtypes: str
+    model: str  # e.g. "1,000,000 float32 parameters as one 1000x1000 matrix"
 
     def __getitem__(self, name: str) -> HierarchyRow:
         return next(r for r in self.rows if r.name == name)
@@ -121,51 +155,74 @@ class Hierarchy:
         def line(r: HierarchyRow) -> list[str]:
             change = [f"+{s}" for s in r.adds] + [f"-{s}" for s in r.drops]
             bf16 = format_bytes(r.bf16_moment_bytes) if r.bf16_moment_bytes is not None else "-"
-            return [
-                r.name,
-                r.previous or "-",
-                ", ".join(change) or "nothing",
-                format_bytes(r.total_bytes),
-                f"{r.params_multiple:.3g}",
-                bf16,
-            ]
+            total = format_bytes(r.total_bytes)
+            multiple = f"{r.params_multiple:.3g}"
+            return [r.name, r.previous or "-", total, multiple, bf16, ", ".join(change) or "-"]
 
-        headers = ["optimizer", "over", "slots added (-removed)", "state", "x params"]
-        headers.append("bf16 moments")
-        ladder = [line(r) for r in self.rows if r.branch == "ladder"]
-        beside = [line(r) for r in self.rows if r.branch != "ladder"]
-        table = _table(headers, ladder + ([["beside it:"]] + beside if beside else []), (3, 4, 5))
+        headers = ["optimizer", "over", "state", "x params", "bf16 moments", "slots it adds"]
+        body = [line(r) for r in self.rows if r.branch == "ladder"]
+        for branch in dict.fromkeys(r.branch for r in self.rows if r.branch != "ladder"):
+            body.append([BRANCH_HEADINGS.get(branch, f"{branch}:")])
+            body += [line(r) for r in self.rows if r.branch == branch]
+        table = _table(headers, body, (2, 3, 4))
         width = max((len(r.name) for r in self.rows), default=0)
         chains = "\n".join(
-            f"  {r.name.ljust(width)}  {' -> '.join(r.chain)}\n  {' ' * width}  ({r.note})"
+            f"  {r.name.ljust(width)}  {r.note}\n  {' ' * width}  = {' -> '.join(r.chain)}"
             for r in self.rows
         )
         return (
-            f"Optimizer state for {self.param_elements:,} {self.param_dtypes} parameters "
+            f"Optimizer state for {self.model}\n"
             f"(the params themselves: {format_bytes(self.param_bytes)})\n\n{table}\n\n"
-            "state: every slot, step counts and hyperparameters included; x params: elements "
-            "of per-parameter slots / parameter elements;\nbf16 moments: the state with "
-            "mu_dtype=nu_dtype=jnp.bfloat16.\n\n"
-            "The chains, and what each changes "
+            "state: every slot, step counts and hyperparameters included.\n"
+            "x params: elements of per-parameter slots / parameter elements.\n"
+            "bf16 moments: the state with mu_dtype=nu_dtype=jnp.bfloat16 (- : no such option).\n"
+            "slots it adds: over the optimizer in 'over'; -slot: one it drops; "
+            "(reduced), (quantized): kept smaller than the param.\n\n"
+            "What each changes, and its chain "
             f"(python -m gradchain explain NAME: the equations):\n{chains}"
         )
 
 
+def model_of_size(n: int, dtype: Any = jnp.float32) -> Any:
+    """``n`` parameters as one matrix, as square as ``n`` allows (1,000,000 -> 1000x1000):
+    most of a network's parameters are in matrices, and factored or orthogonalised
+    optimizers (Adafactor, Muon) treat a matrix as they would in a real model. A number
+    with no divisor above 1 up to its square root stays one vector."""
+    rows = max((d for d in range(1, math.isqrt(n) + 1) if n % d == 0), default=1)
+    shape = (rows, n // rows) if rows > 1 else (n,)
+    return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
+
+
+def describe_model(params: Any) -> str:
+    """``"1,000,000 float32 parameters as one 1000x1000 matrix"`` or ``"... in 4 leaves"``."""
+    leaves = jax.tree.leaves(params)
+    n = sum(math.prod(x.shape) for x in leaves)
+    dtypes = "/".join(sorted({str(jnp.dtype(x.dtype)) for x in leaves}))
+    if len(leaves) == 1:
+        shape = leaves[0].shape
+        what = "matrix" if len(shape) == 2 else "vector" if len(shape) == 1 else "array"
+        return f"{n:,} {dtypes} parameters as one {'x'.join(map(str, shape)) or '()'} {what}"
+    return f"{n:,} {dtypes} parameters in {len(leaves)} leaves"
+
+
 def _as_params(params: Any, dtype: Any) -> Any:
-    if isinstance(params, int):
-        return jax.ShapeDtypeStruct((params,), jnp.dtype(dtype))
-    return params
+    return model_of_size(params, dtype) if isinstance(params, int) else params
 
 
 def _slot_labels(report: MemoryReport) -> Counter:
-    return Counter(f"{r.slot} ({r.transform})" for r in report.rows if r.per_parameter)
+    def label(r):
+        smaller = [k for k in ("quantized", "reduced") if k in r.kind]
+        return f"{r.slot} ({smaller[0]})" if smaller else r.slot
+
+    return Counter(label(r) for r in report.rows if r.per_parameter)
 
 
 def hierarchy(params: Any, dtype: Any = jnp.float32, ladder: list[Rung] | None = None):
     """The ladder of named optimizers with the memory each keeps, from shapes only.
 
-    Args:    params -- a parameter count (one vector of that many ``dtype`` elements), or a
-             tree of arrays / ``jax.ShapeDtypeStruct`` (then ``dtype`` is ignored).
+    Args:    params -- a parameter count (as one matrix of that many ``dtype`` elements, see
+             ``model_of_size``), or a tree of arrays / ``jax.ShapeDtypeStruct`` (then
+             ``dtype`` is ignored).
              ladder -- the rungs to show (default ``LADDER``); missing optimizers are skipped.
     Returns: a ``Hierarchy``; ``str()`` of it is the table ``python -m gradchain memory``
              prints.
@@ -173,7 +230,7 @@ def hierarchy(params: Any, dtype: Any = jnp.float32, ladder: list[Rung] | None =
     >>> import gradchain
     >>> h = gradchain.hierarchy(1_000_000)
     >>> h["adam"].adds, h["adam"].params_multiple
-    (('mu (scale_by_momentum)',), 2.0)
+    (('mu',), 2.0)
     """
     from gradchain import optimizers
 
@@ -204,14 +261,31 @@ def hierarchy(params: Any, dtype: Any = jnp.float32, ladder: list[Rung] | None =
         )
     any_report = next(iter(reports.values()), None) or memory_report(_identity(), params)
     return Hierarchy(
-        tuple(rows), any_report.param_elements, any_report.param_bytes, any_report.param_dtypes
+        tuple(rows),
+        any_report.param_elements,
+        any_report.param_bytes,
+        any_report.param_dtypes,
+        describe_model(params),
     )
 
 
 def chain_names(optimizer: Any) -> tuple[str, ...]:
-    """The names of a chain's members (a single transform: its own name)."""
+    """The names of a chain's members (a single transform: its own name). A wrapper that
+    lists what it wraps in ``.inner`` shows it: ``partition(adam: ...; muon: ...)``."""
     members = getattr(optimizer, "members", ()) or (optimizer,)
-    return tuple(getattr(m, "name", None) or type(m).__name__ for m in members)
+    return tuple(_transform_name(m) for m in members)
+
+
+def _transform_name(t: Any) -> str:
+    name = getattr(t, "name", None) or type(t).__name__
+    inner = getattr(t, "inner", None)
+    if not isinstance(inner, dict) or not inner:
+        return name
+    parts = [
+        ("" if key == "inner" else f"{key}: ") + " -> ".join(chain_names(sub))
+        for key, sub in inner.items()
+    ]
+    return f"{name}({'; '.join(parts)})"
 
 
 def _identity():

@@ -174,10 +174,10 @@ def format_bytes(n: int) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]], right: Sequence[int] = ()) -> str:
-    """Columns padded to their widest cell; columns in ``right`` aligned right. A short row
-    (a heading) is padded with empty cells."""
-    rows = [list(r) + [""] * (len(headers) - len(r)) for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    """Columns padded to their widest cell; columns in ``right`` aligned right. A row of one
+    cell is a heading, printed as it is."""
+    cells = [list(r) + [""] * (len(headers) - len(r)) for r in rows if len(r) > 1]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *cells)]
 
     def line(cells):
         out = [
@@ -186,7 +186,7 @@ def _table(headers: list[str], rows: list[list[str]], right: Sequence[int] = ())
         ]
         return "  ".join(out).rstrip()
 
-    return "\n".join([line(headers), *(line(r) for r in rows)])
+    return "\n".join([line(headers), *(line(r) if len(r) > 1 else r[0] for r in rows)])
 
 
 # --- the report -------------------------------------------------------------------------

@@ -299,11 +299,11 @@ def test_hierarchy_multiples_and_the_slot_each_rung_adds():
     multiples = {r.name: r.params_multiple for r in h.rows}
     assert multiples["sgd"] == 0 and multiples["momentum"] == 1 and multiples["nesterov"] == 1
     assert multiples["adam"] == 2 and multiples["amsgrad"] == 3 and multiples["lion"] == 1
-    assert h["momentum"].adds == ("mu (scale_by_momentum)",)
+    assert h["momentum"].adds == ("mu",) and h["momentum"].drops == ()
     assert h["nesterov"].adds == () and h["adamw"].adds == ()
-    assert h["rmsprop"].adds == ("nu (scale_by_rms)",)
-    assert h["rmsprop"].drops == ("sum_of_squares (scale_by_rss)",)
-    assert h["amsgrad"].adds == ("nu_max (scale_by_rms)",)
+    assert h["rmsprop"].adds == ("nu",) and h["rmsprop"].drops == ("sum_of_squares",)
+    assert h["adam"].adds == ("mu",)
+    assert h["amsgrad"].adds == ("nu_max",)
     assert h["adam"].chain == (
         "scale_by_momentum",
         "bias_correct",
@@ -319,15 +319,40 @@ def test_hierarchy_multiples_and_the_slot_each_rung_adds():
     assert {r.name for r in h.rows if r.branch == "beside"} >= {"lion", "adamax", "nadam"}
 
 
+def test_hierarchy_shows_reduced_and_quantized_slots_of_the_memory_savers():
+    h = gradchain.hierarchy(1_000_000)  # one 1000x1000 matrix: Adafactor factors it
+    assert h["adafactor"].adds == ("nu (reduced)",)
+    assert h["adafactor"].report.per_parameter_elements == 2 * 1000
+    assert "mu (quantized)" in h["adam_8bit"].adds
+    # int8/uint8 codes (1 B) + a float32 scale per 256-block along the 1000-long rows (4 per row)
+    assert h["adam_8bit"].report.per_parameter_bytes == 2 * (1_000_000 + 4 * 1000 * 4)
+    assert h["muon"].report.params_multiple == 1  # a matrix: momentum only
+
+
+def test_a_parameter_count_is_taken_as_a_matrix_as_square_as_it_allows():
+    assert ladder.model_of_size(1_000_000).shape == (1000, 1000)
+    assert ladder.model_of_size(7_000_000_000).shape == (80_000, 87_500)
+    assert ladder.model_of_size(10).shape == (2, 5)
+    assert ladder.model_of_size(13).shape == (13,)  # a prime stays a vector
+    assert ladder.model_of_size(4, jnp.bfloat16).dtype == jnp.bfloat16
+    assert ladder.describe_model(ladder.model_of_size(10)) == (
+        "10 float32 parameters as one 2x5 matrix"
+    )
+    assert ladder.describe_model(mixed_params()) == "89 bfloat16/float32 parameters in 5 leaves"
+
+
 def test_hierarchy_table_text():
     text = str(gradchain.hierarchy(1_000_000))
-    assert "Optimizer state for 1,000,000 float32 parameters" in text
-    assert "adam        rmsprop   +mu (scale_by_momentum)" in text
-    assert "12.00 MB" in text  # AMSGrad
-    assert "beside it:" in text
-    assert (
-        "adamw     scale_by_momentum -> bias_correct -> scale_by_rms -> add_decayed_weights" in text
-    )
+    assert "Optimizer state for 1,000,000 float32 parameters as one 1000x1000 matrix" in text
+    lines = {}
+    for line in text.splitlines():
+        if line.strip():
+            lines.setdefault(line.split()[0], line)
+    assert lines["adam"].split() == ["adam", "rmsprop", "8.00", "MB", "2", "4.00", "MB", "+mu"]
+    assert lines["amsgrad"].split()[2:5] == ["12.00", "MB", "3"]
+    assert "beside it (the same memory, another rule):" in text
+    assert "spending less memory:" in text
+    assert "= scale_by_momentum -> bias_correct -> scale_by_rms -> add_decayed_weights" in text
 
 
 def test_hierarchy_of_a_tree_and_a_ladder_entry_for_a_missing_optimizer_is_skipped():
@@ -340,18 +365,19 @@ def test_hierarchy_of_a_tree_and_a_ladder_entry_for_a_missing_optimizer_is_skipp
     assert [r.name for r in h.rows] == ["sgd", "lion"]
     assert h["lion"].report.per_parameter_bytes == PARAM_BYTES
     assert h.param_bytes == PARAM_BYTES and h.param_dtypes == "bfloat16/float32"
+    assert "spending" not in str(h)  # only the branches present get a heading
 
 
 def test_hierarchy_in_bfloat16():
     h = gradchain.hierarchy(1000, jnp.bfloat16)
     assert h["adam"].report.per_parameter_bytes == 2 * 2 * 1000
-    assert "1,000 bfloat16 parameters" in str(h)
+    assert "1,000 bfloat16 parameters as one 25x40 matrix" in str(h)
 
 
 def test_every_ladder_rung_names_an_optimizer_or_a_rung():
     names = {r.name for r in gradchain.LADDER}
     assert all(r.previous is None or r.previous in names for r in gradchain.LADDER)
-    assert all(r.branch in ("ladder", "beside") for r in gradchain.LADDER)
+    assert all(r.branch in ("ladder", "beside", "saves", "spends") for r in gradchain.LADDER)
 
 
 # --- wrappers: masks, parameter groups, accumulation ----------------------------------------
