@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gradchain.base import GradientTransformation, chain
+from gradchain.combine import masked
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
@@ -158,6 +159,12 @@ def adam(
     )
 
 
+def _decay(weight_decay: float, mask: Any) -> GradientTransformation:
+    """Decoupled weight decay, on the leaves ``mask`` selects (all when it is None)."""
+    decay = add_decayed_weights(weight_decay)
+    return decay if mask is None else masked(decay, mask)
+
+
 def adamw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -166,6 +173,7 @@ def adamw(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
     weight_decay: float = 1e-4,
+    mask: Any = None,
     *,
     nesterov: bool = False,
     nu_dtype: Any = None,
@@ -173,13 +181,15 @@ def adamw(
     """AdamW: Adam plus decoupled weight decay, added after the preconditioner. Memory: 2x.
 
     Adam with L2 instead is ``chain(add_decayed_weights(wd), adam(lr))``: the same transform,
-    in front of the chain.
+    in front of the chain. ``mask`` (Optax's keyword): a tree of bools shaped like the params,
+    or a function of the params returning one; only leaves marked True are decayed (e.g. no
+    decay on biases and norm scales). It wraps the decay in ``gradchain.masked``.
     """
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct(b1, nesterov=nesterov),  # undo the zero start
         scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
-        add_decayed_weights(weight_decay),  # decoupled decay: after the preconditioner
+        _decay(weight_decay, mask),  # decoupled decay: after the preconditioner
         scale_by_learning_rate(learning_rate),
     )
 
@@ -258,11 +268,15 @@ def lion(
     b2: float = 0.99,
     mu_dtype: Any = None,
     weight_decay: float = 1e-3,
+    mask: Any = None,
 ) -> GradientTransformation:
-    """Lion: the sign of an interpolated momentum, plus decoupled decay. Memory: 1x params."""
+    """Lion: the sign of an interpolated momentum, plus decoupled decay. Memory: 1x params.
+
+    ``mask`` decays only the leaves it marks True, as in ``adamw``.
+    """
     return chain(
         scale_by_lion_momentum(b1, b2, mu_dtype=mu_dtype),  # momentum       (+1x params)
         scale_by_sign(),  # every coordinate moves by exactly lr
-        add_decayed_weights(weight_decay),  # decoupled decay
+        _decay(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )
