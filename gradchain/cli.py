@@ -204,32 +204,6 @@ MEMORY = types.SimpleNamespace(configure=_memory_configure, run=_memory_run)
 # --- explain -------------------------------------------------------------------------------
 
 
-def docstring_section(doc: str, label: str) -> list[str]:
-    """The lines of a docstring section such as ``Update:``: the text after the label, and
-    the indented lines that continue it (until a blank line or the next section)."""
-    lines = inspect.cleandoc(doc or "").splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith(f"{label}:"):
-            section = [line[len(label) + 1 :].strip()]
-            for more in lines[i + 1 :]:
-                if not more.strip() or not more[:1].isspace():
-                    break
-                section.append(more.strip())
-            return section
-    return []
-
-
-def _section(doc: str, label: str) -> list[str]:
-    lines = docstring_section(doc, label)
-    return [f"   {(label + ':') if k == 0 else '':<11} {text}" for k, text in enumerate(lines)]
-
-
-def _factory_doc(name: str) -> str:
-    import gradchain
-
-    return getattr(getattr(gradchain, name, None), "__doc__", None) or ""
-
-
 def _explain_configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Show a named optimizer as the chain it is: each transform's update equation (from "
@@ -240,58 +214,9 @@ def _explain_configure(parser: argparse.ArgumentParser) -> None:
     _model_arguments(parser, required=False)
 
 
-def explain(name: str, params: Any) -> str:
-    """The text of ``python -m gradchain explain NAME`` for ``params`` (a tree of shapes)."""
-    import jax
-    import jax.numpy as jnp
-
-    from gradchain import ladder, memory, state
-    from gradchain.memory import format_bytes
-
-    optimizer = ladder.named_optimizer(name)
-    report = memory.memory_report(optimizer, params)
-    tiny = jax.tree.map(lambda p: jnp.zeros((1,) * len(p.shape), p.dtype), params)
-    values = {s.path: s.value for s in state.slots(optimizer.init(tiny)) if s.hyperparameter}
-    members = getattr(optimizer, "members", ()) or (optimizer,)
-    names = ladder.chain_names(optimizer)
-    summary = inspect.cleandoc(_factory_doc(name)).split("\n\n")[0].replace("\n", " ")
-    out = [
-        f"{name}: {summary}",
-        "",
-        f"{name}(learning_rate) = "
-        + (f"chain({', '.join(names)})" if getattr(optimizer, "members", ()) else names[0]),
-        f"state for {ladder.describe_model(params)}: "
-        f"{format_bytes(report.per_parameter_bytes)} = {report.params_multiple:.3g}x params "
-        f"in per-parameter slots, plus {format_bytes(report.scalar_bytes)} of scalars",
-    ]
-    for i, (member, member_name) in enumerate(zip(members, names)):
-        doc = _factory_doc(member_name) if getattr(member, "name", None) else ""
-        first = inspect.cleandoc(doc).split("\n")[0] if doc else "(not a gradchain transform)"
-        out += ["", f"{i + 1}. {member_name} -- {first}"]
-        out += _section(doc, "Update")
-        rows = [r for r in report.rows if r.path.split(".")[0] == str(i)]
-        adds = [r for r in rows if r.per_parameter]
-        for k, r in enumerate(adds):
-            out.append(
-                f"   {'Memory:' if k == 0 else '':<11} +{r.slot}: {format_bytes(r.bytes)} "
-                f"({r.multiple:.3g}x params, {r.kind}, {r.dtype})"
-            )
-            out.append(f"   {'':<11}   {r.meaning}")
-        if not adds:
-            out.append(f"   {'Memory:':<11} no per-parameter state")
-        scalars = [
-            f"{r.slot}={float(values[r.path]):g}" if r.path in values else r.slot
-            for r in rows
-            if r.kind in ("scalar", "hyperparameter")
-        ]
-        if scalars:
-            nbytes = sum(r.bytes for r in rows if r.kind in ("scalar", "hyperparameter"))
-            out.append(f"   {'Scalars:':<11} {', '.join(scalars)} ({format_bytes(nbytes)})")
-        out += _section(doc, "Note") + _section(doc, "Reference")
-    return "\n".join(out)
-
-
 def _explain_run(args: argparse.Namespace) -> int:
+    from gradchain.explain import explain
+
     print(explain(_check_optimizer(args.name), _model(args, default_count=1_000_000)))
     return 0
 

@@ -87,10 +87,45 @@ def test_explain_with_a_model_size(capsys):
     )
 
 
-@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "amsgrad", "nadam", "adamax"])
-def test_explain_every_textbook_optimizer(capsys, name):
-    code, out, _ = run(capsys, "explain", name, "--params", "10")
-    assert code == 0 and "Update:" in out and "scale_by_learning_rate" in out
+def named():
+    from gradchain import optimizers
+
+    return sorted(n for n in optimizers.__all__ if callable(getattr(optimizers, n)))
+
+
+@pytest.mark.parametrize("name", named())
+def test_explain_every_named_optimizer(capsys, name):
+    code, out, _ = run(capsys, "explain", name, "--params", "1000")
+    assert code == 0 and out.startswith(f"{name}: ")
+    assert "Update:" in out and "Memory:" in out
+    assert "(not a gradchain transform)" not in out
+
+
+def test_explain_shows_groups_and_wrapped_transforms(capsys):
+    code, out, _ = run(capsys, "explain", "muon", "--params", "1000")
+    assert code == 0
+    assert "1. partition -- Parameter groups" in out
+    assert "  1.1. [muon] scale_by_momentum -- Accumulate a velocity" in out
+    assert "Memory:     +mu: 4.00 kB (1x params, same shape, float32)" in out
+    assert "[adam] scale_by_rms" in out
+    code, out, _ = run(capsys, "explain", "adam_8bit", "--params", "1000000")
+    assert "1. quantized_moments(scale_by_momentum, mu=int8) -- Store some" in out
+    assert "Update:     mu_t = decay * mu_{t-1} + c * u_t" in out  # the wrapped transform's
+    assert "+mu: 1.02 MB (1x params, quantized, float32/int8)" in out
+
+
+def test_docstring_section_reads_continuation_lines_only():
+    from gradchain.explain import docstring_section
+
+    doc = """Summary.
+
+    Update:     a = b
+                c = d
+    State:      none.
+    """
+    assert docstring_section(doc, "Update") == ["a = b", "c = d"]
+    assert docstring_section(doc, "State") == ["none."]
+    assert docstring_section(doc, "Reference") == []
 
 
 def test_unknown_optimizer_exits_2_with_a_suggestion(capsys):
