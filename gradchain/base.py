@@ -166,11 +166,11 @@ def tree_map_split(fn: Callable[..., tuple], n: int, tree: Any, *rest: Any) -> t
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     """Zeros shaped like ``tree``. Each leaf gets its own buffer: donation and sharded
     placement fail (or crash) when two state leaves alias one array."""
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype or jnp.result_type(x)), tree)
 
 
 def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
-    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or jnp.result_type(x)), tree)
+    return jax.tree.map(lambda x: jnp.full_like(x, value, dtype or jnp.result_type(x)), tree)
 
 
 def real_dtype(dtype: Any) -> jnp.dtype:
@@ -348,7 +348,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             return None
         if jnp.result_type(u) == jax.dtypes.float0:
             return p  # the "gradient" of an integer leaf: no change
-        wide = jnp.promote_types(jnp.result_type(p), jnp.result_type(u))
+        with jax.numpy_dtype_promotion("standard"):  # our choice, made at trace time
+            wide = jnp.promote_types(jnp.result_type(p), jnp.result_type(u))
         return (jnp.asarray(p, wide) + jnp.asarray(u, wide)).astype(jnp.result_type(p))
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
