@@ -1,0 +1,147 @@
+"""The optimizer race: its table, convergence facts that could fail, and the PNG."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from gradchain import race
+
+
+@pytest.fixture(scope="module")
+def valley():
+    """A short race on the thin valley, run once for the tests below."""
+    return race.race(["sgd", "momentum", "adam"], ["valley"])["valley"]
+
+
+def by_name(rows):
+    return {r.optimizer: r for r in rows}
+
+
+def test_adam_and_momentum_reach_the_valley_threshold_before_sgd(valley):
+    rows = by_name(valley)
+    assert rows["adam"].reached is not None
+    assert rows["momentum"].reached is not None
+    # With lr < 2/100 gradient descent crawls along the flat axis: about 320 steps.
+    assert rows["sgd"].reached is not None
+    assert rows["momentum"].reached < rows["sgd"].reached
+    assert rows["adam"].reached < rows["sgd"].reached
+    assert all(not r.diverged for r in valley)
+    assert rows["adam"].final_loss <= race.FUNCTIONS["valley"].threshold
+
+
+def test_path_starts_at_the_start_and_losses_match_the_path(valley):
+    fn = race.FUNCTIONS["valley"]
+    for r in valley:
+        assert r.path.shape == (fn.steps + 1, 2)
+        np.testing.assert_allclose(r.path[0], fn.start)
+        x, y = r.path[:, 0], r.path[:, 1]
+        np.testing.assert_allclose(r.losses, 0.5 * (x**2 + 100 * y**2), rtol=1e-5, atol=1e-12)
+        reached = np.flatnonzero(r.losses <= fn.threshold)
+        assert r.reached == (int(reached[0]) if reached.size else None)
+
+
+def test_state_column_counts_the_moments(valley):
+    rows = by_name(valley)
+    assert [rows[n].state_multiple for n in ("sgd", "momentum", "adam")] == [0.0, 1.0, 2.0]
+    # Two float32 parameters: mu is 8 bytes; Adam keeps mu and nu.
+    assert rows["momentum"].state_bytes == 8
+    assert rows["adam"].state_bytes == 16
+    assert rows["sgd"].state_bytes == 0
+
+
+def test_table_has_one_row_per_optimizer_with_every_column(valley):
+    text = race.format_table("valley", valley)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("optimizer"))
+    for column in ("lr", "state", "state bytes", "steps", "final loss", "diverged"):
+        assert column in header
+    rows = {line.split()[0]: line.split() for line in lines if line.split()[0] in by_name(valley)}
+    assert set(rows) == {"sgd", "momentum", "adam"}
+    assert rows["adam"][1] == "0.3"
+    assert rows["adam"][2] == "2x"
+    assert rows["adam"][-1] == "no"
+
+
+def test_sgd_beyond_its_stability_limit_is_reported_diverged():
+    # On the valley the steep axis needs lr < 2/100; 0.05 blows up.
+    r = race.run_one("sgd", "valley", 0.05, steps=200)
+    assert r.diverged
+    assert r.reached is None
+
+
+def test_adam_reaches_rosenbrock_minimum_and_escapes_the_saddle_before_sgd():
+    rosen = race.run_one("adam", "rosenbrock", race.DEFAULT_LEARNING_RATES["rosenbrock"]["adam"])
+    assert rosen.reached is not None
+    np.testing.assert_allclose(rosen.path[-1], [1.0, 1.0], atol=1e-3)
+    adam = race.run_one("adam", "saddle", 0.05)
+    sgd = race.run_one("sgd", "saddle", 0.05)
+    assert adam.reached is not None and sgd.reached is not None
+    assert adam.reached < sgd.reached  # normalised steps leave the flat saddle at once
+    assert not adam.diverged and not sgd.diverged  # the saddle is unbounded, not divergence
+
+
+def test_beale_is_solved_by_momentum():
+    r = race.run_one("momentum", "beale", race.DEFAULT_LEARNING_RATES["beale"]["momentum"])
+    assert r.reached is not None
+    np.testing.assert_allclose(r.path[-1], [3.0, 0.5], atol=1e-3)
+
+
+def test_state_memory_fallback_agrees_with_the_memory_report():
+    import jax.numpy as jnp
+
+    import gradchain
+
+    params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+    multiple, per_param, scalars = race.state_memory(gradchain.adam(0.1), params)
+    assert multiple == 2.0
+    assert per_param == 2 * 16 * 4
+
+
+def test_cli_prints_tables_and_writes_the_png(tmp_path, capsys):
+    out = tmp_path / "race.png"
+    code = race.main(
+        [
+            "--optimizers",
+            "sgd,adam",
+            "--function",
+            "valley,saddle",
+            "--steps",
+            "60",
+            "--lr",
+            "adam=0.2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Thin valley" in text and "Saddle" in text
+    adam_rows = [line.split() for line in text.splitlines() if line.startswith("adam ")]
+    assert [row[1] for row in adam_rows] == ["0.2", "0.2"]
+    sgd_rows = [line.split() for line in text.splitlines() if line.startswith("sgd ")]
+    assert [row[1] for row in sgd_rows] == ["0.018", "0.05"]  # the defaults
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000
+
+
+def test_one_learning_rate_for_all_and_configure_on_a_subparser(capsys):
+    parser = argparse.ArgumentParser(prog="gradchain")
+    sub = parser.add_subparsers(dest="command")
+    race.configure(sub.add_parser("race"))
+    argv = ["race", "--optimizers", "sgd,momentum", "--function", "valley", "--lr", "0.01"]
+    args = parser.parse_args([*argv, "--steps", "5", "--out", ""])
+    assert race.run(args) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines() if line.startswith(("sgd ", "momentum "))]
+    assert [(row[0], row[1]) for row in rows] == [("sgd", "0.01"), ("momentum", "0.01")]
+    assert "wrote" not in text  # --out '' writes no PNG
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    with pytest.raises(SystemExit, match="unknown optimizer 'adamm'.*adam"):
+        race.race(["adamm"], ["valley"])
+    with pytest.raises(SystemExit, match="unknown function 'himmelblau'.*rosenbrock"):
+        race.race(["adam"], ["himmelblau"])
+    with pytest.raises(SystemExit, match="--lr takes"):
+        race.main(["--lr", "adam=", "--out", ""])
