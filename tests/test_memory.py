@@ -415,3 +415,18 @@ def test_accumulation_adds_one_accumulator():
         "accumulate/scale_by_rms",
     }
     assert report.total_bytes == real_bytes(optimizer.init(params))
+
+
+def test_a_single_transform_and_a_bare_optax_optimizer():
+    params = mixed_params()
+    report = gradchain.memory_report(gradchain.scale_by_rms(0.9, amsgrad=True), params)
+    assert report.optimizer == "scale_by_rms"
+    assert {(r.transform, r.slot) for r in report.rows if r.per_parameter} == {
+        ("scale_by_rms", "nu"),
+        ("scale_by_rms", "nu_max"),
+    }
+    with reference_promotion():
+        report = gradchain.memory_report(optax.adamw(1e-3), params)
+        state = optax.adamw(1e-3).init(params)
+    assert {r.transform for r in report.rows if r.per_parameter} == {"ScaleByAdamState"}
+    assert report.params_multiple == 2 and report.total_bytes == real_bytes(state)
