@@ -8,6 +8,7 @@ names in its own ``__all__``; this file gathers them.
 """
 
 from gradchain import (
+    averaging,
     base,
     checkpoint,
     combine,
@@ -19,6 +20,7 @@ from gradchain import (
     transforms,
 )
 from gradchain._checks import GradchainError
+from gradchain.averaging import *  # noqa: F403
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
@@ -46,6 +48,7 @@ __all__ = [
     "chain",
     "describe",
     "identity",
+    *averaging.__all__,
     *combine.__all__,
     *ladder.__all__,
     *memory.__all__,

@@ -1,0 +1,104 @@
+"""An average of the parameters, kept beside them: EMA (Polyak averaging), optionally debiased.
+
+Not a transform: the average does not change the step, it is what a training loop evaluates
+or saves. Three pure, jit-safe functions:
+
+>>> import jax.numpy as jnp, gradchain
+>>> avg = gradchain.ema_init(jnp.zeros(2), decay=0.9)
+>>> for p in (1.0, 2.0, 3.0):                       # the params after each step
+...     avg = gradchain.ema_update(avg, jnp.full(2, p))
+>>> [round(x, 4) for x in gradchain.ema_params(avg).tolist()]   # (81 + 180 + 300) / 271
+[2.0701, 2.0701]
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import compute_dtype, describe, hyper_dtype, store_hyperparam
+
+__all__ = ["EmaState", "ema_init", "ema_params", "ema_update"]
+
+
+@describe(
+    ema="moving average of the params, one array per parameter (not yet divided by weight)",
+    weight="scalar: the total weight the average has received; the average is ema / weight",
+    decay="hyperparameter: how much of the old average each update keeps",
+)
+class EmaState(NamedTuple):
+    ema: Any
+    weight: jax.Array
+    decay: jax.Array
+
+
+def ema_init(
+    params: Any, decay: float = 0.999, *, debias: bool = True, dtype: Any = None
+) -> EmaState:
+    r"""Start an exponential moving average of the params.
+
+    State:      ema -- like the params, dtype ``dtype`` (default: the params'); zeros when
+                ``debias``, else a copy of the params.  weight -- 0 when ``debias``, else 1.
+                decay -- live scalar.   Memory: +1x params.
+    Args:       decay -- in [0, 1); the average spans about 1 / (1 - decay) steps.
+                debias -- start from zero and divide by the weight received (Adam's bias
+                correction), so early averages are not pulled toward zero or toward the
+                initial params; False starts from the initial params (torch's
+                ``AveragedModel`` with an EMA function, Flax examples).
+                dtype -- e.g. jnp.float32 to average bfloat16 params in float32.
+    Reference:  Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging",
+                1992; Kingma & Ba, 2015 (bias correction).
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_dtype("dtype", dtype)
+    if debias:
+        ema = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    else:
+        ema = jax.tree.map(lambda p: jnp.array(p, dtype=dtype or jnp.result_type(p)), params)
+    return EmaState(
+        ema=ema,
+        weight=jnp.asarray(0.0 if debias else 1.0, hyper_dtype()),
+        decay=store_hyperparam(decay),
+    )
+
+
+def ema_update(state: EmaState, params: Any, decay: Any = None) -> EmaState:
+    r"""Fold the current params into the average.
+
+    Update:     ema_t = decay * ema_{t-1} + (1 - decay) * p_t
+                weight_t = weight_{t-1} + (1 - decay) * (1 - weight_{t-1})
+                (= 1 - prod(decay) from 0; stays exactly 1 from 1)
+    Args:       state -- from ``ema_init`` or the last ``ema_update``.  params -- the params
+                now.  decay -- None for the state's own; or a number or array (e.g. a
+                schedule's value) used for this update and recorded in the state. Changing
+                it between jitted calls does not recompile.
+    """
+    _checks.check_same_structure("params", params, "the average", state.ema)
+    d = state.decay if decay is None else jnp.asarray(decay).astype(state.decay.dtype)
+
+    def average(a, p):
+        c = compute_dtype(a.dtype, jnp.result_type(p))
+        dc = d.astype(c)
+        return (dc * a.astype(c) + (1 - dc) * jnp.asarray(p).astype(c)).astype(a.dtype)
+
+    ema = jax.tree.map(average, state.ema, params)
+    weight = state.weight + (1 - d) * (1 - state.weight)
+    return EmaState(ema=ema, weight=weight, decay=d)
+
+
+def ema_params(state: EmaState) -> Any:
+    r"""The average: ``ema / weight``, in the average's dtype.
+
+    Before the first ``ema_update`` of a debiased average there is nothing to average yet, and
+    this returns the zeros it started from.
+    """
+    w = jnp.where(state.weight > 0, state.weight, jnp.ones_like(state.weight))
+
+    def divide(a):
+        c = compute_dtype(a.dtype)
+        return (a.astype(c) / w.astype(c)).astype(a.dtype)
+
+    return jax.tree.map(divide, state.ema)
