@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import optimizers as optimizers_lib
+from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
 
 __all__ = [
@@ -289,7 +290,7 @@ def state_memory(optimizer: Any, params: Any) -> tuple[float, int, int]:
 def _make(name: str, learning_rate: Any):
     if name not in optimizers_lib.__all__:
         known = ", ".join(sorted(optimizers_lib.__all__))
-        raise SystemExit(f"race: unknown optimizer {name!r}; choose from: {known}")
+        raise GradchainError(f"unknown optimizer {name!r}; choose from: {known}")
     return getattr(optimizers_lib, name)(learning_rate)
 
 
@@ -356,7 +357,7 @@ def race(
     results: dict[str, list[RaceResult]] = {}
     for f in functions:
         if f not in FUNCTIONS:
-            raise SystemExit(f"race: unknown function {f!r}; choose from: {', '.join(FUNCTIONS)}")
+            raise GradchainError(f"unknown function {f!r}; choose from: {', '.join(FUNCTIONS)}")
         rows = []
         for name in optimizers:
             lr = DEFAULT_LEARNING_RATES[f].get(name, FALLBACK_LEARNING_RATE)
@@ -495,14 +496,22 @@ def _parse_learning_rates(text: str | None) -> dict[str, float] | float | None:
     """``"0.01"`` -> 0.01 for every optimizer; ``"adam=0.05,sgd=0.001"`` -> per optimizer."""
     if not text:
         return None
+
+    def number(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise GradchainError(
+                f"--lr takes one number (0.01) or name=number pairs (adam=0.05,sgd=0.001); "
+                f"got {text!r}"
+            ) from None
+
     if "=" not in text:
-        return float(text)
+        return number(text)
     out = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
-        if not value:
-            raise SystemExit(f"race: --lr takes 0.01 or name=value,name=value; got {part!r}")
-        out[name.strip()] = float(value)
+        out[name.strip()] = number(value)
     return out
 
 
@@ -545,7 +554,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the race described by parsed ``args``; print the tables; write the PNG. Exit code."""
     functions = list(FUNCTIONS) if args.function in ("all", "") else _split(args.function)
     if args.steps is not None and args.steps < 1:
-        raise SystemExit(f"race: --steps must be >= 1, got {args.steps}")
+        raise GradchainError(f"--steps must be >= 1, got {args.steps}")
     began = time.perf_counter()
     results = race(_split(args.optimizers), functions, _parse_learning_rates(args.lr), args.steps)
     for fname, rows in results.items():
@@ -563,8 +572,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gradchain.race [options]``: the race on its own."""
-    parser = configure(argparse.ArgumentParser(prog="gradchain race"))
-    return run(parser.parse_args(argv))
+    parser = configure(argparse.ArgumentParser(prog="python -m gradchain race"))
+    try:
+        return run(parser.parse_args(argv))
+    except GradchainError as e:
+        parser.error(str(e))  # one line on stderr, exit code 2, as python -m gradchain does
+    return 2
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import optimizers as optimizers_lib
+from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
+from gradchain.race import _parse_learning_rates, state_memory
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -196,13 +198,11 @@ def _evaluate(params, x_train, y_train, x_test, y_test):
 def _make(name: str, learning_rate: float):
     if name not in optimizers_lib.__all__:
         known = ", ".join(sorted(optimizers_lib.__all__))
-        raise SystemExit(f"train: unknown optimizer {name!r}; choose from: {known}")
+        raise GradchainError(f"unknown optimizer {name!r}; choose from: {known}")
     return getattr(optimizers_lib, name)(learning_rate)
 
 
 def _state_multiple(optimizer: Any, params: Any) -> float:
-    from gradchain.race import state_memory
-
     return state_memory(optimizer, params)[0]
 
 
@@ -353,20 +353,6 @@ def plot_histories(
 # --- command line --------------------------------------------------------------------------
 
 
-def _parse_learning_rates(text: str | None) -> dict[str, float] | float | None:
-    if not text:
-        return None
-    if "=" not in text:
-        return float(text)
-    out = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if not value:
-            raise SystemExit(f"train: --lr takes 0.01 or name=value,name=value; got {part!r}")
-        out[name.strip()] = float(value)
-    return out
-
-
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the demo's options to ``parser`` (``python -m gradchain train``)."""
     parser.description = (
@@ -397,9 +383,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Train with every optimizer in ``args``; print progress and a summary; write the PNG."""
     if args.steps < 1:
-        raise SystemExit(f"train: --steps must be >= 1, got {args.steps}")
+        raise GradchainError(f"--steps must be >= 1, got {args.steps}")
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-    lrs = _parse_learning_rates(args.lr)
+    lrs = _parse_learning_rates(args.lr)  # the race's syntax
     data = (*make_spirals(seed=args.seed), *make_spirals(seed=args.seed + 1))
     print(
         f"MLP 2-{args.hidden}-{args.hidden}-2 on two spirals ({len(data[1])} train, "
@@ -453,8 +439,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gradchain.train_demo [options]``: the demo on its own."""
-    parser = configure(argparse.ArgumentParser(prog="gradchain train"))
-    return run(parser.parse_args(argv))
+    parser = configure(argparse.ArgumentParser(prog="python -m gradchain train"))
+    try:
+        return run(parser.parse_args(argv))
+    except GradchainError as e:
+        parser.error(str(e))  # one line on stderr, exit code 2, as python -m gradchain does
+    return 2
 
 
 if __name__ == "__main__":

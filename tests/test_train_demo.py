@@ -100,5 +100,5 @@ def test_progress_bar_and_cli(tmp_path, capsys):
 
 
 def test_unknown_optimizer_is_refused():
-    with pytest.raises(SystemExit, match="unknown optimizer 'adamm'"):
+    with pytest.raises(gradchain.GradchainError, match="unknown optimizer 'adamm'"):
         td.train("adamm", steps=1)
