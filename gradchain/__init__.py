@@ -17,6 +17,7 @@ from gradchain import (
     optimizers,
     schedules,
     state,
+    torch,  # noqa: F401 -- not in __all__: a star import must not shadow the real torch
     transforms,
 )
 from gradchain._checks import GradchainError

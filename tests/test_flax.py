@@ -45,7 +45,10 @@ def _batches(seed=0):
 # Pairs (gradchain optimizer, Optax optimizer of the same math), built lazily: under x64.
 PAIRS = {
     "adam": lambda: (gradchain.adam(1e-2), optax.adam(1e-2)),
-    "adamw": lambda: (gradchain.adamw(1e-2, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)),
+    "adamw-mask-by-path": lambda: (
+        gradchain.adamw(1e-2, weight_decay=0.1, mask=decay_mask),
+        optax.adamw(1e-2, weight_decay=0.1, mask=decay_mask),
+    ),
     "groups-by-path": lambda: (
         gradchain.partition(
             {"decay": gradchain.adamw(1e-2, weight_decay=0.1), "no_decay": gradchain.adam(1e-2)},
