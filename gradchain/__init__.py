@@ -16,6 +16,7 @@ from gradchain import (
     memory,
     optimizers,
     schedules,
+    sharding,
     state,
     torch,  # noqa: F401 -- not in __all__: a star import must not shadow the real torch
     transforms,
@@ -35,6 +36,7 @@ from gradchain.ladder import *  # noqa: F403
 from gradchain.memory import *  # noqa: F403
 from gradchain.optimizers import *  # noqa: F403
 from gradchain.schedules import *  # noqa: F403
+from gradchain.sharding import *  # noqa: F403
 from gradchain.state import *  # noqa: F403
 from gradchain.transforms import *  # noqa: F403
 
@@ -55,6 +57,7 @@ __all__ = [
     *memory.__all__,
     *optimizers.__all__,
     *schedules.__all__,
+    *sharding.__all__,
     *state.__all__,
     *transforms.__all__,
 ]
