@@ -181,7 +181,7 @@ def scale_by_factored_rms(
         shape, dtype = jnp.shape(p), nu_dtype or real_dtype(jnp.result_type(p))
         axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
         if axes is None:
-            return jnp.zeros(shape, dtype)
+            return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed
         a, b = axes
         without = lambda k: tuple(n for i, n in enumerate(shape) if i != k)  # noqa: E731
         return FactoredMoment(jnp.zeros(without(a), dtype), jnp.zeros(without(b), dtype), a, b)

@@ -97,7 +97,7 @@ def scale_by_rms(
 
     def init(params):
         nu = jax.tree.map(
-            lambda p: jnp.full(jnp.shape(p), initial_scale, _moment_dtype(p, nu_dtype)), params
+            lambda p: jnp.full_like(p, initial_scale, _moment_dtype(p, nu_dtype)), params
         )
         return RmsState(
             nu=nu,
@@ -176,7 +176,7 @@ def scale_by_stddev(
 
     def init(params):
         nu = jax.tree.map(
-            lambda p: jnp.full(jnp.shape(p), initial_scale, _moment_dtype(p, nu_dtype)), params
+            lambda p: jnp.full_like(p, initial_scale, _moment_dtype(p, nu_dtype)), params
         )
         count = jnp.zeros([], jnp.int32) if bias_correction else None
         mu = tree_zeros_like(params, mu_dtype)
@@ -243,7 +243,7 @@ def scale_by_rss(
 
     def init(params):
         acc = jax.tree.map(
-            lambda p: jnp.full(jnp.shape(p), initial_accumulator_value, _moment_dtype(p, nu_dtype)),
+            lambda p: jnp.full_like(p, initial_accumulator_value, _moment_dtype(p, nu_dtype)),
             params,
         )
         return RssState(sum_of_squares=acc, **store_hyperparams(given))
@@ -295,7 +295,7 @@ def scale_by_inf_norm(
     given = {"decay": decay, "eps": eps}
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _moment_dtype(p, nu_dtype)), params)
+        nu = jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, nu_dtype)), params)
         return InfNormState(nu=nu, **store_hyperparams(given))
 
     def update(updates, state, params=None, *, gradient=None, **extra):

@@ -48,7 +48,7 @@ def _abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
 
 def _moment_zeros(params: Any, dtype: Any) -> Any:
     return jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), dtype or real_dtype(jnp.result_type(p))), params
+        lambda p: jnp.zeros_like(p, dtype or real_dtype(jnp.result_type(p))), params
     )
 
 
@@ -380,7 +380,7 @@ def scale_by_rprop(
         return RpropState(
             prev=tree_zeros_like(params),
             step_size=jax.tree.map(
-                lambda p: jnp.full(jnp.shape(p), initial_step, jnp.result_type(p)), params
+                lambda p: jnp.full_like(p, initial_step, jnp.result_type(p)), params
             ),
             **store_hyperparams(given),
         )
