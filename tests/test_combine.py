@@ -2,6 +2,9 @@
 anywhere in a chain. Against Optax's wrappers, against each group's optimizer run alone, and
 against hand computations; float32 and float64."""
 
+import pathlib
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -496,3 +499,19 @@ def test_clipping_inside_a_group_sees_only_that_groups_norm(dtype):
     got, _ = run(opt, params, grads)
     alone, _ = run(clipped, params["backbone"], [g["backbone"] for g in grads])
     assert_trees_identical(got["backbone"], alone)
+
+
+# --- the training guide ------------------------------------------------------------------
+
+
+def test_training_guide_snippets_run(capsys):
+    """docs/training.md: every ```python block, in order, in one namespace."""
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 10
+    namespace: dict = {}
+    with reference_promotion():  # user code, written without strict promotion in mind
+        for block in blocks:
+            exec(compile(block, "docs/training.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "[0.0, 0.0005, 0.001, 0.0005, 0.0]" in out and "EmptyState()" in out

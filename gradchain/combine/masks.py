@@ -32,12 +32,17 @@ def _first_difference(name: str, spec: Any, tree: Any) -> str:
     """Where ``spec`` (meant to be a prefix of ``tree``) and ``tree`` part ways."""
     spec_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(spec)[0]]
     tree_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    found = []
     for path in tree_paths:
         if not any(path[: len(s)] == s for s in spec_paths):
-            return f"the params have a leaf at {_checks.path_str(path)} that {name} does not cover"
+            found.append(f"the params have a leaf at {_checks.path_str(path)} that {name} misses")
+            break
     for s in spec_paths:
         if not any(path[: len(s)] == s for path in tree_paths):
-            return f"{name} has an entry at {_checks.path_str(s)} where the params have none"
+            found.append(f"{name} has an entry at {_checks.path_str(s)} where the params have none")
+            break
+    if found:
+        return "; ".join(found)
     return f"{name} is {jax.tree.structure(spec)}, the params are {jax.tree.structure(tree)}"
 
 
@@ -218,7 +223,7 @@ def partition(
 
     def flags(tree):
         per_leaf = []
-        for path, label in _per_leaf("the labels", labels, tree):
+        for path, label in _per_leaf("the label tree", labels, tree):
             try:
                 known = label in groups
             except TypeError:
