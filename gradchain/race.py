@@ -287,19 +287,24 @@ def state_memory(optimizer: Any, params: Any) -> tuple[float, int, int]:
     return sum(math.prod(x.shape) for x in per_param) / n_params, nbytes(per_param), nbytes(scalars)
 
 
-def _make(name: str, learning_rate: Any):
-    if name not in optimizers_lib.__all__:
+Optimizer = str | Callable[[Any], Any]  # a gradchain.optimizers name, or lr -> transform
+
+
+def _make(optimizer: Optimizer, learning_rate: Any):
+    if callable(optimizer):
+        return optimizer(learning_rate)
+    if optimizer not in optimizers_lib.__all__:
         known = ", ".join(sorted(optimizers_lib.__all__))
-        raise GradchainError(f"unknown optimizer {name!r}; choose from: {known}")
-    return getattr(optimizers_lib, name)(learning_rate)
+        raise GradchainError(f"unknown optimizer {optimizer!r}; choose from: {known}")
+    return getattr(optimizers_lib, optimizer)(learning_rate)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_run(name: str, fn: Landscape, steps: int):
+def _compiled_run(optimizer: Optimizer, fn: Landscape, steps: int):
     """The whole run as one jitted function of (learning rate, start): one compilation."""
 
     def run(learning_rate, start):
-        opt = _make(name, learning_rate)  # a traced lr is used as given, not checked
+        opt = _make(optimizer, learning_rate)  # a traced lr is used as given, not checked
 
         def step(carry, _):
             params, state = carry
@@ -314,13 +319,27 @@ def _compiled_run(name: str, fn: Landscape, steps: int):
 
 
 def run_one(
-    name: str, function: str | Landscape, learning_rate: float, steps: int | None = None
+    optimizer: Optimizer,
+    function: str | Landscape,
+    learning_rate: float,
+    steps: int | None = None,
+    *,
+    label: str | None = None,
 ) -> RaceResult:
-    """Run optimizer ``name`` (a function of ``gradchain.optimizers``) on one test function."""
+    """Run one optimizer on one test function, the whole run one compiled ``lax.scan``.
+
+    Args:   optimizer -- a name from ``gradchain.optimizers`` (``"adam"``), or a function of
+            the learning rate returning a transform (``lambda lr: chain(..., lr)``); it is
+            called with a traced learning rate, so one compilation serves every lr.
+            function -- a key of ``FUNCTIONS`` or a ``Landscape``.  steps -- default: the
+            function's.  label -- the name shown (default: the name, or the function's).
+    """
     fn = FUNCTIONS[function] if isinstance(function, str) else function
     steps = fn.steps if steps is None else steps
+    if label is None:
+        label = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "?")
     start = jnp.asarray(fn.start, jnp.float32)
-    path, losses = _compiled_run(name, fn, steps)(jnp.float32(learning_rate), start)
+    path, losses = _compiled_run(optimizer, fn, steps)(jnp.float32(learning_rate), start)
     path, losses = np.asarray(path), np.asarray(losses)
     hit = np.flatnonzero(losses <= fn.threshold)
     x0, x1, y0, y1 = fn.box
@@ -328,9 +347,9 @@ def run_one(
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     escaped = np.abs(path - centre).max() > fn.bound * half
     diverged = bool(not np.all(np.isfinite(losses)) or escaped)
-    multiple, nbytes, scalar_bytes = state_memory(_make(name, learning_rate), start)
+    multiple, nbytes, scalar_bytes = state_memory(_make(optimizer, learning_rate), start)
     return RaceResult(
-        name,
+        label,
         fn.name,
         float(learning_rate),
         path,
@@ -405,37 +424,38 @@ def format_table(function: str, rows: Sequence[RaceResult]) -> str:
     return "\n".join([head, rule, line(header), rule, *(line(r) for r in body), foot])
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 MISSING_MATPLOTLIB = (
     'the plot needs matplotlib, an optional extra: pip install "gradchain[plot]" '
     "(or pip install matplotlib)"
 )
 
 
-def plot_race(results: dict[str, list[RaceResult]], out: str) -> str:
+def _new_figure(**kwargs):
+    """A matplotlib Figure that does not touch pyplot's global state or backend (so it
+    saves from a script and displays inline in a notebook alike)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(MISSING_MATPLOTLIB) from None
+    return Figure(**kwargs)
+
+
+def plot_race(results: dict[str, list[RaceResult]], out: str | None = None) -> Any:
     """Draw each function's contours with every optimizer's path (top row) and the loss
-    curves (bottom row) into ``out`` (a PNG). Returns ``out``.
+    curves (bottom row). Returns the matplotlib Figure, saved as a PNG to ``out`` if given
+    (in a notebook, a returned Figure displays itself).
 
     Raises ImportError with an install hint when matplotlib is missing.
     """
-    plt = _pyplot()
-    if plt is None:
-        raise ImportError(MISSING_MATPLOTLIB)
-    names = list(dict.fromkeys(r.optimizer for rows in results.values() for r in rows))
-    cmap = plt.get_cmap("tab10")
-    colour = {n: cmap(i % 10) for i, n in enumerate(names)}
     n = len(results)
-    fig, axes = plt.subplots(2, n, figsize=(4.8 * n, 8.6), squeeze=False)
+    fig = _new_figure(figsize=(4.8 * n, 8.6))  # first: the install hint if matplotlib is missing
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    names = list(dict.fromkeys(r.optimizer for rows in results.values() for r in rows))
+    cmap = colormaps["tab10"]
+    colour = {name: cmap(i % 10) for i, name in enumerate(names)}
+    axes = fig.subplots(2, n, squeeze=False)
     for col, (fname, rows) in enumerate(results.items()):
         fn = FUNCTIONS[fname]
         ax, lax_ = axes[0, col], axes[1, col]
@@ -474,8 +494,6 @@ def plot_race(results: dict[str, list[RaceResult]], out: str) -> str:
         lax_.set_title(f"loss; dotted: threshold {fn.threshold:g}", fontsize=9)
         lax_.legend(fontsize=7, loc="best")
         lax_.grid(alpha=0.3)
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=colour[n], lw=2, label=n) for n in names]
     handles += [
         Line2D([], [], color="k", marker="s", ls="", label="start"),
@@ -487,9 +505,9 @@ def plot_race(results: dict[str, list[RaceResult]], out: str) -> str:
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("gradchain optimizer race: paths (top) and loss (bottom)", fontsize=12)
     fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 1))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    if out:
+        fig.savefig(out, dpi=110)
+    return fig
 
 
 def _parse_learning_rates(text: str | None) -> dict[str, float] | float | None:

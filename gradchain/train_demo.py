@@ -29,7 +29,7 @@ import numpy as np
 from gradchain import optimizers as optimizers_lib
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
-from gradchain.race import _parse_learning_rates, state_memory
+from gradchain.race import _new_figure, _parse_learning_rates, state_memory
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -277,11 +277,6 @@ def train(
 
 # --- the picture ---------------------------------------------------------------------------
 
-MISSING_MATPLOTLIB = (
-    'the plot needs matplotlib, an optional extra: pip install "gradchain[plot]" '
-    "(or pip install matplotlib)"
-)
-
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(values) < window:
@@ -291,21 +286,16 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_histories(
-    histories: Sequence[History], out: str, data: tuple[np.ndarray, ...] | None = None
-) -> str:
-    """Loss curves (smoothed), test accuracy, and the best run's decision regions -> PNG.
+    histories: Sequence[History], out: str | None = None, data: tuple[np.ndarray, ...] | None = None
+) -> Any:
+    """Loss curves (smoothed), test accuracy, and the best run's decision regions. Returns
+    the matplotlib Figure, saved as a PNG to ``out`` if given.
 
     Raises ImportError with an install hint when matplotlib is missing.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(MISSING_MATPLOTLIB) from None
+    fig = _new_figure(figsize=(16, 4.8))
     data = data or (*make_spirals(seed=0), *make_spirals(seed=1))
-    fig, (ax_loss, ax_acc, ax_map) = plt.subplots(1, 3, figsize=(16, 4.8))
+    ax_loss, ax_acc, ax_map = fig.subplots(1, 3)
     window = 25
     for h in histories:
         label = f"{h.optimizer} (lr {h.learning_rate:g})"
@@ -345,9 +335,9 @@ def plot_histories(
     ax_map.legend(fontsize=8, loc="lower right")
     fig.suptitle("gradchain: one MLP on two spirals, trained with each optimizer", fontsize=12)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    if out:
+        fig.savefig(out, dpi=110)
+    return fig
 
 
 # --- command line --------------------------------------------------------------------------
