@@ -349,3 +349,15 @@ def test_gradchain_torch_never_imports_torch():
 
     code = "import sys, gradchain.torch; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_porting_guide_first_example_runs_as_printed(capsys):
+    import pathlib
+    import re
+
+    guide = pathlib.Path(__file__).parent.parent / "docs" / "porting_from_torch.md"
+    code = re.findall(r"```python\n(.*?)```", guide.read_text(), re.S)[0]
+    exec(compile(code, str(guide), "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed in code  # the comment under print(opt) shows what it prints
+    assert printed.startswith("chain(scale_by_momentum")
