@@ -95,9 +95,24 @@ def check_closed_unit_interval(name: str, value: Any) -> None:
 
 def check_learning_rate(value: Any) -> None:
     """A learning rate is a number >= 0 or a schedule (a function of the step count)."""
+    check_schedule_or("learning_rate", value, check_non_negative)
+
+
+def check_schedule_or(name: str, value: Any, check: Any) -> None:
+    """A hyperparameter that may also be a schedule (a function of the step count): a
+    function passes, a type (``jnp.float32``, callable but no schedule) does not, and a
+    number goes through ``check(name, value)``."""
     if callable(value) and not isinstance(value, type):
         return
-    check_non_negative("learning_rate", value)
+    check(name, value)
+
+
+def check_int(name: str, value: Any, minimum: int = 0) -> None:
+    """A count or size: a Python or NumPy integer (not a bool), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise GradchainError(f"{name} must be an integer >= {minimum}, got {_kind(value)}")
+    if value < minimum:
+        raise GradchainError(f"{name} must be an integer >= {minimum}, got {value}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -187,6 +202,16 @@ def check_float_leaves(name: str, tree: Any) -> None:
             "keep integer and boolean leaves out of the optimizer (gradchain.partition or "
             "a mask), or cast them to a float dtype"
         )
+
+
+def check_array(name: str, x: Any, ndim: int | None = None) -> None:
+    """One floating array (not a tree, a number, a string or None), of ``ndim`` dimensions."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        got = f"a {type(x).__name__}" if dtype is None else f"dtype {np.dtype(dtype).name}"
+        raise GradchainError(f"{name} must be a floating-point array, got {got}")
+    if ndim is not None and np.ndim(x) != ndim:
+        raise GradchainError(f"{name} must have {ndim} dimensions, got shape {np.shape(x)}")
 
 
 def check_update_dtypes(params: Any, updates: Any) -> None:

@@ -112,7 +112,7 @@ def save(path: str | os.PathLike, params: Any, opt_state: Any, step: int) -> Non
         meta[name] = entries
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
-    target = os.fspath(path)
+    target = _file_path(path)
     directory = os.path.dirname(os.path.abspath(target))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
     try:
@@ -126,6 +126,14 @@ def save(path: str | os.PathLike, params: Any, opt_state: Any, step: int) -> Non
             os.unlink(tmp)
         raise
     _sync_directory(directory)
+
+
+def _file_path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"a checkpoint path must be a str or os.PathLike, got {type(path).__name__}"
+        )
+    return os.fspath(path)
 
 
 def _sync_directory(directory: str) -> None:
@@ -244,7 +252,7 @@ def restore(path: str | os.PathLike, params_like: Any, opt_state_like: Any) -> t
     Raises:     ``GradchainError`` on any mismatch of paths, shapes or dtypes, and on a
                 damaged file; ``FileNotFoundError`` if there is no file.
     """
-    path = os.fspath(path)
+    path = _file_path(path)
     meta, arrays = _read(path)
     params = _rebuild(path, "params", params_like, meta, arrays)
     opt_state = _rebuild(path, "opt_state", opt_state_like, meta, arrays)

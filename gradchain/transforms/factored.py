@@ -174,6 +174,8 @@ def scale_by_factored_rms(
     """
     _checks.check_non_negative("decay_rate", decay_rate)
     _checks.check_non_negative("eps", eps)
+    _checks.check_int("decay_offset", decay_offset)
+    _checks.check_int("min_dim_size_to_factor", min_dim_size_to_factor)
     _checks.check_dtype("nu_dtype", nu_dtype)
     given = {"decay_rate": decay_rate, "eps": eps}
 

@@ -32,6 +32,7 @@ def newton_schulz(x: jax.Array, coeffs: Any = NS_COEFFS, steps: int = 5, eps: fl
     Reference:  Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024;
                 Bernstein & Newhouse, "Old Optimizer, New Norm", 2024.
     """
+    _checks.check_array("x", x, ndim=2)
     table = np.asarray(coeffs, dtype=np.float64)
     if table.ndim == 1:
         table = np.tile(table, (steps, 1))
@@ -69,6 +70,7 @@ def scale_by_newton_schulz(
                 GSPMD inserts the gathers.
     Reference:  Jordan et al., 2024 (Muon).
     """
+    _checks.check_int("ns_steps", ns_steps, minimum=1)
     table = np.asarray(ns_coeffs, dtype=np.float64)
     if table.shape[-1:] != (3,) or table.ndim > 2:
         raise _checks.GradchainError(
@@ -80,8 +82,6 @@ def scale_by_newton_schulz(
                 f"ns_coeffs gives {table.shape[0]} triples but ns_steps is {ns_steps}"
             )
         table = table[-ns_steps:]  # Optax keeps the last ns_steps triples
-    if not isinstance(ns_steps, int) or ns_steps < 1:
-        raise _checks.GradchainError(f"ns_steps must be an int >= 1, got {ns_steps!r}")
     _checks.check_non_negative("eps", eps)
 
     def init(params):

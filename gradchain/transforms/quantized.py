@@ -140,6 +140,9 @@ def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> Quanti
     """Encode an array: per block of ``block_size`` along the last axis, its absmax (float32)
     and one byte per entry. ``dequantize(quantize(x))`` is within the code's relative error
     of x for entries >= absmax / R of their block (see the module docstring)."""
+    _checks.check_array("x", x)
+    _checks.check_choice("code", code, tuple(CODES))
+    _checks.check_int("block_size", block_size, minimum=1)
     book = CODES[code]
     c = compute_dtype(x.dtype)
     xb = _as_blocks(jnp.asarray(x).astype(c), block_size)
@@ -152,6 +155,8 @@ def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> Quanti
 
 def dequantize(q: QuantizedArray) -> jax.Array:
     """Decode to the dtype the array had when it was quantized."""
+    if not isinstance(q, QuantizedArray):
+        raise TypeError(f"dequantize() takes a QuantizedArray, got {type(q).__name__}")
     book = CODES[q.code]
     c = compute_dtype(q.logical_dtype)
     values = book.decode(_as_blocks(q.codes, q.block_size), c)
@@ -193,8 +198,8 @@ def quantized(
         raise _checks.GradchainError('quantized() needs at least one slot, e.g. nu="uint8"')
     for slot, code in slot_codes.items():
         _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
-    if not isinstance(block_size, int) or block_size < 1:
-        raise _checks.GradchainError(f"block_size must be an int >= 1, got {block_size!r}")
+    _checks.check_int("block_size", block_size, minimum=1)
+    _checks.check_int("min_size", min_size)
     inner_name = getattr(transform, "name", "transform")
 
     def check_slots(state):

@@ -97,7 +97,8 @@ def scale_by_learning_rate(
             lr = lr.astype(state.learning_rate.dtype)
         else:
             lr = live_hyperparams({"learning_rate": learning_rate}, state)["learning_rate"]
-        out = jax.tree.map(lambda u: _times(u, sign * lr), updates)
+        factor = sign * lr  # once, not once per leaf
+        out = jax.tree.map(lambda u: _times(u, factor), updates)
         return out, LearningRateState(count=increment(state.count), learning_rate=lr)
 
     return GradientTransformation(init, update, name="scale_by_learning_rate")
@@ -208,7 +209,7 @@ class ClipNormState(NamedTuple):
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves together, accumulated in float32 (at least)."""
     _checks.check_float_leaves("tree", tree)
-    leaves = jax.tree.leaves(tree)
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     c = compute_dtype(*(real_dtype(x.dtype) for x in leaves))
     total = jnp.zeros([], c)
     for x in leaves:
