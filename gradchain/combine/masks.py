@@ -84,6 +84,14 @@ def _hide(tree: Any, keep: list[bool]) -> Any:
     return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
 
 
+def _hide_gradient(gradient: Any, updates: Any, hidden_updates: Any, keep: list[bool]) -> Any:
+    """The gradient keyword, hidden like the updates. When it *is* the updates, the hidden
+    updates are passed as it, so that the inner transform can tell (``accumulate`` does)."""
+    if gradient is None:
+        return None
+    return hidden_updates if gradient is updates else _hide(gradient, keep)
+
+
 def _merge(updates: Any, parts: list[tuple[Any, list[bool]]]) -> Any:
     """Each leaf from the part that kept it (its output), else the incoming update."""
     leaves, treedef = jax.tree.flatten(updates)
@@ -167,13 +175,14 @@ def masked(transform: GradientTransformation, mask: Any) -> GradientTransformati
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         keep = _mask_flags(mask, updates if params is None else params)
+        sub = _hide(updates, keep)
         out, new_inner = _call(
             inner,
             takes_extra,
-            _hide(updates, keep),
+            sub,
             state.inner,
             None if params is None else _hide(params, keep),
-            None if gradient is None else _hide(gradient, keep),
+            _hide_gradient(gradient, updates, sub, keep),
             extra,
         )
         return _merge(updates, [(out, keep)]), MaskedState(inner=new_inner)
@@ -247,13 +256,14 @@ def partition(
         parts, new_states = [], {}
         for label, t in groups.items():
             k = keep[label]
+            sub = _hide(updates, k)
             out, new_states[label] = _call(
                 t,
                 takes_extra[label],
-                _hide(updates, k),
+                sub,
                 state.groups[label],
                 None if params is None else _hide(params, k),
-                None if gradient is None else _hide(gradient, k),
+                _hide_gradient(gradient, updates, sub, k),
                 extra,
             )
             parts.append((out, k))
