@@ -4,10 +4,13 @@
 AMSGrad, with NAdam, Adamax and Lion beside it.
 ``memory_saving``: optimizers that keep less than Adam (Adafactor, Muon, signSGD, Signum, 8-bit
 Adam/AdamW/Lion).
+``memory_spending``: optimizers that add a slot on purpose (AdEMAMix, Adan, schedule-free AdamW,
+...) or change what Adam's slots hold (AdaBelief, Yogi, RAdam, ADOPT, LAMB, ...).
 """
 
-from gradchain.optimizers import memory_saving, textbook
+from gradchain.optimizers import memory_saving, memory_spending, textbook
 from gradchain.optimizers.memory_saving import *  # noqa: F403
+from gradchain.optimizers.memory_spending import *  # noqa: F403
 from gradchain.optimizers.textbook import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__]

@@ -32,7 +32,7 @@ from gradchain.transforms.factored import (
     scale_by_param_block_rms,
 )
 from gradchain.transforms.orthogonal import NS_COEFFS, scale_by_newton_schulz, scale_by_shape
-from gradchain.transforms.quantized import quantized
+from gradchain.transforms.quantized import quantized_moments
 
 __all__ = [
     "adafactor",
@@ -216,7 +216,7 @@ def adam_8bit(
     block_size: int = 256,
     min_size: int = 4096,
 ) -> GradientTransformation:
-    """Adam with both moments stored in 8 bits, block-wise (``quantized``).
+    """Adam with both moments stored in 8 bits, block-wise (``quantized_moments``).
 
     Update:     Adam's, on moments decoded from 8 bits and re-encoded after each step.
     State:      mu -- int8 log code; nu -- uint8 log code; each plus a float32 scale per block
@@ -242,7 +242,7 @@ def adamw_8bit(
 ) -> GradientTransformation:
     """AdamW with both moments stored in 8 bits, block-wise. Memory: ~0.5x params.
 
-    The chain is AdamW's, with its two moment transforms wrapped in ``quantized``.
+    The chain is AdamW's, with its two moment transforms wrapped in ``quantized_moments``.
     Reference:  Dettmers et al., 2022; Loshchilov & Hutter, 2019.
 
     >>> import jax.numpy as jnp, gradchain
@@ -253,9 +253,9 @@ def adamw_8bit(
     """
     q = {"block_size": block_size, "min_size": min_size}
     return chain(
-        quantized(scale_by_momentum(b1, ema=True), mu="int8", **q),  # mu (+~0.25x params)
+        quantized_moments(scale_by_momentum(b1, ema=True), mu="int8", **q),  # mu (+~0.25x params)
         bias_correct(b1),
-        quantized(  # nu (+~0.25x params)
+        quantized_moments(  # nu (+~0.25x params)
             scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True), nu="uint8", **q
         ),
         add_decayed_weights(weight_decay),  # decoupled decay
@@ -277,7 +277,7 @@ def lion_8bit(
     Reference:  Chen et al., 2023 (Lion); Dettmers et al., 2022.
     """
     return chain(
-        quantized(
+        quantized_moments(
             scale_by_lion_momentum(b1, b2), mu="int8", block_size=block_size, min_size=min_size
         ),  # fmt: skip
         scale_by_sign(),

@@ -2,6 +2,17 @@
 is a NamedTuple of named slots (see ``State.meanings``)."""
 
 from gradchain.base import identity
+from gradchain.transforms.adadelta import AdadeltaState, scale_by_adadelta
+from gradchain.transforms.extra_moments import (
+    AdditiveRmsState,
+    BeliefState,
+    GradientDifferenceState,
+    SlowMomentumState,
+    add_slow_momentum,
+    scale_by_additive_rms,
+    scale_by_belief,
+    scale_by_gradient_difference,
+)
 from gradchain.transforms.factored import (
     ClipBlockRmsState,
     FactoredMoment,
@@ -31,6 +42,12 @@ from gradchain.transforms.preconditioners import (
     scale_by_stddev,
 )
 from gradchain.transforms.quantized import QuantizedArray, dequantize, quantize, quantized
+from gradchain.transforms.rectified import (
+    PreviousRmsState,
+    RectifiedRmsState,
+    scale_by_previous_rms,
+    scale_by_rectified_rms,
+)
 from gradchain.transforms.scaling import (
     ClipNormState,
     ClipState,
@@ -46,18 +63,23 @@ from gradchain.transforms.scaling import (
     scale_by_learning_rate,
     scale_by_sign,
 )
+from gradchain.transforms.schedule_free import (
+    ScheduleFreeState,
+    scale_by_schedule_free,
+    schedule_free_eval_params,
+)
+from gradchain.transforms.sign_adaptive import RpropState, scale_by_rprop
 from gradchain.transforms.torch_forms import (
     AmsgradRawState,
     NadamScheduleState,
     RadamTorchState,
-    RpropState,
     SgdMomentumState,
     bias_correct_nadam,
     scale_by_amsgrad_raw,
     scale_by_radam_torch,
-    scale_by_rprop,
     scale_by_sgd_momentum,
 )
+from gradchain.transforms.trust_ratio import TrustRatioState, scale_by_trust_ratio
 
 __all__ = [
     "ClipBlockRmsState",
@@ -112,4 +134,23 @@ __all__ = [
     "scale_by_radam_torch",
     "scale_by_rprop",
     "scale_by_sgd_momentum",
+    "AdadeltaState",
+    "AdditiveRmsState",
+    "BeliefState",
+    "GradientDifferenceState",
+    "PreviousRmsState",
+    "RectifiedRmsState",
+    "ScheduleFreeState",
+    "SlowMomentumState",
+    "TrustRatioState",
+    "add_slow_momentum",
+    "scale_by_adadelta",
+    "scale_by_additive_rms",
+    "scale_by_belief",
+    "scale_by_gradient_difference",
+    "scale_by_previous_rms",
+    "scale_by_rectified_rms",
+    "scale_by_schedule_free",
+    "scale_by_trust_ratio",
+    "schedule_free_eval_params",
 ]

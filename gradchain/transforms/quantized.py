@@ -1,8 +1,8 @@
 """8-bit moments: keep a transform's moment slots as one byte per entry plus a float32 scale
 per block, and run its math unchanged on the dequantized values.
 
-``quantized(scale_by_rms(0.999), nu="uint8")`` is ``scale_by_rms`` whose ``nu`` is stored in
-8 bits: each step decodes the slot, lets the transform update it in float32 (at least), and
+``quantized_moments(scale_by_rms(0.999), nu="uint8")`` is ``scale_by_rms`` whose ``nu`` is
+stored in 8 bits: each step decodes the slot, lets the transform update it in float32 (at least), and
 encodes the new value. The transforms themselves know nothing about it.
 
 The layout keeps sharding simple. A quantized leaf is a ``QuantizedArray`` of
@@ -13,8 +13,10 @@ Dettmers et al.'s block-wise quantization, with blocks along the last axis inste
 flattened array so that no reshape crosses a sharded axis.
 
 The code (the 256 values a byte can mean, relative to the block's absmax) is logarithmic:
-  uint8 (second moments, >= 0):  0 -> 0 ;  k = 1..255 -> R**(-(255 - k) / 254), R = 1e12
+  uint8 (second moments, >= 0):  0 -> 0 ;  k = 1..255 -> R**(-(255 - k) / 254), R = 1e8
+                                 relative error <= 3.7% for entries >= absmax / R
   int8  (first moments, signed): 0 -> 0 ;  +-j, j = 1..127 -> +-R**(-(127 - j) / 126), R = 1e6
+                                 relative error <= 5.7% for |entries| >= absmax / R
 A log code gives every entry the same *relative* precision wherever it sits below its block's
 maximum -- what a second moment spanning many orders of magnitude needs, since the update
 divides by its square root. A linear (absmax) code rounds an entry 1e-3 below its block's
@@ -70,7 +72,7 @@ class _LogCode:
 
 
 CODES = {
-    "uint8": _LogCode("uint8", signed=False, dynamic_range=1e12),
+    "uint8": _LogCode("uint8", signed=False, dynamic_range=1e8),
     "int8": _LogCode("int8", signed=True, dynamic_range=1e6),
 }
 
@@ -168,7 +170,7 @@ def _is_quantized(x: Any) -> bool:
     return isinstance(x, QuantizedArray)
 
 
-def quantized(
+def quantized_moments(
     transform: GradientTransformation,
     *,
     block_size: int = 256,
@@ -190,12 +192,12 @@ def quantized(
                 they save; bitsandbytes uses 4096).
                 slot=code -- which slots, and their code: "int8" for signed moments (mu),
                 "uint8" for non-negative ones (nu).
-    Example:    quantized(scale_by_rms(0.999, bias_correction=True), nu="uint8")
+    Example:    quantized_moments(scale_by_rms(0.999, bias_correction=True), nu="uint8")
     Reference:  Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
                 Quantization", ICLR 2022.
     """
     if not slot_codes:
-        raise _checks.GradchainError('quantized() needs at least one slot, e.g. nu="uint8"')
+        raise _checks.GradchainError('quantized_moments() needs at least one slot, e.g. nu="uint8"')
     for slot, code in slot_codes.items():
         _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
     _checks.check_int("block_size", block_size, minimum=1)
@@ -207,7 +209,7 @@ def quantized(
         missing = [s for s in slot_codes if s not in fields]
         if missing:
             raise _checks.GradchainError(
-                f"quantized({inner_name}): its state has no slot {missing[0]!r}; "
+                f"quantized_moments({inner_name}): its state has no slot {missing[0]!r}; "
                 f"its slots are {list(fields)}"
             )
 
@@ -252,6 +254,6 @@ def quantized(
     return GradientTransformation(
         init,
         update,
-        name=f"quantized({inner_name}, {slots})",
+        name=f"quantized_moments({inner_name}, {slots})",
         preprocessing=getattr(transform, "preprocessing", False),
     )

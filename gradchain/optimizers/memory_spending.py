@@ -1,0 +1,384 @@
+"""Optimizers that spend memory on purpose: each adds a slot to the textbook ladder, or
+changes what Adam's slots hold, and says what that buys.
+
+Keyword names and defaults follow Optax's optimizer of the same name (core ``optax`` or
+``optax.contrib``); where gradchain differs, the docstring's Note says so. Memory multiples
+count param-sized slots (float32 AdamW = 2x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain.base import GradientTransformation, chain
+from gradchain.optimizers.textbook import adamw
+from gradchain.schedules import linear_schedule
+from gradchain.transforms import (
+    add_decayed_weights,
+    bias_correct,
+    scale,
+    scale_by_inf_norm,
+    scale_by_learning_rate,
+    scale_by_momentum,
+    scale_by_rms,
+)
+from gradchain.transforms.adadelta import scale_by_adadelta
+from gradchain.transforms.extra_moments import (
+    add_slow_momentum,
+    scale_by_additive_rms,
+    scale_by_belief,
+    scale_by_gradient_difference,
+)
+from gradchain.transforms.rectified import (
+    _quarter_power,
+    scale_by_previous_rms,
+    scale_by_rectified_rms,
+)
+from gradchain.transforms.schedule_free import scale_by_schedule_free
+from gradchain.transforms.sign_adaptive import scale_by_rprop
+from gradchain.transforms.trust_ratio import scale_by_trust_ratio
+
+__all__ = [
+    "adabelief",
+    "adadelta",
+    "adamaxw",
+    "ademamix",
+    "adan",
+    "adopt",
+    "lamb",
+    "lars",
+    "nadamw",
+    "radam",
+    "rprop",
+    "schedule_free_adamw",
+    "yogi",
+]
+
+LearningRate = float | Callable[[Any], Any]
+
+
+def ademamix(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float | Callable[[Any], Any] = 0.9999,
+    alpha: float | Callable[[Any], Any] = 5.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: float = 0.0,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdEMAMix: Adam plus a slow momentum (b3 = 0.9999) weighted by alpha. Memory: 3x params.
+
+    The slow momentum keeps gradients from ~10,000 steps ago in play: it buys a flatter,
+    better-generalising path on long runs at the price of one more param-sized slot.
+
+    Note: Optax's ``mu_dtype`` also sets its nu's dtype; here ``nu_dtype`` does that.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.ademamix(0.1)
+    >>> [type(s).__name__ for s in opt.init(jnp.zeros(2))][:3]
+    ['MomentumState', 'BiasCorrectState', 'SlowMomentumState']
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # fast momentum   (+1x params)
+        bias_correct(b1),
+        add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow momentum (+1x)
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        add_decayed_weights(weight_decay),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adan(
+    learning_rate: LearningRate,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adan: Adam's momentum plus a momentum of gradient differences. Memory: 4x params.
+
+    The difference moment is a Nesterov look-ahead without a second gradient evaluation;
+    it costs the difference moment and the previous gradient (+2x over Adam).
+
+    Note: Optax's form: the decay is decoupled and applied after the scaling, not the
+    paper's proximal step.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # momentum of g                    (+1x params)
+        bias_correct(b1),
+        scale_by_gradient_difference(b2, b3, eps, eps_root),  # v, n, previous g (+3x)
+        add_decayed_weights(weight_decay),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def schedule_free_adamw(
+    learning_rate: LearningRate = 0.0025,
+    warmup_steps: int | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    weight_lr_power: float = 2.0,
+    *,
+    z_dtype: Any = None,
+) -> GradientTransformation:
+    """Schedule-free AdamW: no learning-rate decay to tune; the momentum slot holds z.
+
+    Memory: 2x params (nu, z), as AdamW -- z replaces the momentum, and the average x that
+    replaces a decay schedule is recovered from the params and z. Evaluate the model at
+    ``gradchain.schedule_free_eval_params(state, params)``, not at the params themselves.
+
+    ``warmup_steps`` warms the learning rate up linearly from 0 (Optax's
+    ``warmup_constant_schedule``). Optax's ``state_dtype`` is ``z_dtype`` here.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.schedule_free_adamw(0.1)
+    >>> params = jnp.array([1.0, -1.0])
+    >>> state = opt.init(params)
+    >>> updates, state = opt.update(2 * params, state, params)
+    >>> params = gradchain.apply_updates(params, updates)
+    >>> gradchain.schedule_free_eval_params(state, params).tolist()
+    [0.8999999761581421, -0.8999999761581421]
+    """
+    if warmup_steps is not None:
+        learning_rate = linear_schedule(0.0, learning_rate, warmup_steps)
+    return chain(
+        scale_by_rms(b2, eps, bias_correction=True),  # second moment      (+1x params)
+        add_decayed_weights(weight_decay),  # decoupled decay, applied to y
+        scale_by_schedule_free(learning_rate, b1, weight_lr_power, z_dtype=z_dtype),  # z (+1x)
+    )
+
+
+def adabelief(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdaBelief: Adam whose second moment is of the surprise g - mu. Memory: 2x params.
+
+    Same memory as Adam; the slot holds the gradient's variance around the momentum instead
+    of its raw second moment, so the step is large where gradients are predictable.
+    Optax's ``nesterov=True`` form is not offered.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment mu             (+1x params)
+        scale_by_belief(b2, eps, eps_root, nu_dtype=nu_dtype),  # reads mu: (g - mu)**2 (+1x)
+        bias_correct(b1),  # a scalar: commutes with the per-coordinate division
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def radam(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    """RAdam: Adam that takes momentum-SGD steps until its denominator is trustworthy, then
+    rectifies it. Memory: 2x params (no warm-up schedule needed)."""
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
+        bias_correct(b1, nesterov=nesterov),
+        scale_by_rectified_rms(b2, eps, eps_root=eps_root, threshold=threshold),  # +1x
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def yogi(
+    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3
+) -> GradientTransformation:
+    """Yogi: Adam whose second moment changes additively. Memory: 2x params.
+
+    Note: Optax also starts its first moment at 1e-6 (here: 0, as Adam's); the difference
+    fades as b1**t and stays below 1e-6 in the params.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
+        bias_correct(b1),
+        scale_by_additive_rms(b2, eps),  # additive second moment, starts at 1e-6 (+1x)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adopt(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    use_clipping: bool = True,
+    clip_value_fn: Callable[[Any], Any] = _quarter_power,
+) -> GradientTransformation:
+    """ADOPT: normalise by the previous second moment, then take momentum. Memory: 2x params.
+
+    The order is Adam's reversed: the momentum is of normalised gradients, and the
+    normalisation never includes the gradient it divides -- which makes it converge for any
+    b2. The first step only measures nu (a zero update).
+    """
+    return chain(
+        scale_by_previous_rms(  # second moment, one step behind (+1x params)
+            b2, eps, clip_value_fn=clip_value_fn if use_clipping else None
+        ),
+        scale_by_momentum(b1, ema=True, nesterov=nesterov, mu_dtype=mu_dtype),  # +1x
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadamw(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: float = 1e-4,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """NAdamW: NAdam (Nesterov look-ahead in the bias correction) plus decoupled weight
+    decay. Memory: 2x params.
+
+    It is ``adamw(..., nesterov=True)``: the chain is AdamW's with ``bias_correct(b1,
+    nesterov=True)``.
+    """
+    return adamw(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        weight_decay,
+        nesterov=True,
+        nu_dtype=nu_dtype,
+    )
+
+
+def adamaxw(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdamaxW: Adamax (infinity-norm denominator) plus decoupled weight decay. Memory: 2x."""
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment (+1x params)
+        bias_correct(b1),
+        scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
+        add_decayed_weights(weight_decay),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def lamb(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    """LAMB: AdamW's direction, rescaled per leaf to the leaf's norm. Memory: 2x params.
+
+    The trust ratio adds no memory; it lets very large batches use one learning rate for
+    every layer. ``axis_name``: see ``scale_by_trust_ratio`` (for ``shard_map``).
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
+        bias_correct(b1),
+        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True),  # +1x params
+        add_decayed_weights(weight_decay),  # decoupled decay, inside the ratio
+        scale_by_trust_ratio(axis_name=axis_name),  # per leaf: ||p|| / ||u||  (+0)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def lars(
+    learning_rate: LearningRate,
+    weight_decay: float = 0.0,
+    trust_coefficient: float = 0.001,
+    eps: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    """LARS: SGD with momentum whose step is rescaled per leaf. Memory: 1x params.
+
+    Note: Optax's form -- L2 decay first, then the trust ratio, the learning rate, and the
+    momentum of the scaled steps (last). Optax's ``weight_decay_mask`` and
+    ``trust_ratio_mask`` (exclude biases and norms) are not offered here; wrap the
+    transforms in a mask instead.
+    """
+    return chain(
+        add_decayed_weights(weight_decay),  # L2 into the gradient
+        scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps, axis_name=axis_name),
+        scale_by_learning_rate(learning_rate),
+        scale_by_momentum(momentum, nesterov=nesterov),  # velocity of the steps (+1x params)
+    )
+
+
+def rprop(
+    learning_rate: float,
+    eta_minus: float = 0.5,
+    eta_plus: float = 1.2,
+    min_step_size: float = 1e-6,
+    max_step_size: float = 50.0,
+) -> GradientTransformation:
+    """Rprop: per-coordinate step sizes from sign agreement; full-batch only.
+    Memory: 1x params + 1 byte per element (the previous step's sign, int8).
+
+    ``learning_rate`` is the initial step size. For torch.optim.Rprop see
+    ``scale_by_rprop(clip_every_step=True)``.
+
+    Note: each step moves by the step just computed, as in the paper and torch.optim.Rprop.
+    Optax 0.2.8's ``rprop`` emits the *previous* step's update instead (zeroed where the sign
+    flipped): its params lag ours by one step; its step sizes equal ours exactly.
+    """
+    return chain(
+        scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size),  # +1x
+        scale(-1.0),  # descend
+    )
+
+
+def adadelta(
+    learning_rate: LearningRate = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """AdaDelta: steps in the parameters' own units, from two moving averages. Memory: 2x.
+
+    Note: Optax's default ``learning_rate=None`` skips the learning-rate transform, which
+    leaves the sign unflipped (an ascent step); the default here is 1.0, torch.optim's, with
+    descent. ``weight_decay`` is L2 (added to the gradient), as in Optax and torch.
+    """
+    return chain(
+        add_decayed_weights(weight_decay),  # L2 into the gradient
+        scale_by_adadelta(rho, eps),  # E[g**2] and E[dx**2]           (+2x params)
+        scale_by_learning_rate(learning_rate),
+    )

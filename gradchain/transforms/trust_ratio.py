@@ -1,0 +1,125 @@
+"""Layer-wise trust ratios: rescale each leaf's update to a fixed fraction of the leaf's norm
+(LARS, LAMB). The only reduction is within a leaf, so under ``shard_map`` a sharded leaf
+needs its partial norms summed over the mesh axis: the ``axis_name`` argument."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import (
+    GradientTransformation,
+    compute_dtype,
+    describe,
+    live_hyperparams,
+    real_dtype,
+    store_hyperparams,
+)
+
+
+@describe(
+    min_norm="hyperparameter: both norms are raised to at least this value",
+    trust_coefficient="hyperparameter: the ratio's scale (LARS's eta)",
+    eps="hyperparameter: added to the update's norm in the ratio's denominator",
+)
+class TrustRatioState(NamedTuple):
+    min_norm: jax.Array
+    trust_coefficient: jax.Array
+    eps: jax.Array
+
+
+def _vma_is_tracked() -> bool:
+    """Whether shard_map records which values vary over which axes (``check_vma=True``).
+
+    The flag is private in jax 0.10; when it cannot be read we assume it is on."""
+    flag = getattr(getattr(jax, "_src", None), "config", None)
+    flag = getattr(flag, "_check_vma", None)
+    return True if flag is None else bool(flag.value)
+
+
+def _axes_varied_over(x: jax.Array, axis_name: Any) -> tuple[Any, ...]:
+    """The axes among ``axis_name`` along which x is sharded (varies) inside shard_map."""
+    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+    mat = getattr(jax.typeof(x), "manual_axis_type", None)
+    varying = getattr(mat, "varying", None)
+    if varying is None:  # older jax: the same set is called ``vma``
+        varying = getattr(jax.typeof(x), "vma", frozenset())
+    return tuple(n for n in names if n in varying)
+
+
+def _leaf_norm(x: jax.Array, axis_name: Any) -> jax.Array:
+    """||x||_2, summed over the shards of ``axis_name`` when x is sharded along it."""
+    c = compute_dtype(real_dtype(jnp.result_type(x)))
+    sq = jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2)
+    if axis_name is not None:
+        if not _vma_is_tracked():
+            raise _checks.GradchainError(
+                "scale_by_trust_ratio(axis_name=...) must know which leaves are sharded: "
+                "call it inside jax.shard_map(..., check_vma=True) (the default)"
+            )
+        axes = _axes_varied_over(sq, axis_name)
+        if axes:
+            sq = jax.lax.psum(sq, axes)
+    return jnp.sqrt(sq)
+
+
+def scale_by_trust_ratio(
+    min_norm: float = 0.0,
+    trust_coefficient: float = 1.0,
+    eps: float = 0.0,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    r"""Scale each leaf's update by the ratio of the leaf's norm to the update's norm.
+
+    Update:     for each leaf: pn = max(||p||, min_norm), un = max(||u||, min_norm)
+                u = u * trust_coefficient * pn / (un + eps)   (u unchanged where pn or un is 0)
+    State:      none per parameter (three live scalars).   Memory: 0.
+    Args:       min_norm, eps -- >= 0.  trust_coefficient -- > 0.
+                axis_name -- a mesh axis (or tuple of axes) of an enclosing ``shard_map``: a
+                leaf that varies over it (a shard of a parameter) gets its squared norm
+                ``psum``-ed, so every shard scales by the whole leaf's ratio; a replicated leaf
+                is left alone. Needs ``check_vma=True`` (the default) and refuses otherwise:
+                without it a shard cannot tell its own leaves' layout, and would be wrong.
+    Note:       Needs the params: ``update(u, state, params)``. The norm is each leaf's
+                Frobenius norm, as Optax's (a "layer" is a leaf: a weight and its bias get
+                separate ratios).
+    Reference:  You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks",
+                2017 (LARS); You et al., "Large Batch Optimization for Deep Learning: Training
+                BERT in 76 minutes", ICLR 2020 (LAMB).
+    """
+    _checks.check_non_negative("min_norm", min_norm)
+    _checks.check_positive("trust_coefficient", trust_coefficient)
+    _checks.check_non_negative("eps", eps)
+    given = {"min_norm": min_norm, "trust_coefficient": trust_coefficient, "eps": eps}
+
+    def init(params):
+        del params
+        return TrustRatioState(**store_hyperparams(given))
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        if params is None:
+            raise _checks.GradchainError(
+                "scale_by_trust_ratio needs the params: call update(updates, state, params)"
+            )
+        _checks.check_same_structure("updates", updates, "params", params)
+        hp = live_hyperparams(given, state)
+
+        def scale_leaf(u, p):
+            p_norm, u_norm = _leaf_norm(jnp.asarray(p), axis_name), _leaf_norm(u, axis_name)
+            c = compute_dtype(p_norm.dtype, u_norm.dtype)
+            p_norm, u_norm = p_norm.astype(c), u_norm.astype(c)
+            floor = hp["min_norm"].astype(c)
+            p_norm, u_norm = jnp.maximum(p_norm, floor), jnp.maximum(u_norm, floor)
+            ratio = hp["trust_coefficient"].astype(c) * p_norm / (u_norm + hp["eps"].astype(c))
+            ratio = jnp.where((p_norm == 0) | (u_norm == 0), 1, ratio)
+            cu = compute_dtype(u.dtype)
+            return (u.astype(cu) * ratio.astype(cu)).astype(u.dtype)
+
+        return jax.tree.map(scale_leaf, updates, params), TrustRatioState(**hp)
+
+    return GradientTransformation(init, update, name="scale_by_trust_ratio")
