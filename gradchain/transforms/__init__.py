@@ -41,7 +41,12 @@ from gradchain.transforms.preconditioners import (
     scale_by_rss,
     scale_by_stddev,
 )
-from gradchain.transforms.quantized import QuantizedArray, dequantize, quantize, quantized
+from gradchain.transforms.quantized import (
+    QuantizedArray,
+    dequantize,
+    quantize,
+    quantized_moments,
+)
 from gradchain.transforms.rectified import (
     PreviousRmsState,
     RectifiedRmsState,
@@ -91,7 +96,7 @@ __all__ = [
     "dequantize",
     "newton_schulz",
     "quantize",
-    "quantized",
+    "quantized_moments",
     "scale_by_factored_rms",
     "scale_by_newton_schulz",
     "scale_by_param_block_rms",

@@ -2,8 +2,8 @@
 per block, and run its math unchanged on the dequantized values.
 
 ``quantized_moments(scale_by_rms(0.999), nu="uint8")`` is ``scale_by_rms`` whose ``nu`` is
-stored in 8 bits: each step decodes the slot, lets the transform update it in float32 (at least), and
-encodes the new value. The transforms themselves know nothing about it.
+stored in 8 bits: each step decodes the slot, lets the transform update it in float32 (at
+least), and encodes the new value. The transforms themselves know nothing about it.
 
 The layout keeps sharding simple. A quantized leaf is a ``QuantizedArray`` of
 ``codes`` -- int8 or uint8, *the parameter's shape*, so it takes the parameter's sharding -- and
