@@ -54,6 +54,7 @@ def ema_init(
     """
     _checks.check_unit_interval("decay", decay)
     _checks.check_dtype("dtype", dtype)
+    _checks.check_float_leaves("params", params)
     if debias:
         ema = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
     else:
@@ -63,6 +64,13 @@ def ema_init(
         weight=jnp.asarray(0.0 if debias else 1.0, hyper_dtype()),
         decay=store_hyperparam(decay),
     )
+
+
+def _check_state(state: Any) -> None:
+    if not isinstance(state, EmaState):
+        raise _checks.GradchainError(
+            f"expected the EmaState that ema_init returns, got {type(state).__name__}"
+        )
 
 
 def ema_update(state: EmaState, params: Any, decay: Any = None) -> EmaState:
@@ -76,6 +84,7 @@ def ema_update(state: EmaState, params: Any, decay: Any = None) -> EmaState:
                 schedule's value) used for this update and recorded in the state. Changing
                 it between jitted calls does not recompile.
     """
+    _check_state(state)
     _checks.check_same_structure("params", params, "the average", state.ema)
     d = state.decay if decay is None else jnp.asarray(decay).astype(state.decay.dtype)
 
@@ -95,6 +104,7 @@ def ema_params(state: EmaState) -> Any:
     Before the first ``ema_update`` of a debiased average there is nothing to average yet, and
     this returns the zeros it started from.
     """
+    _check_state(state)
     w = jnp.where(state.weight > 0, state.weight, jnp.ones_like(state.weight))
 
     def divide(a):

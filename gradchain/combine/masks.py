@@ -103,6 +103,22 @@ def _merge(updates: Any, parts: list[tuple[Any, list[bool]]]) -> Any:
     return treedef.unflatten(merged)
 
 
+def _check_inputs(who: str, state: Any, state_type: type, updates, params, gradient) -> None:
+    """Trace-time checks of a wrapper's inputs, before any leaf is hidden or grouped (a
+    mismatch found afterwards would name the wrong leaf). Integer leaves are allowed here: a
+    frozen group may hold them; the inner transforms check their own leaves and states."""
+    if not isinstance(state, state_type):
+        raise _checks.GradchainError(
+            f"this state does not belong to this optimizer: {who} expects a "
+            f"{state_type.__name__}, got {type(state).__name__}"
+        )
+    if params is not None:
+        _checks.check_same_structure("updates", updates, "params", params)
+        _checks.check_update_dtypes(params, updates)
+    if gradient is not None:
+        _checks.check_same_structure("gradient", gradient, "updates", updates)
+
+
 def _call(transform, takes_extra, updates, state, params, gradient, extra):
     if takes_extra:
         return transform.update(updates, state, params, gradient=gradient, **extra)
@@ -174,6 +190,7 @@ def masked(transform: GradientTransformation, mask: Any) -> GradientTransformati
         return MaskedState(inner=inner.init(_hide(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
+        _check_inputs("masked", state, MaskedState, updates, params, gradient)
         keep = _mask_flags(mask, updates if params is None else params)
         sub = _hide(updates, keep)
         out, new_inner = _call(
@@ -252,6 +269,13 @@ def partition(
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
+        _check_inputs("partition", state, PartitionState, updates, params, gradient)
+        if not isinstance(state.groups, dict) or set(state.groups) != set(groups):
+            found = sorted(state.groups) if isinstance(state.groups, dict) else state.groups
+            raise _checks.GradchainError(
+                f"this state does not belong to this optimizer: partition has the groups "
+                f"{sorted(groups)}, the state {found}"
+            )
         keep = flags(updates if params is None else params)
         parts, new_states = [], {}
         for label, t in groups.items():

@@ -19,7 +19,7 @@ from gradchain.base import (
     increment,
     tree_zeros_like,
 )
-from gradchain.combine.masks import _call, _cast_like, _wrapper, _zero_updates
+from gradchain.combine.masks import _call, _cast_like, _check_inputs, _wrapper, _zero_updates
 
 __all__ = ["AccumulateState", "SkipState", "accumulate", "skip_non_finite"]
 
@@ -69,6 +69,8 @@ def accumulate(
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
+        _check_inputs("accumulate", state, AccumulateState, updates, params, gradient)
+        _checks.check_same_structure("updates", updates, "the state's accumulator", state.acc)
         if gradient is not None and gradient is not updates:
             raise _checks.GradchainError(
                 "accumulate must see the gradient itself: wrap the whole optimizer in it, or "
@@ -167,6 +169,7 @@ def skip_non_finite(
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
+        _check_inputs("skip_non_finite", state, SkipState, updates, params, gradient)
         finite = _all_finite(updates if gradient is None else (updates, gradient))
         if axis_name is not None:
             bad = jax.lax.psum((~finite).astype(jnp.int32), axis_name)
