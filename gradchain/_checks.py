@@ -6,6 +6,7 @@ built inside ``jit`` or by ``optax.inject_hyperparams``) cannot be inspected and
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -139,35 +140,54 @@ def path_str(path: tuple[Any, ...]) -> str:
     return jax.tree_util.keystr(path) or "<root>"
 
 
+# The checks below run at trace time on every update of a chain: the common case (all is
+# well) flattens each tree once and compares treedefs and shapes; tree paths, which are slow
+# to spell, are computed only to name the leaf in an error.
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def _path_at(tree: Any, index: int, is_leaf: Any = None) -> str:
+    """The path of ``tree``'s ``index``-th leaf, spelled for an error message."""
+    return path_str(jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0][index][0])
+
+
+def _structure_detail(name_a: str, a: Any, name_b: str, b: Any, is_leaf: Any) -> str:
+    paths_a = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(a, is_leaf)[0]]
+    paths_b = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(b, is_leaf)[0]]
+    only_a = [p for p in paths_a if p not in set(paths_b)]
+    only_b = [p for p in paths_b if p not in set(paths_a)]
+    detail = [
+        f"{label}: {', '.join(paths[:5])}"
+        for label, paths in ((f"only in {name_a}", only_a), (f"only in {name_b}", only_b))
+        if paths
+    ]
+    if not detail:
+        detail = [f"{name_a} is {jax.tree.structure(a)}, {name_b} is {jax.tree.structure(b)}"]
+    return "; ".join(detail)
+
+
 def check_same_structure(name_a: str, a: Any, name_b: str, b: Any) -> None:
     """Two trees must have the same structure and leaf shapes; the error names the first path
     where they differ, instead of a broadcast or a bare treedef dump."""
-    leaves_a, def_a = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda x: x is None)
-    leaves_b, def_b = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda x: x is None)
-    paths_a = [path_str(p) for p, _ in leaves_a]
-    paths_b = [path_str(p) for p, _ in leaves_b]
+    leaves_a, def_a = jax.tree_util.tree_flatten(a, is_leaf=_is_none)
+    leaves_b, def_b = jax.tree_util.tree_flatten(b, is_leaf=_is_none)
     if def_a != def_b:
-        only_a = [p for p in paths_a if p not in set(paths_b)]
-        only_b = [p for p in paths_b if p not in set(paths_a)]
-        detail = []
-        if only_a:
-            detail.append(f"only in {name_a}: {', '.join(only_a[:5])}")
-        if only_b:
-            detail.append(f"only in {name_b}: {', '.join(only_b[:5])}")
-        if not detail:
-            detail.append(f"{name_a} is {def_a}, {name_b} is {def_b}")
-        raise GradchainError(
-            f"{name_a} and {name_b} have different tree structures ({'; '.join(detail)})"
-        )
-    for (path, x), (_, y) in zip(leaves_a, leaves_b):
+        detail = _structure_detail(name_a, a, name_b, b, _is_none)
+        raise GradchainError(f"{name_a} and {name_b} have different tree structures ({detail})")
+    for i, (x, y) in enumerate(zip(leaves_a, leaves_b)):
         if x is None or y is None:
             if (x is None) != (y is None):
-                raise GradchainError(f"at {path_str(path)}: None in one of {name_a}, {name_b} only")
+                where = _path_at(a, i, _is_none)
+                raise GradchainError(f"at {where}: None in one of {name_a}, {name_b} only")
             continue
         sx, sy = np.shape(x), np.shape(y)
         if sx != sy:
             raise GradchainError(
-                f"at {path_str(path)}: {name_a} has shape {sx} but {name_b} has shape {sy}"
+                f"at {_path_at(a, i, _is_none)}: {name_a} has shape {sx} but {name_b} has "
+                f"shape {sy}"
             )
 
 
@@ -181,24 +201,37 @@ def _leaf_dtype(leaf: Any) -> Any:
     return None
 
 
+@functools.cache
+def _kind_of(dtype: Any) -> str:
+    """The kind of a dtype: real, complex, float0, or other (integers, bools, strings...)."""
+    if dtype == jax.dtypes.float0:
+        return "float0"
+    if jax.numpy.issubdtype(dtype, jax.numpy.complexfloating):
+        return "complex"
+    if jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        return "real"
+    return "other"
+
+
 def check_float_leaves(name: str, tree: Any) -> None:
     """Optimizers need floating (or complex) leaves: an integer leaf cannot take a step, and
     lr * g cast back to int would silently truncate to 0."""
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
         dtype = _leaf_dtype(leaf)
         if dtype is None:
             raise GradchainError(
-                f"at {path_str(path)}: {name} has a leaf of type {type(leaf).__name__}; "
+                f"at {_path_at(tree, i)}: {name} has a leaf of type {type(leaf).__name__}; "
                 "leaves must be arrays (or Python floats)"
             )
-        if jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        kind = _kind_of(dtype)
+        if kind in ("real", "complex"):
             continue
-        if dtype == jax.dtypes.float0:
+        if kind == "float0":
             what = "a float0 leaf (the gradient of an integer input under allow_int=True)"
         else:
             what = f"a leaf of dtype {np.dtype(dtype).name}"
         raise GradchainError(
-            f"at {path_str(path)}: {name} has {what}; optimizers need floating leaves: "
+            f"at {_path_at(tree, i)}: {name} has {what}; optimizers need floating leaves: "
             "keep integer and boolean leaves out of the optimizer (gradchain.partition or "
             "a mask), or cast them to a float dtype"
         )
@@ -207,7 +240,7 @@ def check_float_leaves(name: str, tree: Any) -> None:
 def check_array(name: str, x: Any, ndim: int | None = None) -> None:
     """One floating array (not a tree, a number, a string or None), of ``ndim`` dimensions."""
     dtype = getattr(x, "dtype", None)
-    if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+    if dtype is None or _kind_of(dtype) not in ("real", "complex"):
         got = f"a {type(x).__name__}" if dtype is None else f"dtype {np.dtype(dtype).name}"
         raise GradchainError(f"{name} must be a floating-point array, got {got}")
     if ndim is not None and np.ndim(x) != ndim:
@@ -217,29 +250,31 @@ def check_array(name: str, x: Any, ndim: int | None = None) -> None:
 def check_update_dtypes(params: Any, updates: Any) -> None:
     """What ``params + updates`` may not do silently: drop an imaginary part, or truncate a
     float step into an integer parameter. The trees have the same structure (checked before)."""
-    leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: x is None)[0]
-    for (path, p), u in zip(leaves, jax.tree.leaves(updates, is_leaf=lambda x: x is None)):
+    param_leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
+    update_leaves = jax.tree_util.tree_leaves(updates, is_leaf=_is_none)
+    for i, (p, u) in enumerate(zip(param_leaves, update_leaves)):
         if p is None:
             continue
         dp, du = _leaf_dtype(p), _leaf_dtype(u)
         if dp is None or du is None:
             bad = p if dp is None else u
             raise GradchainError(
-                f"at {path_str(path)}: a leaf of type {type(bad).__name__}; "
+                f"at {_path_at(params, i, _is_none)}: a leaf of type {type(bad).__name__}; "
                 "params and updates must hold arrays"
             )
-        inexact = jax.numpy.issubdtype(dp, jax.numpy.inexact)
-        if du == jax.dtypes.float0:
-            continue  # "no change", from jax.grad(allow_int=True); kept as is below
-        if not inexact and jax.numpy.issubdtype(du, jax.numpy.inexact):
+        kp, ku = _kind_of(dp), _kind_of(du)
+        if ku == "float0" or (ku == kp) or (kp == "complex" and ku == "real"):
+            continue  # float0: "no change", from jax.grad(allow_int=True); kept as is
+        if kp == "other" and ku in ("real", "complex"):
             raise GradchainError(
-                f"at {path_str(path)}: a {np.dtype(du).name} update for a {np.dtype(dp).name} "
-                "parameter would be truncated; keep integer leaves out of the optimizer"
+                f"at {_path_at(params, i, _is_none)}: a {np.dtype(du).name} update for a "
+                f"{np.dtype(dp).name} parameter would be truncated; keep integer leaves out "
+                "of the optimizer"
             )
-        if _is_complex(du) and not _is_complex(dp):
+        if ku == "complex" and kp == "real":
             raise GradchainError(
-                f"at {path_str(path)}: a complex update for a real ({np.dtype(dp).name}) "
-                "parameter would lose its imaginary part"
+                f"at {_path_at(params, i, _is_none)}: a complex update for a real "
+                f"({np.dtype(dp).name}) parameter would lose its imaginary part"
             )
 
 
@@ -253,45 +288,40 @@ def check_state(index: int, member: str, expected: Any, given: Any) -> None:
             f"this state does not belong to this optimizer: {where} expects a "
             f"{type(expected).__name__}, got {type(given).__name__}"
         )
-    is_none = lambda x: x is None  # noqa: E731 - None marks a slot that an option turned off
-    want, want_def = jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)
-    got, got_def = jax.tree_util.tree_flatten_with_path(given, is_leaf=is_none)
+    want, want_def = jax.tree_util.tree_flatten(expected, is_leaf=_is_none)
+    got, got_def = jax.tree_util.tree_flatten(given, is_leaf=_is_none)
     if want_def != got_def:
-        want_paths = [path_str(p) for p, _ in want]
-        got_paths = [path_str(p) for p, _ in got]
-        detail = [
-            f"{label}: {', '.join(paths[:4])}"
-            for label, paths in (
-                ("only in the state", [p for p in got_paths if p not in set(want_paths)]),
-                ("missing from the state", [p for p in want_paths if p not in set(got_paths)]),
-            )
-            if paths
-        ] or [f"expected {want_def}, got {got_def}"]
+        detail = _structure_detail("the state", given, "the expected state", expected, _is_none)
         raise GradchainError(
-            f"the state of {where} does not fit these updates ({'; '.join(detail)}): was it "
-            "built by another optimizer, or for another params tree?"
+            f"the state of {where} does not fit these updates ({detail}): was it built by "
+            "another optimizer, or for another params tree?"
         )
-    for (path, w), (_, g) in zip(want, got):
-        if (w is None) != (g is None):
+    for i, (w, g) in enumerate(zip(want, got)):
+        if w is None or g is None:
+            if (w is None) != (g is None):
+                raise GradchainError(
+                    f"the state of {where} at {_path_at(given, i, _is_none)}: None where the "
+                    "optimizer expects an array, or the reverse: was it built by another "
+                    "optimizer?"
+                )
+            continue
+        if np.shape(g) != tuple(w.shape):
             raise GradchainError(
-                f"the state of {where} at {path_str(path)}: None where the optimizer "
-                "expects an array, or the reverse: was it built by another optimizer?"
+                f"the state of {where} at {_path_at(given, i, _is_none)} has shape "
+                f"{np.shape(g)} but these updates need {tuple(w.shape)}: was it built for "
+                "another params tree?"
             )
-        if w is not None and np.shape(g) != tuple(w.shape):
+        if _kind_of(w.dtype) == "complex" and _is_real_leaf(g):
             raise GradchainError(
-                f"the state of {where} at {path_str(path)} has shape {np.shape(g)} but these "
-                f"updates need {tuple(w.shape)}: was it built for another params tree?"
-            )
-        if w is not None and _is_complex(w.dtype) and not _is_complex(_leaf_dtype(g)):
-            raise GradchainError(
-                f"the state of {where} at {path_str(path)} is real but the updates are "
-                "complex: the imaginary part would be dropped (init the optimizer with "
-                "complex params)"
+                f"the state of {where} at {_path_at(given, i, _is_none)} is real but the "
+                "updates are complex: the imaginary part would be dropped (init the optimizer "
+                "with complex params)"
             )
 
 
-def _is_complex(dtype: Any) -> bool:
-    return dtype is not None and jax.numpy.issubdtype(dtype, jax.numpy.complexfloating)
+def _is_real_leaf(leaf: Any) -> bool:
+    dtype = _leaf_dtype(leaf)
+    return dtype is not None and _kind_of(dtype) == "real"
 
 
 def refuse_missing_params(who: str) -> None:
