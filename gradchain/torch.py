@@ -35,20 +35,24 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import GradientTransformation, chain, hyper_dtype
 from gradchain.transforms import (
+    AdadeltaState,
     BiasCorrectState,
     InfNormState,
     LearningRateState,
     MomentumState,
     RmsState,
+    RpropState,
     RssState,
     StddevState,
     add_decayed_weights,
     bias_correct,
     scale,
+    scale_by_adadelta,
     scale_by_inf_norm,
     scale_by_learning_rate,
     scale_by_momentum,
     scale_by_rms,
+    scale_by_rprop,
     scale_by_rss,
     scale_by_stddev,
 )
@@ -56,12 +60,10 @@ from gradchain.transforms.torch_forms import (
     AmsgradRawState,
     NadamScheduleState,
     RadamTorchState,
-    RpropState,
     SgdMomentumState,
     bias_correct_nadam,
     scale_by_amsgrad_raw,
     scale_by_radam_torch,
-    scale_by_rprop,
     scale_by_sgd_momentum,
 )
 
@@ -119,8 +121,9 @@ def _betas(betas: Sequence[float]) -> tuple[float, float]:
     return betas[0], betas[1]
 
 
-def _ported(transform: GradientTransformation, keys: dict[type, dict[str, str]], torch_name: str):
-    """Record, on the chain, which torch state entry fills which state field."""
+def _ported(transform: GradientTransformation, keys: dict[type, dict[str, Any]], torch_name: str):
+    """Record, on the chain, which torch state entry fills which state field: a key, or a pair
+    (key, function applied to torch's array)."""
     transform.torch_state_keys = keys
     transform.torch_name = torch_name
     return transform
@@ -439,7 +442,8 @@ def Rprop(
     r"""torch.optim.Rprop: sign steps with per-coordinate step sizes (iRprop-).
 
     Update:     see ``scale_by_rprop``: p <- p - sign(g') * step_size.
-    State:      prev, step_size (``RpropState``).   Memory: 2x params.
+    State:      step_size, previous_sign (int8) (``RpropState``).   Memory: 1.25x params
+                (float32; torch keeps the whole previous gradient, 2x).
     Args:       lr -- the initial step size of every coordinate (a number: torch reads it
                 once, at the first step, so a scheduler has no effect on Rprop).
                 etas -- (eta_minus, eta_plus).  step_sizes -- (min, max).
@@ -451,9 +455,11 @@ def Rprop(
             "Rprop's lr is the initial step size, read once: give a number, not a schedule"
         )
     (eta_minus, eta_plus), (lo, hi) = etas, step_sizes
-    parts = [scale(-1.0)] if maximize else []
-    chained = chain(*parts, scale_by_rprop(lr, eta_minus, eta_plus, lo, hi))
-    return _ported(chained, {RpropState: {"prev": "prev", "step_size": "step_size"}}, "Rprop")
+    # scale_by_rprop emits a step up the gradient; torch descends unless maximize.
+    rprop = scale_by_rprop(lr, eta_minus, eta_plus, lo, hi, clip_every_step=True)
+    chained = chain(rprop) if maximize else chain(rprop, scale(-1.0))
+    keys = {RpropState: {"previous_sign": ("prev", np.sign), "step_size": "step_size"}}
+    return _ported(chained, keys, "Rprop")
 
 
 def Adadelta(
@@ -473,8 +479,6 @@ def Adadelta(
     Note:       the same math as Optax's adadelta; torch's default lr is 1.0.
     Reference:  torch.optim.Adadelta; Zeiler, 2012.
     """
-    from gradchain.transforms.adadelta import AdadeltaState, scale_by_adadelta
-
     _check_implementation_args("Adadelta", implementation)
     chained = chain(
         *_front(maximize, weight_decay, coupled=True),
@@ -733,7 +737,7 @@ def from_torch_state_dict(
     if step is None:
         step = int(torch_steps.pop()) if torch_steps else 0
 
-    def per_param_tree(key, like):
+    def per_param_tree(key, like, convert=None):
         like_leaves = treedef.flatten_up_to(like)
         out = []
         for i, (entry, ref, leaf) in enumerate(zip(per_param, like_leaves, leaves)):
@@ -741,7 +745,7 @@ def from_torch_state_dict(
             if value is None:
                 out.append(ref)
                 continue
-            value = _as_numpy(value)
+            value = _as_numpy(value) if convert is None else convert(_as_numpy(value))
             if value.shape != np.shape(leaf):
                 raise _checks.GradchainError(
                     f"torch's {key} of param {indices[i]} has shape {value.shape}, but the "
@@ -764,10 +768,11 @@ def from_torch_state_dict(
             like = getattr(member_state, field)
             if like is None:
                 continue
+            key, convert = key if isinstance(key, tuple) else (key, None)
             if key in ("step", "mu_product"):
                 replaced[field] = scalar(key, like)
             else:
-                replaced[field] = per_param_tree(key, like)
+                replaced[field] = per_param_tree(key, like, convert)
         if isinstance(member_state, SgdMomentumState):
             has_buffer = any(s.get("momentum_buffer") is not None for s in per_param)
             replaced["count"] = jnp.asarray(max(step, 1) if has_buffer else 0, jnp.int32)

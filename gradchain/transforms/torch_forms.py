@@ -31,12 +31,10 @@ __all__ = [
     "AmsgradRawState",
     "NadamScheduleState",
     "RadamTorchState",
-    "RpropState",
     "SgdMomentumState",
     "bias_correct_nadam",
     "scale_by_amsgrad_raw",
     "scale_by_radam_torch",
-    "scale_by_rprop",
     "scale_by_sgd_momentum",
 ]
 
@@ -329,80 +327,3 @@ def scale_by_radam_torch(
         return out, RadamTorchState(mu=mu, nu=nu, count=count, **hp)
 
     return GradientTransformation(init, update, name="scale_by_radam_torch")
-
-
-@describe(
-    prev="the previous step's gradient, zeroed where its sign flipped, one array per parameter",
-    step_size="per-coordinate step size, starts at the initial learning rate",
-    eta_minus="hyperparameter: step-size factor after a sign flip",
-    eta_plus="hyperparameter: step-size factor while the sign holds",
-    min_step="hyperparameter: the smallest step size",
-    max_step="hyperparameter: the largest step size",
-)
-class RpropState(NamedTuple):
-    prev: Any
-    step_size: Any
-    eta_minus: jax.Array
-    eta_plus: jax.Array
-    min_step: jax.Array
-    max_step: jax.Array
-
-
-def scale_by_rprop(
-    initial_step: float = 0.01,
-    eta_minus: float = 0.5,
-    eta_plus: float = 1.2,
-    min_step: float = 1e-6,
-    max_step: float = 50.0,
-) -> GradientTransformation:
-    r"""Resilient backpropagation (Rprop), as torch.optim.Rprop computes it: the sign of the
-    gradient times a per-coordinate step size that grows while the sign holds.
-
-    Update:     s = sign(g_t * prev) ;  f = eta_plus (s > 0), eta_minus (s < 0), 1 (s = 0)
-                step_size_t = clip(step_size_{t-1} * f, min_step, max_step)
-                g'_t = 0 where s < 0, else g_t ;  u_t = -sign(g'_t) * step_size_t ;  prev = g'_t
-    State:      prev, step_size -- like params.   Memory: +2x params.
-    Args:       initial_step -- torch's ``lr``: the step size every coordinate starts with.
-                eta_minus in (0, 1), eta_plus > 1, 0 <= min_step <= max_step.
-    Note:       the emitted update is already the descent step (negative sign included): do
-                not follow it with a learning rate. This is the iRprop- variant.
-    Reference:  Riedmiller & Braun, 1993; Igel & Huesken, 2000 (iRprop-).
-    """
-    _checks.check_non_negative("initial_step", initial_step)
-    _checks.check_positive("eta_minus", eta_minus)
-    _checks.check_positive("eta_plus", eta_plus)
-    _checks.check_non_negative("min_step", min_step)
-    _checks.check_non_negative("max_step", max_step)
-    given = {"eta_minus": eta_minus, "eta_plus": eta_plus, "min_step": min_step,
-             "max_step": max_step}  # fmt: skip
-
-    def init(params):
-        return RpropState(
-            prev=tree_zeros_like(params),
-            step_size=jax.tree.map(
-                lambda p: jnp.full_like(p, initial_step, jnp.result_type(p)), params
-            ),
-            **store_hyperparams(given),
-        )
-
-    def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
-
-        def step(g, prev, size):
-            c = compute_dtype(g.dtype, size.dtype)
-            gc = g.astype(c)
-            s = jnp.sign(gc * prev.astype(c))
-            factor = jnp.where(
-                s > 0, hp["eta_plus"].astype(c), jnp.where(s < 0, hp["eta_minus"].astype(c), 1)
-            )
-            lo, hi = hp["min_step"].astype(c), hp["max_step"].astype(c)
-            size_new = jnp.clip(size.astype(c) * factor, lo, hi)
-            g_kept = jnp.where(s < 0, 0, gc)
-            out = -jnp.sign(g_kept) * size_new
-            return out.astype(g.dtype), g_kept.astype(prev.dtype), size_new.astype(size.dtype)
-
-        out, prev, size = tree_map_split(step, 3, updates, state.prev, state.step_size)
-        return out, RpropState(prev=prev, step_size=size, **hp)
-
-    return GradientTransformation(init, update, name="scale_by_rprop")
