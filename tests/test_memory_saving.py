@@ -107,9 +107,10 @@ PAIRS = {
     "signum": (lambda: gradchain.signum(0.01, 0.8), lambda dtype: optax.signum(0.01, 0.8)),
 }
 
-# Max |difference| in params (of magnitude ~1) after 200 steps. Measured worst: MEASURE
-# Frozen with a margin.
-TOLERANCE = {jnp.float32: 1e-5, jnp.float64: 1e-13}
+# Max |difference| in params (of magnitude ~1) after 200 steps. Measured worst: float32 8.0e-6
+# (Muon: five Newton-Schulz matrix polynomials; Adafactor 4.9e-7), float64 2.2e-15. Frozen with
+# a margin.
+TOLERANCE = {jnp.float32: 2e-5, jnp.float64: 1e-13}
 
 
 def make_params(dtype):

@@ -240,17 +240,20 @@ def loss_curve(opt, loss, params, steps):
     return np.asarray(values)
 
 
-# Largest |loss_8bit - loss_float32| over the run, as a fraction of the starting loss.
-# Measured: 0.5% (quadratic, 300 steps), 1.0% (MLP, 300 steps); frozen with a margin.
-CURVE_TOLERANCE = 0.03
+# Largest |loss_8bit - loss_float32| over 300 steps, as a fraction of the starting loss.
+# Measured: 0.43% (quadratic, lr 1e-2), 0.38% (MLP, lr 3e-3). A linear (absmax) int8/uint8 code
+# in the same chain: 146% and 6.0% -- the tolerance separates the two designs.
+CURVE_TOLERANCE = 0.02
 
 
-@pytest.mark.parametrize("problem", [ill_conditioned_quadratic, small_mlp])
-def test_adamw_8bit_loss_curve_stays_close_to_float32_adamw(problem):
+@pytest.mark.parametrize(
+    "problem, lr", [(ill_conditioned_quadratic, 1e-2), (small_mlp, 3e-3)], ids=["quadratic", "mlp"]
+)
+def test_adamw_8bit_loss_curve_stays_close_to_float32_adamw(problem, lr):
     loss, params = problem()
-    lr, steps = 1e-2, 300
+    steps = 300
     ref = loss_curve(gradchain.adamw(lr), loss, params, steps)
     got = loss_curve(gradchain.adamw_8bit(lr, min_size=0), loss, params, steps)
     assert np.all(np.isfinite(got))
-    assert ref[-1] < 0.5 * ref[0]  # the run does train
+    assert ref[-1] < 0.05 * ref[0]  # the run does train
     assert np.max(np.abs(got - ref)) <= CURVE_TOLERANCE * ref[0]

@@ -100,9 +100,10 @@ def adafactor(
     *,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """Adafactor: a factored second moment, update clipping and a step relative to the
-    weights' RMS. Memory: rows + columns per matrix (about 0x params); 1x for vectors and
-    for matrices with an axis shorter than ``min_dim_size_to_factor``; +1x with momentum.
+    """Adafactor: a factored second moment, update clipping, a step relative to the weights.
+
+    Memory: rows + columns per matrix (about 0x params); 1x for vectors and for matrices with
+    an axis shorter than ``min_dim_size_to_factor``; +1x with momentum.
 
     Update:     u = g / sqrt(nu_hat)            nu_hat factored: (R / mean R) outer C
                 u = u / max(1, RMS(u) / clipping_threshold)

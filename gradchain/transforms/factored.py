@@ -124,9 +124,8 @@ def factored_axes(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple[
 
 
 @describe(
-    nu="second moment, per parameter: a FactoredMoment (row: mean of g**2 over the largest "
-    "axis, col: over the second largest; each the param's shape minus that axis) for "
-    "factored leaves, else a full array like the param",
+    nu="second moment per parameter: a FactoredMoment for matrices (row: mean of g**2 over the "
+    "largest axis, col: over the second largest), else an array like the param",
     count="steps taken so far (int32 scalar); drives the decay schedule",
     decay_rate="hyperparameter: exponent of the decay schedule 1 - t**(-decay_rate)",
     eps="hyperparameter: added to g**2 before averaging",
@@ -239,8 +238,7 @@ class ClipBlockRmsState(NamedTuple):
 
 
 def clip_by_block_rms(threshold: float = 1.0, *, axis_name: Any = None) -> GradientTransformation:
-    r"""Shrink each leaf whose root mean square exceeds ``threshold`` (Adafactor's update
-    clipping).
+    r"""Shrink each leaf whose root mean square exceeds ``threshold`` (Adafactor's clipping).
 
     Update:     u_t = u_t / max(1, RMS(u_t) / threshold),  RMS(x) = sqrt(mean |x|**2), per leaf
     State:      none per parameter.   Memory: 0.
@@ -276,8 +274,7 @@ class ParamScaleState(NamedTuple):
 def scale_by_param_block_rms(
     min_scale: float = 1e-3, *, axis_name: Any = None
 ) -> GradientTransformation:
-    r"""Multiply each leaf's update by its parameter's RMS: a step *relative* to the weights'
-    size (Adafactor's relative step size).
+    r"""Multiply each leaf's update by its parameter's RMS (Adafactor's relative step size).
 
     Update:     u_t = u_t * max(RMS(p_t), min_scale), per leaf
     State:      none per parameter.   Memory: 0.
