@@ -311,6 +311,15 @@ def test_a_label_tree_that_does_not_fit_names_the_path():
         opt.init({"x": jnp.ones(1), "y": jnp.ones(1)})
 
 
+def test_a_mask_inside_a_group_must_cover_the_hidden_leaves_too():
+    opt = gradchain.partition(
+        {"a": gradchain.adamw(0.1, mask={"w": True}), "b": gradchain.sgd(0.1)},
+        {"w": "a", "v": "b"},
+    )
+    with pytest.raises(gradchain.GradchainError, match=r"leaf at \['v'\] is hidden"):
+        opt.init({"w": jnp.ones(2), "v": jnp.ones(2)})
+
+
 def test_partition_refuses_an_empty_dict():
     with pytest.raises(gradchain.GradchainError, match="non-empty dict"):
         gradchain.partition({}, {})
@@ -515,3 +524,49 @@ def test_training_guide_snippets_run(capsys):
             exec(compile(block, "docs/training.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "[0.0, 0.0005, 0.001, 0.0005, 0.0]" in out and "EmptyState()" in out
+
+
+# --- under shard_map ---------------------------------------------------------------------
+
+
+def composite(axis_name=None):
+    inner = gradchain.partition(
+        {
+            "a": gradchain.adamw(0.1, mask={"w": True, "b": False}),
+            "frozen": gradchain.set_to_zero(),
+        },
+        {"w": "a", "b": "frozen"},
+    )
+    return gradchain.skip_non_finite(gradchain.accumulate(inner, 2), axis_name=axis_name)
+
+
+def test_wrappers_run_under_shard_map_with_sharded_leaves():
+    """The branches of every lax.cond keep the updates' varying mesh axes (a one-device mesh
+    is enough to trace the manual-axis types)."""
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    params = {"w": jnp.ones((4, 2)), "b": jnp.ones(4)}
+    grads = grads_sequence(params, jnp.float32, steps=5)
+    grads[2] = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads[2])
+    opt, plain = composite("data"), composite()
+    state = opt.init(params)
+    sharded = jax.tree.map(lambda x: P("data") if np.ndim(x) else P(), state)
+    leaves = jax.tree.map(lambda _: P("data"), params)
+    step = jax.jit(
+        jax.shard_map(
+            lambda g, s, p: opt.update(g, s, p),
+            mesh=mesh,
+            in_specs=(leaves, sharded, leaves),
+            out_specs=(leaves, sharded),
+        )
+    )
+    got, want = run_with(step, state, params, grads), run(plain, params, grads)[0]
+    assert_trees_identical(got, want)
+
+
+def run_with(step, state, params, grads):
+    for g in grads:
+        updates, state = step(g, state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+    return params

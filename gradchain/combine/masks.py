@@ -31,11 +31,21 @@ class MaskedNode(NamedTuple):
 def _first_difference(name: str, spec: Any, tree: Any) -> str:
     """Where ``spec`` (meant to be a prefix of ``tree``) and ``tree`` part ways."""
     spec_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(spec)[0]]
-    tree_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    hidden = lambda x: isinstance(x, MaskedNode)  # noqa: E731
+    tree_items = jax.tree_util.tree_flatten_with_path(tree, is_leaf=hidden)[0]
+    tree_paths = [p for p, _ in tree_items]
     found = []
-    for path in tree_paths:
+    for path, leaf in tree_items:
         if not any(path[: len(s)] == s for s in spec_paths):
-            found.append(f"the params have a leaf at {_checks.path_str(path)} that {name} misses")
+            where = _checks.path_str(path)
+            if hidden(leaf):
+                found.append(
+                    f"the leaf at {where} is hidden from this transform (another group's, or "
+                    f"masked out) but {name} must still cover it: give {name} for the whole "
+                    "params tree, or as a function of the params"
+                )
+            else:
+                found.append(f"the params have a leaf at {where} that {name} misses")
             break
     for s in spec_paths:
         if not any(path[: len(s)] == s for path in tree_paths):
@@ -130,12 +140,14 @@ def _zero_updates(updates: Any) -> Any:
     every p (p = -0.0 included), so a frozen or skipped step leaves params exactly as they
     were."""
 
+    # full_like, not full: under shard_map it keeps the update's varying mesh axes, which
+    # lax.cond needs to match the branch that runs the inner transform.
     def zero(u):
         u = jnp.asarray(u)
         if jnp.issubdtype(u.dtype, jnp.complexfloating):
-            return jnp.full(u.shape, complex(-0.0, -0.0), u.dtype)
+            return jnp.full_like(u, complex(-0.0, -0.0))
         if jnp.issubdtype(u.dtype, jnp.floating):
-            return jnp.full(u.shape, -0.0, u.dtype)
+            return jnp.full_like(u, -0.0)
         return jnp.zeros_like(u)
 
     return jax.tree.map(zero, updates)

@@ -90,7 +90,7 @@ def accumulate(
             out, inner_state = _call(
                 inner, takes_extra, _cast_like(acc, updates), inner_state, params, None, extra
             )
-            return _cast_like(out, updates), inner_state, tree_zeros_like(acc), jnp.zeros_like(n)
+            return _cast_like(out, updates), inner_state, jax.tree.map(jnp.zeros_like, acc), n * 0
 
         def wait(operands):
             acc, inner_state = operands
