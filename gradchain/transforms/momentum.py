@@ -56,10 +56,14 @@ def scale_by_momentum(
         del params, extra
         hp = live_hyperparams(given, state)
 
+        scalars: dict[Any, tuple] = {}  # per compute dtype, computed once for all leaves
+
         def step(u, mu):
             c = compute_dtype(u.dtype, mu.dtype)
-            d, uc = hp["decay"].astype(c), u.astype(c)
-            new_term = (1 - d) * uc if ema else uc
+            if c not in scalars:
+                scalars[c] = (hp["decay"].astype(c), 1 - hp["decay"].astype(c))
+            (d, one_minus_d), uc = scalars[c], u.astype(c)
+            new_term = one_minus_d * uc if ema else uc
             mu_new = d * mu.astype(c) + new_term
             out = d * mu_new + new_term if nesterov else mu_new
             return out.astype(u.dtype), mu_new.astype(mu.dtype)
@@ -103,13 +107,18 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
         count = increment(state.count)
         grads = updates if gradient is None else gradient
 
+        scalars: dict[Any, tuple] = {}  # per compute dtype, computed once for all leaves
+
         def correct(u, g):
             c = compute_dtype(u.dtype)
-            d, t = hp["decay"].astype(c), count.astype(c)
+            if c not in scalars:
+                d, t = hp["decay"].astype(c), count.astype(c)
+                scalars[c] = (d, 1 - d**t, 1 - d ** (t + 1) if nesterov else None)
+            d, correction, correction_ahead = scalars[c]
             if not nesterov:
-                return (u.astype(c) / (1 - d**t)).astype(u.dtype)
-            ahead = d * u.astype(c) / (1 - d ** (t + 1))
-            return (ahead + (1 - d) * g.astype(c) / (1 - d**t)).astype(u.dtype)
+                return (u.astype(c) / correction).astype(u.dtype)
+            ahead = d * u.astype(c) / correction_ahead
+            return (ahead + (1 - d) * g.astype(c) / correction).astype(u.dtype)
 
         return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count, **hp)
 

@@ -36,8 +36,10 @@ def _abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
 def _divide(u: jax.Array, denom: jax.Array) -> jax.Array:
     """u / denom in u's dtype; 0 where denom is 0 (eps = 0 and a zero statistic) -- not NaN."""
     c = compute_dtype(u.dtype)
-    safe = jnp.where(denom > 0, denom, 1).astype(c)
-    return jnp.where(denom > 0, u.astype(c) / safe, 0).astype(u.dtype)
+    # One division and one select (no gradient flows through an optimizer step, so the
+    # discarded u / 0 is harmless): fewer ops per leaf trace and compile faster.
+    quotient = u.astype(c) / denom.astype(c)
+    return jax.lax.select(denom > 0, quotient, jnp.zeros_like(quotient)).astype(u.dtype)
 
 
 def _moment_dtype(params_leaf: Any, dtype: Any) -> Any:
@@ -113,14 +115,23 @@ def scale_by_rms(
         count = increment(state.count) if bias_correction else None
         nu_max_in = state.nu_max if amsgrad else state.nu  # placeholder tree when unused
 
+        scalars: dict[Any, tuple] = {}  # per compute dtype, computed once for all leaves
+
+        def constants(c):
+            if c not in scalars:
+                d = hp["decay"].astype(c)
+                correction = 1 - d ** count.astype(c) if bias_correction else None
+                scalars[c] = (d, 1 - d, correction, hp["eps_root"].astype(c), hp["eps"].astype(c))
+            return scalars[c]
+
         def step(u, g, nu, nu_max):
             c = compute_dtype(nu.dtype)
-            d = hp["decay"].astype(c)
-            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
-            nu_hat = nu_new / (1 - d ** count.astype(c)) if bias_correction else nu_new
+            d, one_minus_d, correction, eps_root, eps = constants(c)
+            nu_new = d * nu.astype(c) + one_minus_d * _abs_sq(g, c)
+            nu_hat = nu_new / correction if bias_correction else nu_new
             if amsgrad:
                 nu_hat = jnp.maximum(nu_max.astype(c), nu_hat)
-            denom = jnp.sqrt(nu_hat + hp["eps_root"].astype(c)) + hp["eps"].astype(c)
+            denom = jnp.sqrt(nu_hat + eps_root) + eps
             return _divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
 
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
