@@ -59,11 +59,11 @@ from gradchain.transforms import (
 from gradchain.transforms.torch_forms import (
     AmsgradRawState,
     NadamScheduleState,
-    RadamTorchState,
+    RectifiedRmsTorchState,
     SgdMomentumState,
     bias_correct_nadam,
     scale_by_amsgrad_raw,
-    scale_by_radam_torch,
+    scale_by_rectified_rms_torch,
     scale_by_sgd_momentum,
 )
 
@@ -378,8 +378,9 @@ def RAdam(
 ) -> GradientTransformation:
     r"""torch.optim.RAdam: Adam rectified while the variance estimate is unreliable.
 
-    Update:     see ``scale_by_radam_torch``; then p <- p - lr * u (and decoupled decay).
-    State:      mu, nu, count (``RadamTorchState``).   Memory: 2x params.
+    Update:     m_hat = bias-corrected EMA of g (b1) ;  rectified while rho_t > 5 (see
+                ``scale_by_rectified_rms_torch``) ;  p <- p - lr * u (and decoupled decay).
+    State:      mu, count, nu (``RectifiedRmsTorchState``).   Memory: 2x params.
     Note:       torch adds eps to the raw sqrt(v) before the bias correction; Optax's radam
                 adds it after. With eps = 1e-8 the two differ at about 1e-8 relative.
     Reference:  torch.optim.RAdam; Liu et al., 2020.
@@ -389,10 +390,17 @@ def RAdam(
     coupled = not decoupled_weight_decay
     chained = chain(
         *_front(maximize, weight_decay, coupled),
-        scale_by_radam_torch(b1, b2, eps),
+        scale_by_momentum(b1, ema=True),
+        bias_correct(b1),
+        scale_by_rectified_rms_torch(b2, eps),
         *_back(lr, weight_decay, coupled),
     )
-    keys = {RadamTorchState: {"mu": "exp_avg", "nu": "exp_avg_sq", "count": "step"}, **_STEP}
+    keys = {
+        MomentumState: {"mu": "exp_avg"},
+        BiasCorrectState: {"count": "step"},
+        RectifiedRmsTorchState: {"nu": "exp_avg_sq", "count": "step"},
+        **_STEP,
+    }
     return _ported(chained, keys, "RAdam")
 
 

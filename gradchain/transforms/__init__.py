@@ -77,11 +77,11 @@ from gradchain.transforms.sign_adaptive import RpropState, scale_by_rprop
 from gradchain.transforms.torch_forms import (
     AmsgradRawState,
     NadamScheduleState,
-    RadamTorchState,
+    RectifiedRmsTorchState,
     SgdMomentumState,
     bias_correct_nadam,
     scale_by_amsgrad_raw,
-    scale_by_radam_torch,
+    scale_by_rectified_rms_torch,
     scale_by_sgd_momentum,
 )
 from gradchain.transforms.trust_ratio import TrustRatioState, scale_by_trust_ratio
@@ -131,12 +131,12 @@ __all__ = [
     "scale_by_stddev",
     "AmsgradRawState",
     "NadamScheduleState",
-    "RadamTorchState",
+    "RectifiedRmsTorchState",
     "RpropState",
     "SgdMomentumState",
     "bias_correct_nadam",
     "scale_by_amsgrad_raw",
-    "scale_by_radam_torch",
+    "scale_by_rectified_rms_torch",
     "scale_by_rprop",
     "scale_by_sgd_momentum",
     "AdadeltaState",

@@ -30,11 +30,11 @@ from gradchain.base import (
 __all__ = [
     "AmsgradRawState",
     "NadamScheduleState",
-    "RadamTorchState",
+    "RectifiedRmsTorchState",
     "SgdMomentumState",
     "bias_correct_nadam",
     "scale_by_amsgrad_raw",
-    "scale_by_radam_torch",
+    "scale_by_rectified_rms_torch",
     "scale_by_sgd_momentum",
 ]
 
@@ -242,88 +242,77 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
 
 
 @describe(
-    mu="first moment: moving average of g with decay b1, one array per parameter",
-    nu="second moment: moving average of g**2 with decay b2, one array per parameter",
-    count="steps taken so far (int32 scalar)",
-    b1="hyperparameter: decay of mu",
-    b2="hyperparameter: decay of nu",
+    nu="second moment: moving average of g**2, one array per parameter",
+    count="steps taken so far (int32 scalar), for the bias correction and the rectification",
+    decay="hyperparameter: forgetting factor of nu (RAdam's b2)",
     eps="hyperparameter: added to the raw sqrt(nu) (torch's placement)",
 )
-class RadamTorchState(NamedTuple):
-    mu: Any
+class RectifiedRmsTorchState(NamedTuple):
     nu: Any
     count: jax.Array
-    b1: jax.Array
-    b2: jax.Array
+    decay: jax.Array
     eps: jax.Array
 
 
-def scale_by_radam_torch(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    *,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+def scale_by_rectified_rms_torch(
+    decay: float = 0.999, eps: float = 1e-8, *, nu_dtype: Any = None
 ) -> GradientTransformation:
-    r"""torch.optim.RAdam's rectified Adam direction.
+    r"""torch.optim.RAdam's rectified denominator: RMS scaling only once its variance is
+    tractable, with eps where torch puts it.
 
-    Update:     mu_t, nu_t as Adam's;  mu_hat = mu_t / (1 - b1**t)
-                rho_inf = 2 / (1 - b2) - 1 ;  rho_t = rho_inf - 2 t b2**t / (1 - b2**t)
-                rho_t > 5:  u_t = r_t * mu_hat * sqrt(1 - b2**t) / (sqrt(nu_t) + eps),
+    Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                rho_inf = 2 / (1 - decay) - 1 ;  rho_t = rho_inf - 2 t decay**t / (1 - decay**t)
+                rho_t > 5:  u_t = r_t * u_t * sqrt(1 - decay**t) / (sqrt(nu_t) + eps),
                             r_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))
-                otherwise:  u_t = mu_hat  (plain momentum while the variance is untrustworthy)
-    State:      mu, nu -- like params, start at 0; count -- int32 scalar.   Memory: +2x params.
-    Args:       b1, b2 -- in [0, 1).  eps -- >= 0.
-    Note:       torch adds eps to the *raw* sqrt(nu_t), then multiplies by sqrt(1 - b2**t);
-                Optax's radam adds it to the bias-corrected sqrt(nu_t / (1 - b2**t)). The
-                threshold 5 is torch's and Optax's default.
-    Reference:  Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020.
+                otherwise:  u_t unchanged (momentum alone while the variance is untrustworthy)
+    State:      nu -- like params (real dtype, or ``nu_dtype``), starts at 0; count -- int32
+                scalar.   Memory: +1x params.
+    Args:       decay -- in [0, 1).  eps -- >= 0.
+    Note:       torch adds eps to the *raw* sqrt(nu_t), then multiplies by sqrt(1 - decay**t);
+                ``scale_by_rectified_rms`` (Optax's radam) adds it to the bias-corrected
+                sqrt(nu_t / (1 - decay**t)). RAdam is
+                ``chain(scale_by_momentum(b1, ema=True), bias_correct(b1), this)``.
+    Reference:  Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020;
+                torch.optim.RAdam.
     """
-    _checks.check_unit_interval("b1", b1)
-    _checks.check_unit_interval("b2", b2)
+    _checks.check_unit_interval("decay", decay)
     _checks.check_non_negative("eps", eps)
-    _checks.check_dtype("mu_dtype", mu_dtype)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"b1": b1, "b2": b2, "eps": eps}
+    given = {"decay": decay, "eps": eps}
 
     def init(params):
-        return RadamTorchState(
-            mu=tree_zeros_like(params, mu_dtype),
+        return RectifiedRmsTorchState(
             nu=_moment_zeros(params, nu_dtype),
             count=jnp.zeros([], jnp.int32),
             **store_hyperparams(given),
         )
 
-    def update(updates, state, params=None, **extra):
+    def update(updates, state, params=None, *, gradient=None, **extra):
         del params, extra
         hp = live_hyperparams(given, state)
+        grads = updates if gradient is None else gradient
         count = increment(state.count)
         h = hyper_dtype()
-        beta1, beta2, t = hp["b1"].astype(h), hp["b2"].astype(h), count.astype(h)
-        bc2 = 1 - beta2**t
-        rho_inf = 2 / (1 - beta2) - 1
-        rho = rho_inf - 2 * t * beta2**t / bc2
+        b2, t = hp["decay"].astype(h), count.astype(h)
+        bc2 = 1 - b2**t
+        rho_inf = 2 / (1 - b2) - 1
+        rho = rho_inf - 2 * t * b2**t / bc2
         rectify = rho > 5
-        safe_rho = jnp.where(rectify, rho, 5 + 1)
+        safe_rho = jnp.where(rectify, rho, 6)  # keeps the unused branch finite
         rect = jnp.sqrt(
             (safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)
         )
 
-        def step(g, mu, nu):
-            c = compute_dtype(mu.dtype, g.dtype)
-            cr = compute_dtype(nu.dtype)
-            d1 = beta1.astype(c)
-            mu_new = d1 * mu.astype(c) + (1 - d1) * g.astype(c)
-            d2 = beta2.astype(cr)
-            nu_new = d2 * nu.astype(cr) + (1 - d2) * _abs_sq(g, cr)
-            mu_hat = mu_new / (1 - d1 ** t.astype(c))
-            adaptive = jnp.sqrt(bc2.astype(cr)) / (jnp.sqrt(nu_new) + hp["eps"].astype(cr))
-            factor = jnp.where(rectify, rect.astype(cr) * adaptive, 1)
-            out = mu_hat * factor.astype(c)
-            return out.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+        def step(u, g, nu):
+            c = compute_dtype(nu.dtype)
+            d = b2.astype(c)
+            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
+            adaptive = jnp.sqrt(bc2.astype(c)) / (jnp.sqrt(nu_new) + hp["eps"].astype(c))
+            factor = jnp.where(rectify, rect.astype(c) * adaptive, 1)
+            cu = compute_dtype(u.dtype)
+            return (u.astype(cu) * factor.astype(cu)).astype(u.dtype), nu_new.astype(nu.dtype)
 
-        out, mu, nu = tree_map_split(step, 3, updates, state.mu, state.nu)
-        return out, RadamTorchState(mu=mu, nu=nu, count=count, **hp)
+        out, nu = tree_map_split(step, 2, updates, grads, state.nu)
+        return out, RectifiedRmsTorchState(nu=nu, count=count, **hp)
 
-    return GradientTransformation(init, update, name="scale_by_radam_torch")
+    return GradientTransformation(init, update, name="scale_by_rectified_rms_torch")
