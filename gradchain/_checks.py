@@ -7,6 +7,7 @@ built inside ``jit`` or by ``optax.inject_hyperparams``) cannot be inspected and
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any
 
@@ -15,7 +16,56 @@ import numpy as np
 
 
 class GradchainError(ValueError):
-    """Raised for input that gradchain refuses: wrong trees, wrong states, wrong values."""
+    """Raised for input that gradchain refuses: wrong trees, wrong states, wrong values.
+
+    A refused hyperparameter also carries ``argument`` (the name it was checked under) and
+    ``value`` (what was given), so that ``names_arguments`` can report it by the name the
+    user typed."""
+
+    argument: str | None = None
+    value: Any = None
+
+
+def _refuse(name: str, value: Any, message: str) -> GradchainError:
+    """The error for a refused hyperparameter; ``message`` starts with ``name``."""
+    error = GradchainError(message)
+    error.argument, error.value = name, value
+    return error
+
+
+def names_arguments(factory: Any) -> Any:
+    """Decorator for a named optimizer: a hyperparameter refused by a transform inside it is
+    reported under the optimizer's own argument name.
+
+    ``adam(b2=1.0)`` reaches ``scale_by_rms``, which checks it as ``decay``; with this
+    decorator the error reads ``b2 must be in [0, 1), got 1.0 (checked as decay by a
+    transform inside adam)``. The argument is found by identity of the value refused.
+    """
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return factory(*args, **kwargs)
+        except GradchainError as error:
+            inner = error.argument
+            if inner is None:
+                raise
+            bound = signature.bind_partial(*args, **kwargs)
+            bound.apply_defaults()
+            if inner in bound.arguments and bound.arguments[inner] is error.value:
+                raise  # already under the user's name
+            names = [k for k, v in bound.arguments.items() if v is error.value]
+            if not names or not str(error).startswith(inner):
+                raise
+            message = " or ".join(names) + str(error)[len(inner) :]
+            raise _refuse(
+                names[0],
+                error.value,
+                f"{message} (checked as {inner} by a transform inside {factory.__name__})",
+            ) from None
+
+    return build
 
 
 def _concrete(value: Any) -> float | None:
@@ -54,29 +104,29 @@ def check_hyperparam(name: str, value: Any, *, allow_inf: bool = False) -> None:
     """A hyperparameter must be a real, finite scalar (or a traced array): not a bool, not
     NaN, not a dtype or a function. ``allow_inf`` where infinity means "no limit"."""
     if isinstance(value, (bool, np.bool_)):
-        raise GradchainError(f"{name} must be a number, got the bool {value}")
+        raise _refuse(name, value, f"{name} must be a number, got the bool {value}")
     try:
         x = _concrete(value)
     except GradchainError as e:
-        raise GradchainError(f"{name}: {e}") from None
+        raise _refuse(name, value, f"{name}: {e}") from None
     if x is not None and math.isnan(x):
-        raise GradchainError(f"{name} must not be NaN")
+        raise _refuse(name, value, f"{name} must not be NaN")
     if x is not None and math.isinf(x) and not allow_inf:
-        raise GradchainError(f"{name} must be finite, got {x}")
+        raise _refuse(name, value, f"{name} must be finite, got {x}")
 
 
 def check_non_negative(name: str, value: Any, *, allow_inf: bool = False) -> None:
     check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
     if x is not None and not x >= 0:
-        raise GradchainError(f"{name} must be >= 0, got {x}")
+        raise _refuse(name, value, f"{name} must be >= 0, got {x}")
 
 
 def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> None:
     check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
     if x is not None and not x > 0:
-        raise GradchainError(f"{name} must be > 0, got {x}")
+        raise _refuse(name, value, f"{name} must be > 0, got {x}")
 
 
 def check_unit_interval(name: str, value: Any) -> None:
@@ -84,14 +134,14 @@ def check_unit_interval(name: str, value: Any) -> None:
     check_hyperparam(name, value)
     x = _concrete(value)
     if x is not None and not 0.0 <= x < 1.0:
-        raise GradchainError(f"{name} must be in [0, 1), got {x}")
+        raise _refuse(name, value, f"{name} must be in [0, 1), got {x}")
 
 
 def check_closed_unit_interval(name: str, value: Any) -> None:
     check_hyperparam(name, value)
     x = _concrete(value)
     if x is not None and not 0.0 <= x <= 1.0:
-        raise GradchainError(f"{name} must be in [0, 1], got {x}")
+        raise _refuse(name, value, f"{name} must be in [0, 1], got {x}")
 
 
 def check_learning_rate(value: Any) -> None:
@@ -111,14 +161,14 @@ def check_schedule_or(name: str, value: Any, check: Any) -> None:
 def check_int(name: str, value: Any, minimum: int = 0) -> None:
     """A count or size: a Python or NumPy integer (not a bool), at least ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise GradchainError(f"{name} must be an integer >= {minimum}, got {_kind(value)}")
+        raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {_kind(value)}")
     if value < minimum:
-        raise GradchainError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {value}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
     if value not in choices:
-        raise GradchainError(f"{name} must be one of {choices}, got {value!r}")
+        raise _refuse(name, value, f"{name} must be one of {choices}, got {value!r}")
 
 
 def check_dtype(name: str, dtype: Any) -> None:
@@ -128,11 +178,11 @@ def check_dtype(name: str, dtype: Any) -> None:
     try:
         d = np.dtype(dtype)
     except (TypeError, ValueError):
-        raise GradchainError(
-            f"{name} must be a dtype such as jnp.bfloat16, got {_kind(dtype)}"
+        raise _refuse(
+            name, dtype, f"{name} must be a dtype such as jnp.bfloat16, got {_kind(dtype)}"
         ) from None
     if not jax.numpy.issubdtype(d, jax.numpy.inexact):  # np.issubdtype misses bfloat16
-        raise GradchainError(f"{name} must be a floating dtype, got {d}")
+        raise _refuse(name, dtype, f"{name} must be a floating dtype, got {d}")
 
 
 def path_str(path: tuple[Any, ...]) -> str:
@@ -268,8 +318,8 @@ def check_update_dtypes(params: Any, updates: Any) -> None:
         if kp == "other" and ku in ("real", "complex"):
             raise GradchainError(
                 f"at {_path_at(params, i, _is_none)}: a {np.dtype(du).name} update for a "
-                f"{np.dtype(dp).name} parameter would be truncated; keep integer leaves out "
-                "of the optimizer"
+                f"parameter of dtype {np.dtype(dp).name} would be truncated; keep integer "
+                "leaves out of the optimizer"
             )
         if ku == "complex" and kp == "real":
             raise GradchainError(
