@@ -335,7 +335,7 @@ def check_state(index: int, member: str, expected: Any, given: Any) -> None:
     where = f"member {index} ({member})"
     if type(given) is not type(expected):
         raise GradchainError(
-            f"this state does not belong to this optimizer: {where} expects a "
+            f"this state does not belong to this optimizer: {where} expects a state of type "
             f"{type(expected).__name__}, got {type(given).__name__}"
         )
     want, want_def = jax.tree_util.tree_flatten(expected, is_leaf=_is_none)
