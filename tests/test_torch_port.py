@@ -45,13 +45,14 @@ def _torch_run(cls, kwargs, params, grads, scheduler=None, optimizer=None):
         t.requires_grad_(True)
     opt = optimizer or cls(tensors, **kwargs)
     sched = scheduler(opt) if scheduler else None
+    ordered = [t for group in opt.param_groups for t in group["params"]]
     for g in grads:
-        for t, k in zip(opt.param_groups[0]["params"], SHAPES):
+        for t, k in zip(ordered, SHAPES):
             t.grad = torch.tensor(g[k])
         opt.step()
         if sched is not None:
             sched.step()
-    final = {k: t.detach().numpy().copy() for k, t in zip(SHAPES, opt.param_groups[0]["params"])}
+    final = {k: t.detach().numpy().copy() for k, t in zip(SHAPES, ordered)}
     return final, opt
 
 
@@ -361,3 +362,12 @@ def test_porting_guide_first_example_runs_as_printed(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed in code  # the comment under print(opt) shows what it prints
     assert printed.startswith("chain(scale_by_momentum")
+
+
+def test_param_groups_with_other_hyperparameters_are_refused(torch64):
+    params, grads = _problem(seed=8, steps=2)
+    tensors = [torch.tensor(params[k], requires_grad=True) for k in SHAPES]
+    groups = [{"params": tensors[:2]}, {"params": tensors[2:], "lr": 0.1}]
+    _, topt = _torch_run(None, None, params, grads, optimizer=torch.optim.Adam(groups, lr=1e-3))
+    with pytest.raises(gradchain.GradchainError, match="different"):
+        gt.from_torch_state_dict(gt.Adam(), topt.state_dict(), params)
