@@ -189,13 +189,14 @@ def test_switching_from_adam_to_sgd_matches_optax(dtype):
     half = len(grads) // 2
 
     def two_phases(first, second, apply):
-        p, s = params, first.init(params)
+        p, s, update = params, first.init(params), jax.jit(first.update)
         for g in grads[:half]:
-            u, s = first.update(g, s, p)
+            u, s = update(g, s, p)
             p = apply(p, u)
-        s = second.init(p)  # phase two: a fresh state for the new optimizer
+        # phase two: a fresh state for the new optimizer, and its own compiled step
+        s, update = second.init(p), jax.jit(second.update)
         for g in grads[half:]:
-            u, s = second.update(g, s, p)
+            u, s = update(g, s, p)
             p = apply(p, u)
         return p
 
