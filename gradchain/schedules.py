@@ -17,8 +17,6 @@ constant (a negative ``transition_steps``, ``decay_rate = 0``...) is refused at 
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,23 +37,6 @@ __all__ = [
 ]
 
 
-def _check_steps(name: str, value: Any, *, positive: bool) -> None:
-    """A number of steps is a Python (or NumPy) integer, > 0 or >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _checks.GradchainError(f"{name} must be an integer number of steps, got {value!r}")
-    if positive:
-        _checks.check_positive(name, value)
-    else:
-        _checks.check_non_negative(name, value)
-
-
-def _check_finite(name: str, value: Any) -> None:
-    _checks.check_hyperparam(name, value)
-    if not callable(value) and not isinstance(value, jax.core.Tracer):
-        if not math.isfinite(float(value)):
-            raise _checks.GradchainError(f"{name} must be finite, got {float(value)}")
-
-
 def _float(x: Any) -> jax.Array:
     return jnp.asarray(x).astype(hyper_dtype())
 
@@ -66,7 +47,7 @@ def constant_schedule(value: float) -> Schedule:
     Value:      v(t) = value
     Args:       value -- a finite number.
     """
-    _check_finite("value", value)
+    _checks.check_hyperparam("value", value)
 
     def schedule(count):
         del count
@@ -87,10 +68,10 @@ def linear_schedule(
     Note:       transition_steps = 0 jumps to end_value at transition_begin; Optax's
                 ``linear_schedule`` instead stays at init_value forever.
     """
-    _check_finite("init_value", init_value)
-    _check_finite("end_value", end_value)
-    _check_steps("transition_steps", transition_steps, positive=False)
-    _check_steps("transition_begin", transition_begin, positive=False)
+    _checks.check_hyperparam("init_value", init_value)
+    _checks.check_hyperparam("end_value", end_value)
+    _checks.check_int("transition_steps", transition_steps)
+    _checks.check_int("transition_begin", transition_begin)
 
     def schedule(count):
         t = _float(count) - transition_begin
@@ -122,12 +103,12 @@ def cosine_decay_schedule(
     Reference:  Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts",
                 2017.
     """
-    _check_finite("init_value", init_value)
-    _check_steps("decay_steps", decay_steps, positive=True)
-    _check_finite("alpha", alpha)
+    _checks.check_hyperparam("init_value", init_value)
+    _checks.check_int("decay_steps", decay_steps, minimum=1)
+    _checks.check_hyperparam("alpha", alpha)
     _checks.check_positive("exponent", exponent)
     if end_value is not None:
-        _check_finite("end_value", end_value)
+        _checks.check_hyperparam("end_value", end_value)
         if alpha != 0.0:
             raise _checks.GradchainError(
                 f"give cosine_decay_schedule alpha or end_value, not both (alpha={alpha}, "
@@ -164,12 +145,12 @@ def exponential_decay(
     Note:       Optax turns transition_steps <= 0 or decay_rate = 0 into a constant
                 schedule; here they are errors.
     """
-    _check_finite("init_value", init_value)
-    _check_steps("transition_steps", transition_steps, positive=True)
+    _checks.check_hyperparam("init_value", init_value)
+    _checks.check_int("transition_steps", transition_steps, minimum=1)
     _checks.check_positive("decay_rate", decay_rate)
-    _check_steps("transition_begin", transition_begin, positive=False)
+    _checks.check_int("transition_begin", transition_begin)
     if end_value is not None:
-        _check_finite("end_value", end_value)
+        _checks.check_hyperparam("end_value", end_value)
     bound = jnp.maximum if decay_rate < 1 else jnp.minimum
 
     def schedule(count):
@@ -192,10 +173,10 @@ def piecewise_constant_schedule(
                 integers >= 0, scales >= 0 (Optax's form: ``{1000: 0.1, 2000: 0.1}`` divides
                 by 10 at step 1000 and again at step 2000).
     """
-    _check_finite("init_value", init_value)
+    _checks.check_hyperparam("init_value", init_value)
     pieces = sorted((boundaries_and_scales or {}).items())
     for boundary, factor in pieces:
-        _check_steps("a boundary of boundaries_and_scales", boundary, positive=False)
+        _checks.check_int("a boundary of boundaries_and_scales", boundary)
         _checks.check_non_negative(f"the scale at boundary {boundary}", factor)
 
     def schedule(count):
@@ -227,7 +208,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
                 f"schedules[{i}] must be a function of the step, got {s!r}"
             )
     for b in boundaries:
-        _check_steps("a boundary of join_schedules", b, positive=False)
+        _checks.check_int("a boundary of join_schedules", b)
     if boundaries != sorted(boundaries):
         raise _checks.GradchainError(f"boundaries must be non-decreasing, got {boundaries}")
 
@@ -260,8 +241,8 @@ def warmup_cosine_decay_schedule(
     Reference:  Goyal et al., "Accurate, Large Minibatch SGD", 2017 (warmup);
                 Loshchilov & Hutter, 2017 (cosine).
     """
-    _check_steps("warmup_steps", warmup_steps, positive=False)
-    _check_steps("decay_steps", decay_steps, positive=True)
+    _checks.check_int("warmup_steps", warmup_steps)
+    _checks.check_int("decay_steps", decay_steps, minimum=1)
     if not decay_steps > warmup_steps:
         raise _checks.GradchainError(
             f"decay_steps counts the warmup too and must exceed warmup_steps, got "

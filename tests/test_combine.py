@@ -405,9 +405,9 @@ def test_accumulate_refuses_a_gradient_other_than_its_updates():
 
 
 def test_accumulate_refuses_a_bad_k():
-    with pytest.raises(gradchain.GradchainError, match="every_k must be > 0"):
+    with pytest.raises(gradchain.GradchainError, match="every_k must be an integer >= 1, got 0"):
         gradchain.accumulate(gradchain.sgd(1.0), 0)
-    with pytest.raises(gradchain.GradchainError, match="every_k must be an integer"):
+    with pytest.raises(gradchain.GradchainError, match="every_k must be an integer >= 1, got 2.0"):
         gradchain.accumulate(gradchain.sgd(1.0), 2.0)
 
 

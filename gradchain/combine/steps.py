@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradchain import _checks
 from gradchain.base import (
@@ -56,9 +55,7 @@ def accumulate(
     """
     inner = _as_transform(transform)
     takes_extra = _accepts_extra_args(inner.update)
-    if isinstance(every_k, bool) or not isinstance(every_k, (int, np.integer)):
-        raise _checks.GradchainError(f"every_k must be an integer, got {every_k!r}")
-    _checks.check_positive("every_k", every_k)
+    _checks.check_int("every_k", every_k, minimum=1)
     _checks.check_dtype("acc_dtype", acc_dtype)
 
     def init(params):
@@ -154,11 +151,7 @@ def skip_non_finite(
     inner = _as_transform(transform)
     takes_extra = _accepts_extra_args(inner.update)
     if max_consecutive is not None:
-        if isinstance(max_consecutive, bool) or not isinstance(max_consecutive, (int, np.integer)):
-            raise _checks.GradchainError(
-                f"max_consecutive must be an integer or None, got {max_consecutive!r}"
-            )
-        _checks.check_non_negative("max_consecutive", max_consecutive)
+        _checks.check_int("max_consecutive", max_consecutive)
     limit = max_consecutive
 
     def init(params):
