@@ -365,3 +365,29 @@ def test_shard_map_zero1_with_axis_name_equals_single_device(name, x64):
     ref_params, ref_state = _single_device_run(build(None), host, batches, loss)
     _assert_trees_close(params, ref_params)
     _assert_trees_close(state, ref_state)
+
+
+def test_clip_by_global_norm_axis_name_counts_replicated_leaves_once():
+    """Under shard_map a leaf may be a shard (varies over 'data') or a replica: only the
+    shards' partial sums are psum-ed. Without check_vma nothing says which: refused."""
+    mesh = _mesh((8,), ("data",))
+    rng = np.random.default_rng(0)
+    grads = {"a": rng.normal(size=(16,)), "b": rng.normal(size=(3,))}
+    grads = jax.tree.map(lambda x: x.astype(np.float32), grads)
+    specs = {"a": P("data"), "b": P()}
+    clip = gradchain.clip_by_global_norm(0.1, axis_name="data")
+    expected, _ = gradchain.clip_by_global_norm(0.1).update(grads, clip.init(grads))
+
+    def clipped(check_vma):
+        fn = jax.shard_map(
+            lambda g, s: clip.update(g, s)[0],
+            mesh=mesh,
+            in_specs=(specs, P()),
+            out_specs=specs,
+            check_vma=check_vma,
+        )
+        return jax.jit(fn)(grads, clip.init(grads))
+
+    _assert_trees_close(clipped(True), expected, rtol=1e-6)
+    with pytest.raises(gradchain.GradchainError, match="check_vma"):
+        clipped(False)

@@ -19,6 +19,7 @@ from gradchain.base import (
     store_hyperparam,
     store_hyperparams,
 )
+from gradchain.transforms.factored import varying_axes
 
 
 @describe(step_size="hyperparameter: the factor every update is multiplied by")
@@ -217,14 +218,51 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(total)
 
 
+def _vma_is_tracked() -> bool:
+    """Whether shard_map records which values vary over which mesh axes (``check_vma=True``,
+    the default). The flag is private in jax 0.10; when it cannot be read, assume it is on."""
+    flag = getattr(getattr(getattr(jax, "_src", None), "config", None), "_check_vma", None)
+    return True if flag is None else bool(flag.value)
+
+
+def _global_norm_over(tree: Any, axis_name: Any) -> jax.Array:
+    """The global norm inside ``shard_map``: a leaf that varies over ``axis_name`` (a shard)
+    has its partial sum psum-ed over it; a replicated leaf is counted once. A leaf sharded over
+    another mesh axis, or a shard_map without check_vma (which hides what varies), is refused:
+    psum-ing everything would count replicated leaves |axis| times, silently."""
+    _checks.check_float_leaves("tree", tree)
+    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    c = compute_dtype(*(real_dtype(x.dtype) for x in leaves))
+    if not _vma_is_tracked():
+        _checks.refuse_sharded_reduction(
+            "clip_by_global_norm(axis_name=...)", list(names), "use shard_map's check_vma=True"
+        )
+    sums: dict[tuple[str, ...], jax.Array] = {}  # partial sums, by the axes they vary over
+    for x in leaves:
+        varying = varying_axes(x)
+        if not varying <= set(names):
+            _checks.refuse_sharded_reduction(
+                "clip_by_global_norm", sorted(varying), f"pass axis_name={tuple(varying)}"
+            )
+        key = tuple(n for n in names if n in varying)
+        sq = jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2)
+        sums[key] = sums[key] + sq if key in sums else sq
+    total = jnp.zeros([], c)
+    for key, partial in sums.items():
+        total = total + (jax.lax.psum(partial, key) if key else partial)
+    return jnp.sqrt(total)
+
+
 def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTransformation:
     r"""Rescale the whole update so that its global L2 norm is at most max_norm.
 
     Update:     n = sqrt(sum_i ||u_i||**2) ;  u_t = u_t * min(1, max_norm / n)
     State:      none per parameter.   Memory: 0.
     Args:       max_norm -- > 0.  axis_name -- under ``shard_map`` with leaves sharded over
-                that mesh axis, the partial sums are ``psum``-ed over it so that every shard
-                sees the true global norm (without it, each shard would clip by its own).
+                that mesh axis, the partial sums of the leaves that vary over it are
+                ``psum``-ed (replicated leaves counted once), so every shard sees the true
+                global norm (without it, each shard would clip by its own).
     Reference:  Pascanu, Mikolov & Bengio, 2013.
     """
     _checks.check_positive("max_norm", max_norm, allow_inf=True)
@@ -237,9 +275,7 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
     def update(updates, state, params=None, **extra):
         del params, extra
         hp = live_hyperparams(given, state)
-        norm = global_norm(updates)
-        if axis_name is not None:
-            norm = jnp.sqrt(jax.lax.psum(norm**2, axis_name))
+        norm = global_norm(updates) if axis_name is None else _global_norm_over(updates, axis_name)
         m = hp["max_norm"].astype(norm.dtype)
         factor = jnp.where(norm < m, 1.0, m / jnp.where(norm > 0, norm, 1.0))
         return jax.tree.map(lambda u: _times(u, factor), updates), ClipNormState(**hp)
