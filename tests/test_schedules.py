@@ -165,17 +165,32 @@ def test_cosine_end_value_equals_alpha_form():
 @pytest.mark.parametrize(
     "build, words",
     [
-        (lambda: gradchain.linear_schedule(1.0, 0.0, -1), "transition_steps must be an integer >= 0, got -1"),
-        (lambda: gradchain.linear_schedule(1.0, 0.0, 2.5), "transition_steps must be an integer >= 0, got 2.5"),
-        (lambda: gradchain.linear_schedule(1.0, 0.0, 10, -2), "transition_begin must be an integer >= 0"),
+        (
+            lambda: gradchain.linear_schedule(1.0, 0.0, -1),
+            "transition_steps must be an integer >= 0, got -1",
+        ),
+        (
+            lambda: gradchain.linear_schedule(1.0, 0.0, 2.5),
+            "transition_steps must be an integer >= 0, got 2.5",
+        ),
+        (
+            lambda: gradchain.linear_schedule(1.0, 0.0, 10, -2),
+            "transition_begin must be an integer >= 0",
+        ),
         (lambda: gradchain.linear_schedule(float("nan"), 0.0, 10), "init_value must not be NaN"),
-        (lambda: gradchain.cosine_decay_schedule(1.0, 0), "decay_steps must be an integer >= 1, got 0"),
+        (
+            lambda: gradchain.cosine_decay_schedule(1.0, 0),
+            "decay_steps must be an integer >= 1, got 0",
+        ),
         (lambda: gradchain.cosine_decay_schedule(1.0, 10, exponent=0.0), "exponent must be > 0"),
         (
             lambda: gradchain.cosine_decay_schedule(1.0, 10, alpha=0.1, end_value=0.1),
             "not both",
         ),
-        (lambda: gradchain.exponential_decay(1.0, 0, 0.5), "transition_steps must be an integer >= 1"),
+        (
+            lambda: gradchain.exponential_decay(1.0, 0, 0.5),
+            "transition_steps must be an integer >= 1",
+        ),
         (lambda: gradchain.exponential_decay(1.0, 10, 0.0), "decay_rate must be > 0"),
         (lambda: gradchain.exponential_decay(1.0, 10, 0.5, end_value=math.inf), "finite"),
         (
