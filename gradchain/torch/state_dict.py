@@ -1,0 +1,123 @@
+"""Continuing a torch run in JAX: a torch optimizer's ``state_dict()`` as a gradchain state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import GradientTransformation
+from gradchain.transforms import SgdMomentumState
+
+__all__ = ["from_torch_state_dict"]
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor: no torch import needed to read it
+        x = x.detach().cpu()
+        if hasattr(x, "resolve_conj"):
+            x = x.resolve_conj()
+        return x.numpy()
+    return np.asarray(x)
+
+
+_GROUP_MATH = ("lr", "betas", "eps", "weight_decay", "momentum", "dampening", "alpha",
+               "centered", "nesterov", "amsgrad", "maximize", "lr_decay", "momentum_decay",
+               "initial_accumulator_value", "rho", "etas", "step_sizes",
+               "decoupled_weight_decay")  # fmt: skip
+
+
+def from_torch_state_dict(
+    optimizer: GradientTransformation,
+    state_dict: dict[str, Any],
+    params: Any,
+    *,
+    step: int | None = None,
+) -> Any:
+    """Convert ``torch_optimizer.state_dict()`` into the state of a ``gradchain.torch`` chain.
+
+    Args:       optimizer -- built by ``gradchain.torch`` with the same arguments as the torch
+                optimizer.  state_dict -- ``torch_optimizer.state_dict()``.  params -- the
+                JAX params; their leaves, in ``jax.tree.leaves`` order, are torch's params in
+                the order the torch optimizer was given them.  step -- the step count for
+                optimizers whose torch state has none (SGD); otherwise read from ``step``.
+    Returns:    the gradchain state: the next ``optimizer.update`` takes torch's next step.
+    Note:       torch keeps one step counter per tensor; gradchain one per chain, so they
+                must agree. The hyperparameters come from ``optimizer``, not the state_dict:
+                with several param groups of different hyperparameters, convert each group's
+                params with its own optimizer (see ``gradchain.partition``).
+    """
+    keys = getattr(optimizer, "torch_state_keys", None)
+    if keys is None:
+        raise _checks.GradchainError(
+            "from_torch_state_dict needs an optimizer built by gradchain.torch "
+            f"(e.g. gradchain.torch.Adam(...)), got {optimizer!r}"
+        )
+    groups = state_dict["param_groups"]
+    for g in groups[1:]:
+        differ = [k for k in _GROUP_MATH if k in g and g[k] != groups[0].get(k)]
+        if differ:
+            raise _checks.GradchainError(
+                f"the torch optimizer has param groups with different {differ}; a gradchain.torch"
+                " optimizer is one group: convert each group's params separately"
+            )
+    indices = [i for g in groups for i in g["params"]]
+    leaves, treedef = jax.tree.flatten(params)
+    if len(indices) != len(leaves):
+        raise _checks.GradchainError(
+            f"the torch optimizer has {len(indices)} params but params has {len(leaves)} leaves"
+        )
+    per_param = [state_dict["state"].get(i, {}) for i in indices]
+    torch_steps = {float(_as_numpy(s["step"])) for s in per_param if "step" in s}
+    if len(torch_steps) > 1:
+        raise _checks.GradchainError(
+            f"torch's params were stepped different numbers of times ({sorted(torch_steps)}); "
+            "gradchain keeps one step count per optimizer"
+        )
+    if step is None:
+        step = int(torch_steps.pop()) if torch_steps else 0
+
+    def per_param_tree(key, like, convert=None):
+        like_leaves = treedef.flatten_up_to(like)
+        out = []
+        for i, (entry, ref, leaf) in enumerate(zip(per_param, like_leaves, leaves)):
+            value = entry.get(key)
+            if value is None:
+                out.append(ref)
+                continue
+            value = _as_numpy(value) if convert is None else convert(_as_numpy(value))
+            if value.shape != np.shape(leaf):
+                raise _checks.GradchainError(
+                    f"torch's {key} of param {indices[i]} has shape {value.shape}, but the "
+                    f"matching leaf of params has shape {np.shape(leaf)}"
+                )
+            out.append(jnp.asarray(value, dtype=ref.dtype))
+        return treedef.unflatten(out)
+
+    def scalar(key, like):
+        if key == "step":
+            return jnp.asarray(step, like.dtype)
+        values = {float(_as_numpy(s[key])) for s in per_param if key in s}
+        return jnp.asarray(values.pop(), like.dtype) if values else like
+
+    new_state = []
+    for member_state in optimizer.init(params):
+        fields = keys.get(type(member_state), {})
+        replaced = {}
+        for field, key in fields.items():
+            like = getattr(member_state, field)
+            if like is None:
+                continue
+            key, convert = key if isinstance(key, tuple) else (key, None)
+            if key in ("step", "mu_product"):
+                replaced[field] = scalar(key, like)
+            else:
+                replaced[field] = per_param_tree(key, like, convert)
+        if isinstance(member_state, SgdMomentumState):
+            has_buffer = any(s.get("momentum_buffer") is not None for s in per_param)
+            replaced["count"] = jnp.asarray(max(step, 1) if has_buffer else 0, jnp.int32)
+        new_state.append(member_state._replace(**replaced) if replaced else member_state)
+    return tuple(new_state)
