@@ -445,7 +445,7 @@ def test_state_bytes(name):
         assert report.total_bytes == sum(x.nbytes for x in jax.tree.leaves(state))
 
 
-# --- the trust ratio under shard_map: right with axis_name, refused without check_vma --------
+# --- the trust ratio under shard_map: right with axis_name, refused when it cannot be ----
 
 SHARDED_SCRIPT = textwrap.dedent(
     """
@@ -487,6 +487,16 @@ SHARDED_SCRIPT = textwrap.dedent(
     ))(place(host), place(grads))
     want = one_step(gradchain.scale_by_trust_ratio(0.0, 0.5, 1e-3))(host, grads)
     assert np.max(np.abs(np.asarray(local["w"]) - np.asarray(want["w"]))) > 1e-6
+
+    # Inside a checked shard_map, a sharded leaf without axis_name is refused, not wrong.
+    try:
+        jax.shard_map(
+            one_step(gradchain.lamb(0.1)), mesh=mesh, in_specs=(specs, specs), out_specs=specs
+        )(place(host), place(grads))
+    except gradchain.GradchainError as e:
+        assert "axis_name=('d',)" in str(e), str(e)
+    else:
+        raise AssertionError("a sharded leaf without axis_name was not refused")
 
     unchecked = jax.shard_map(
         one_step(gradchain.scale_by_trust_ratio(axis_name="d")), mesh=mesh,

@@ -18,6 +18,8 @@ from gradchain.base import (
     real_dtype,
     store_hyperparams,
 )
+from gradchain.transforms.factored import varying_axes
+from gradchain.transforms.scaling import _vma_is_tracked
 
 
 @describe(
@@ -31,38 +33,25 @@ class TrustRatioState(NamedTuple):
     eps: jax.Array
 
 
-def _vma_is_tracked() -> bool:
-    """Whether shard_map records which values vary over which axes (``check_vma=True``).
-
-    The flag is private in jax 0.10; when it cannot be read we assume it is on."""
-    flag = getattr(getattr(jax, "_src", None), "config", None)
-    flag = getattr(flag, "_check_vma", None)
-    return True if flag is None else bool(flag.value)
-
-
-def _axes_varied_over(x: jax.Array, axis_name: Any) -> tuple[Any, ...]:
-    """The axes among ``axis_name`` along which x is sharded (varies) inside shard_map."""
-    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    mat = getattr(jax.typeof(x), "manual_axis_type", None)
-    varying = getattr(mat, "varying", None)
-    if varying is None:  # older jax: the same set is called ``vma``
-        varying = getattr(jax.typeof(x), "vma", frozenset())
-    return tuple(n for n in names if n in varying)
-
-
 def _leaf_norm(x: jax.Array, axis_name: Any) -> jax.Array:
-    """||x||_2, summed over the shards of ``axis_name`` when x is sharded along it."""
+    """||x||_2 of the whole parameter, when x may be its shard inside ``shard_map``.
+
+    A leaf that varies over mesh axes (a shard) has its squared norm psum-ed over them; they
+    must be named in ``axis_name``, or the reduction is refused at trace time."""
     c = compute_dtype(real_dtype(jnp.result_type(x)))
     sq = jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2)
-    if axis_name is not None:
-        if not _vma_is_tracked():
-            raise _checks.GradchainError(
-                "scale_by_trust_ratio(axis_name=...) must know which leaves are sharded: "
-                "call it inside jax.shard_map(..., check_vma=True) (the default)"
-            )
-        axes = _axes_varied_over(sq, axis_name)
-        if axes:
-            sq = jax.lax.psum(sq, axes)
+    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
+    if names and not _vma_is_tracked():
+        _checks.refuse_sharded_reduction(
+            "scale_by_trust_ratio(axis_name=...)", sorted(names), "use shard_map's check_vma=True"
+        )
+    varying = varying_axes(sq)
+    if not varying <= names:
+        _checks.refuse_sharded_reduction(
+            "scale_by_trust_ratio", sorted(varying), f"pass axis_name={tuple(sorted(varying))}"
+        )
+    if varying:
+        sq = jax.lax.psum(sq, tuple(sorted(varying)))
     return jnp.sqrt(sq)
 
 
@@ -84,6 +73,7 @@ def scale_by_trust_ratio(
                 ``psum``-ed, so every shard scales by the whole leaf's ratio; a replicated leaf
                 is left alone. Needs ``check_vma=True`` (the default) and refuses otherwise:
                 without it a shard cannot tell its own leaves' layout, and would be wrong.
+                A leaf sharded over an axis not named here is refused at trace time.
     Note:       Needs the params: ``update(u, state, params)``. The norm is each leaf's
                 Frobenius norm, as Optax's (a "layer" is a leaf: a weight and its bias get
                 separate ratios).
