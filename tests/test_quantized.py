@@ -121,13 +121,12 @@ OPTIMIZERS = {
 def make_params(dtype=jnp.float32):
     rng = np.random.default_rng(3)
     return {
-        "w": jnp.asarray(rng.normal(size=(40, 300)), dtype),
-        "b": jnp.asarray(rng.normal(size=(300,)), dtype),
+        "w": jnp.asarray(rng.normal(size=(6, 300)), dtype),  # two blocks a row, one partial
         "tiny": jnp.asarray(rng.normal(size=(3,)), dtype),  # under min_size: stays float
     }
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", ["adamw_8bit", "lion_8bit", "momentum_8bit"])
 def test_zero_gradients_give_zero_updates_never_nan(name):
     """All-zero moments: every block's scale is 0, and 0 / (sqrt(0) + eps) is 0. (Params are
     zero too, so that decoupled weight decay adds nothing.)"""
@@ -209,14 +208,14 @@ def ill_conditioned_quadratic(n=256, condition=1e4):
 
 def small_mlp():
     rng = np.random.default_rng(6)
-    x = jnp.asarray(rng.normal(size=(512, 16)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(256, 16)), jnp.float32)
     y = jnp.asarray(np.sin(np.asarray(x) @ rng.normal(size=(16, 1))), jnp.float32)
     params = {
-        "w1": jnp.asarray(rng.normal(size=(16, 128)) / 4, jnp.float32),
-        "b1": jnp.zeros(128, jnp.float32),
-        "w2": jnp.asarray(rng.normal(size=(128, 128)) / 11.3, jnp.float32),
-        "b2": jnp.zeros(128, jnp.float32),
-        "w3": jnp.asarray(rng.normal(size=(128, 1)) / 11.3, jnp.float32),
+        "w1": jnp.asarray(rng.normal(size=(16, 64)) / 4, jnp.float32),
+        "b1": jnp.zeros(64, jnp.float32),
+        "w2": jnp.asarray(rng.normal(size=(64, 64)) / 8, jnp.float32),
+        "b2": jnp.zeros(64, jnp.float32),
+        "w3": jnp.asarray(rng.normal(size=(64, 1)) / 8, jnp.float32),
     }
 
     def loss(p):
@@ -241,8 +240,8 @@ def loss_curve(opt, loss, params, steps):
 
 
 # Largest |loss_8bit - loss_float32| over 300 steps, as a fraction of the starting loss.
-# Measured: 0.43% (quadratic, lr 1e-2), 0.38% (MLP, lr 3e-3). A linear (absmax) int8/uint8 code
-# in the same chain: 146% and 6.0% -- the tolerance separates the two designs.
+# Measured: 0.43% (quadratic, lr 1e-2), 0.23% (MLP, lr 3e-3). A linear (absmax) int8/uint8 code
+# in the same chain: 146% and 4.6% -- the tolerance separates the two designs.
 CURVE_TOLERANCE = 0.02
 
 
