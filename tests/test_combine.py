@@ -16,8 +16,8 @@ from gradchain.base import EmptyState, GradientTransformation
 from tests.conftest import reference_promotion
 
 STEPS = 12
-# Max |diff| vs Optax after 12 steps of params of size ~1; measured <= 6e-7 (float32), 4e-16
-# (float64) for the Adam family.
+# Max |diff| vs Optax after 12 steps of params of size ~1, measured: float32 <= 1.2e-6
+# (accumulate vs MultiSteps), 5e-7 (masks), 2e-7 (groups); float64 <= 3e-17.
 TOL = {jnp.float32: 2e-6, jnp.float64: 2e-15}
 
 
