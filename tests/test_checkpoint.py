@@ -56,6 +56,9 @@ OPTIMIZERS = {
         gradchain.clip_by_global_norm(1.0), gradchain.amsgrad(schedule)
     ),
     "momentum_with_schedule": lambda: gradchain.momentum(schedule, 0.9),
+    # custom pytree nodes in the state: 8-bit codes + scales, factored row/column moments
+    "adam_8bit": lambda: gradchain.adam_8bit(0.01, min_size=4, block_size=2),
+    "adafactor": lambda: gradchain.adafactor(0.01, min_dim_size_to_factor=2),
 }
 
 
