@@ -67,11 +67,24 @@ def _adafactor_pair(**kw):
     return (lambda: gradchain.adafactor(**kw), theirs)
 
 
+# Every option that differs from the default, including a weight-decay mask that a function
+# computes from the (partitioned) params: decay only the large matrix.
+MUON_OPTIONS = dict(
+    beta=0.9,
+    weight_decay=0.1,
+    weight_decay_mask=lambda params: jax.tree.map(lambda p: p.shape[0] > 100, params),
+    nesterov=False,
+    adam_weight_decay=0.1,
+    adam_learning_rate=0.003,
+    consistent_rms=0.2,
+    ns_steps=4,
+)
+
 PAIRS = {
     "adafactor": _adafactor_pair(),
     # A float32 momentum under float64 params: Optax computes decay * mu in float32, gradchain
     # in float64 (3e-9 apart after 5 steps), so the momentum keeps the params' dtype here.
-    "adafactor_lr_momentum_decay": _adafactor_pair(
+    "adafactor_lr_momentum_masked_decay": _adafactor_pair(
         learning_rate=0.01, momentum=0.9, mu_dtype=None, weight_decay_rate=0.01
     ),
     "adafactor_small_matrices_factored_absolute_step": _adafactor_pair(
@@ -82,27 +95,9 @@ PAIRS = {
     ),
     "muon": (lambda: gradchain.muon(0.01), lambda dtype: optax.contrib.muon(0.01)),
     "muon_options": (
-        lambda: gradchain.muon(
-            0.01,
-            beta=0.9,
-            weight_decay=0.1,
-            nesterov=False,
-            adam_weight_decay=0.1,
-            adam_learning_rate=0.003,
-            consistent_rms=0.2,
-            ns_steps=4,
-        ),
-        lambda dtype: optax.contrib.muon(
-            0.01,
-            beta=0.9,
-            weight_decay=0.1,
-            nesterov=False,
-            adam_weight_decay=0.1,
-            adam_learning_rate=0.003,
-            consistent_rms=0.2,
-            ns_steps=4,
-        ),
-    ),  # fmt: skip
+        lambda: gradchain.muon(0.01, **MUON_OPTIONS),
+        lambda dtype: optax.contrib.muon(0.01, **MUON_OPTIONS),
+    ),
     "sign_sgd": (lambda: gradchain.sign_sgd(0.01), lambda dtype: optax.sign_sgd(0.01)),
     "signum": (lambda: gradchain.signum(0.01, 0.8), lambda dtype: optax.signum(0.01, 0.8)),
 }

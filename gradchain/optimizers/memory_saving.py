@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.base import GradientTransformation, chain
-from gradchain.combine import partition
+from gradchain.combine import masked, partition
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
@@ -97,6 +97,7 @@ def adafactor(
     weight_decay_rate: float | None = None,
     eps: float = 1e-30,
     factored: bool = True,
+    weight_decay_mask: Any = None,
     *,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
@@ -116,7 +117,8 @@ def adafactor(
                 learning rate (not multiplied by it). The paper's relative step
                 min(1e-2, 1/sqrt(t)) is ``learning_rate=lambda t: jnp.minimum(1e-2,
                 jax.lax.rsqrt(t + 1.0))``. Optax's ``dtype_momentum`` is ``mu_dtype`` here.
-                ``weight_decay_mask``: wrap in ``gradchain.partition`` instead.
+                ``weight_decay_mask`` -- bools shaped like the params (or a function of them):
+                where False, no decay (``gradchain.masked``).
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
 
@@ -139,8 +141,13 @@ def adafactor(
     if momentum is not None:
         parts.append(scale_by_momentum(momentum, ema=True, mu_dtype=mu_dtype))  # +1x params
     if weight_decay_rate is not None:
-        parts.append(add_decayed_weights(weight_decay_rate))
+        parts.append(_masked_decay(weight_decay_rate, weight_decay_mask))
     return chain(*parts, scale(-1.0))  # descend
+
+
+def _masked_decay(weight_decay: float, mask: Any) -> GradientTransformation:
+    decay = add_decayed_weights(weight_decay)
+    return decay if mask is None else masked(decay, mask)
 
 
 def _muon_labels(params: Any) -> Any:
@@ -154,6 +161,7 @@ def muon(
     beta: float = 0.95,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    weight_decay_mask: Any = None,
     mu_dtype: Any = None,
     *,
     nesterov: bool = True,
@@ -176,8 +184,9 @@ def muon(
                 Memory: ~1x params.
     Note:       Optax's ``optax.contrib.muon`` defaults and math (frobenius preconditioning,
                 2-D leaves only). Not here: ``adaptive``, other preconditionings,
-                ``muon_weight_dimension_numbers`` (reshape >2-D leaves yourself) and
-                ``weight_decay_mask`` (use ``gradchain.partition``).
+                ``muon_weight_dimension_numbers`` (reshape >2-D leaves yourself).
+                ``weight_decay_mask`` applies to the matrices' decay, as in Optax: it sees the
+                params with the other leaves hidden (``gradchain.MaskedNode``).
     Reference:  Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024;
                 Liu et al., "Muon is Scalable for LLM Training", 2025 (``consistent_rms``).
     """
@@ -188,7 +197,7 @@ def muon(
         bias_correct(beta, nesterov=nesterov),  # Nesterov look-ahead, unbiased
         scale_by_newton_schulz(ns_coeffs, ns_steps, eps),  # orthogonalize
         scale_by_shape(consistent_rms),  # width scale
-        add_decayed_weights(weight_decay),
+        _masked_decay(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
     others = adamw(
