@@ -53,6 +53,9 @@ PENDING = {
 PENDING_TREES: dict[str, str] = {}
 
 
+NAMED_LIST = list(gradchain.optimizers.__all__)
+
+
 def pending(name, table=PENDING):
     if name not in table:
         return name
@@ -102,6 +105,11 @@ def required_positional(fn):
         if p.default is inspect.Parameter.empty
         and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
+
+
+def test_pending_entries_name_public_functions():
+    public = {n for n, _ in PUBLIC}
+    assert set(PENDING) <= public and set(PENDING_TREES) <= set(NAMED_LIST)
 
 
 @pytest.mark.parametrize("name", [pending(n) for n, _ in PUBLIC])
