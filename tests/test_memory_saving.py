@@ -241,13 +241,19 @@ def test_muon_keeps_one_momentum_for_matrices_and_adam_for_the_rest():
     assert report.per_parameter_elements == 64 * 32 + 2 * 32
 
 
-def test_newton_schulz_matches_optax_and_pushes_singular_values_towards_one():
-    x = jnp.asarray(np.random.default_rng(3).normal(size=(40, 24)), jnp.float32)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64])
+def test_newton_schulz_matches_optax_and_pushes_singular_values_towards_one(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 24)) + (
+        1j * rng.normal(size=(40, 24)) if dtype == jnp.complex64 else 0
+    )
+    x = jnp.asarray(x, dtype)
     ours = newton_schulz(x)
     with reference_promotion():
         theirs = optax.contrib._muon.orthogonalize_via_newton_schulz(
             x, jnp.asarray(gradchain.transforms.orthogonal.NS_COEFFS), 5
         )
+    assert ours.dtype == dtype
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=0, atol=2e-6)
     s = np.linalg.svd(np.asarray(ours), compute_uv=False)
     assert 0.6 < s.min() and s.max() < 1.25

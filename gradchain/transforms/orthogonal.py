@@ -39,7 +39,8 @@ def newton_schulz(x: jax.Array, coeffs: Any = NS_COEFFS, steps: int = 5, eps: fl
     tall = x.shape[0] > x.shape[1]
     c = compute_dtype(x.dtype)
     y = (x.T if tall else x).astype(c)
-    y = y / (jnp.linalg.norm(y) + jnp.asarray(eps, c))
+    norm = jnp.linalg.norm(y)  # real, also for complex y
+    y = y / (norm + jnp.asarray(eps, norm.dtype)).astype(c)
     for a, b, k in jnp.asarray(table, c):  # unrolled: steps is small and static
         gram = y @ jnp.conj(y.T)
         y = a * y + (b * gram + k * (gram @ gram)) @ y
