@@ -12,6 +12,7 @@ from gradchain import (
     base,
     checkpoint,
     combine,
+    fused,
     ladder,
     memory,
     optimizers,
@@ -32,6 +33,7 @@ from gradchain.base import (
     identity,
 )
 from gradchain.combine import *  # noqa: F403
+from gradchain.fused import *  # noqa: F403
 from gradchain.ladder import *  # noqa: F403
 from gradchain.memory import *  # noqa: F403
 from gradchain.optimizers import *  # noqa: F403
@@ -53,6 +55,7 @@ __all__ = [
     "identity",
     *averaging.__all__,
     *combine.__all__,
+    *fused.__all__,
     *ladder.__all__,
     *memory.__all__,
     *optimizers.__all__,
