@@ -233,6 +233,13 @@ def chain(*transforms: Any) -> GradientTransformation:
 
     Foreign transforms get the extra keyword arguments only if their ``update`` accepts
     ``**kwargs``; ours always do, and ignore the ones they do not use.
+
+    Checks (trace time only, ``GradchainError`` naming the leaf): ``init`` refuses integer,
+    boolean and non-array leaves; ``update`` refuses such gradients, gradients whose tree or
+    shapes differ from the params (no silent broadcast), complex gradients for real params,
+    and a state that ``init`` would not have built for these params -- another optimizer's,
+    or one built for another params tree (NamedTuple types, tree and leaf shapes are
+    compared with ``jax.eval_shape(init, params)``, cached per tree signature).
     """
     flat: list[Any] = []
     for t in transforms:
