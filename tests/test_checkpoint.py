@@ -3,15 +3,19 @@ resume, atomic writes that survive a crash mid-save, and clear errors on any mis
 damaged file."""
 
 import os
+import tempfile
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradchain
 from gradchain import checkpoint
+from tests.test_properties import build, specs
 
 
 def make_params(dtype=jnp.float32):
@@ -250,3 +254,25 @@ def test_step_may_be_a_jax_integer(tmp_path):
     state = gradchain.sgd(0.1).init(params)
     checkpoint.save(tmp_path / "c.npz", params, state, jnp.asarray(12, jnp.int32))
     assert checkpoint.restore(tmp_path / "c.npz", params, state)[2] == 12
+
+
+# --- property: any tree, any named optimizer, any dtype: the round trip is exact ----------
+
+NAMED = sorted(gradchain.optimizers.__all__)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(st.sampled_from(NAMED), specs, st.integers(0, 2**31 - 1))
+def test_round_trip_is_exact_for_random_trees(name, spec, seed):
+    opt = getattr(gradchain, name)(0.01)
+    rng = np.random.default_rng(seed)
+    params = build(spec, rng)
+    state = opt.init(params)
+    _, state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "c.npz")
+        checkpoint.save(path, params, state, seed)
+        p, s, step = checkpoint.restore(path, params, jax.eval_shape(opt.init, params))
+    assert step == seed
+    assert_trees_identical(p, params)
+    assert_trees_identical(s, state)
