@@ -1,6 +1,7 @@
 """The optimizer race: its table, convergence facts that could fail, and the PNG."""
 
 import argparse
+import sys
 
 import numpy as np
 import pytest
@@ -148,3 +149,16 @@ def test_unknown_names_are_refused_with_the_choices(capsys):
             race.main([*bad, "--out", ""])
         assert exit_.value.code == 2
         assert "--" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_without_matplotlib_the_tables_print_and_the_hint_says_what_to_install(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import now fails
+    out = tmp_path / "race.png"
+    argv = ["--optimizers", "adam", "--function", "valley", "--steps", "5", "--out", str(out)]
+    assert race.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Thin valley" in captured.out
+    assert 'pip install "gradchain[plot]"' in captured.err
+    assert not out.exists()

@@ -1,5 +1,7 @@
 """The training demo: the data, the MLP, the jitted donated step, and that it learns."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,3 +104,16 @@ def test_progress_bar_and_cli(tmp_path, capsys):
 def test_unknown_optimizer_is_refused():
     with pytest.raises(gradchain.GradchainError, match="unknown optimizer 'adamm'"):
         td.train("adamm", steps=1)
+
+
+def test_without_matplotlib_the_demo_still_trains_and_says_what_to_install(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import now fails
+    out = tmp_path / "train.png"
+    argv = ["--optimizers", "sgd", "--steps", "20", "--hidden", "8", "--out", str(out)]
+    assert td.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "final loss" in captured.out
+    assert 'pip install "gradchain[plot]"' in captured.err
+    assert not out.exists()
