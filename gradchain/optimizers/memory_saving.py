@@ -100,6 +100,7 @@ def adafactor(
     weight_decay_mask: Any = None,
     *,
     nu_dtype: Any = None,
+    axis_name: Any = None,
 ) -> GradientTransformation:
     """Adafactor: a factored second moment, update clipping, a step relative to the weights.
 
@@ -119,6 +120,10 @@ def adafactor(
                 jax.lax.rsqrt(t + 1.0))``. Optax's ``dtype_momentum`` is ``mu_dtype`` here.
                 ``weight_decay_mask`` -- bools shaped like the params (or a function of them):
                 where False, no decay (``gradchain.masked``).
+                ``axis_name`` -- inside ``shard_map``, the mesh axis the leaves are split
+                over: every per-leaf mean is ``psum``-ed over it. (The chain's trace-time
+                state check compares a factored state with one built for the *local* shapes
+                and refuses it; the three transforms used alone are right -- tested.)
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
 
@@ -129,15 +134,21 @@ def adafactor(
     [(256,), (512,)]
     """
     factored_rms = scale_by_factored_rms(
-        factored, decay_rate, decay_offset, min_dim_size_to_factor, eps, nu_dtype=nu_dtype
+        factored,
+        decay_rate,
+        decay_offset,
+        min_dim_size_to_factor,
+        eps,
+        nu_dtype=nu_dtype,
+        axis_name=axis_name,
     )
     parts = [factored_rms]  # factored second moment (about 0x params)
     if clipping_threshold is not None:
-        parts.append(clip_by_block_rms(clipping_threshold))  # update clipping
+        parts.append(clip_by_block_rms(clipping_threshold, axis_name=axis_name))  # update clipping
     if learning_rate is not None:
         parts.append(scale_by_learning_rate(learning_rate, flip_sign=False))
     if multiply_by_parameter_scale:
-        parts.append(scale_by_param_block_rms())  # relative step size
+        parts.append(scale_by_param_block_rms(axis_name=axis_name))  # relative step size
     if momentum is not None:
         parts.append(scale_by_momentum(momentum, ema=True, mu_dtype=mu_dtype))  # +1x params
     if weight_decay_rate is not None:

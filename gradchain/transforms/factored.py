@@ -10,7 +10,8 @@ sharding helper can give it its parameter's layout minus that axis.
 Every reduction here is within one leaf. Under ``shard_map`` a leaf may be only a shard of
 its parameter. The whole-leaf RMS (clipping, parameter scale) takes ``axis_name`` (the mesh
 axis the leaves are sharded over) and ``psum``s its partial sums; the factored statistics
-reduce over one axis of a leaf and refuse a sharded leaf at trace time. Never silently wrong.
+reduce over one axis of a leaf: they ``psum`` over ``axis_name`` when that axis is the split
+one. A sharded leaf without ``axis_name`` is refused at trace time. Never silently wrong.
 """
 
 from __future__ import annotations
@@ -64,6 +65,22 @@ def leaf_mean(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
     return total / jax.lax.psum(jnp.asarray(x.size, x.dtype), axis_name)
 
 
+def split_axes(x: jax.Array, full_shape: tuple[int, ...], axis_name: Any, who: str) -> set[int]:
+    """The axes along which ``x`` is a shard of an array of ``full_shape`` split over the mesh
+    axis ``axis_name`` (empty outside ``shard_map``). Refuses, at trace time, a leaf that
+    varies over a mesh axis other than ``axis_name``, or over any without ``axis_name``."""
+    varying = varying_axes(x)
+    if not varying:
+        return set()
+    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
+    if not varying <= names:
+        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
+    split = {i for i, (m, n) in enumerate(zip(x.shape, full_shape)) if m != n}
+    if len(split) > 1:
+        _checks.refuse_sharded_reduction(who, sorted(varying), "split it along one axis only")
+    return split
+
+
 def refuse_if_sharded(x: jax.Array, who: str) -> None:
     """A reduction over *some* axes of a leaf (a row mean, a matrix product) is right only on
     the whole parameter: refuse, at trace time, a leaf that is a shard of it."""
@@ -84,13 +101,17 @@ class FactoredMoment:
     ``row``: mean of g**2 over axis ``row_axis`` (the parameter's largest axis);
     ``col``: mean of g**2 over axis ``col_axis`` (its second largest). Each has the
     parameter's shape with that one axis removed. For a wide matrix (rows <= columns) they
-    are the paper's per-row and per-column statistics. The axes are static (part of the
-    tree structure), so the state is jit-safe and the layout is known without arrays.
+    are the paper's per-row and per-column statistics. The axes and the parameter's (global)
+    shape are static (part of the tree structure), so the state is jit-safe, the layout is
+    known without arrays, and under ``shard_map`` a shard can tell which axis was split.
     """
 
-    def __init__(self, row: Any, col: Any, row_axis: int, col_axis: int):
+    def __init__(
+        self, row: Any, col: Any, row_axis: int, col_axis: int, param_shape: tuple[int, ...]
+    ):
         self.row, self.col = row, col
         self.row_axis, self.col_axis = row_axis, col_axis
+        self.param_shape = tuple(param_shape)
 
     @property
     def reduced_axis(self) -> dict[str, int]:
@@ -98,7 +119,7 @@ class FactoredMoment:
         return {"row": self.row_axis, "col": self.col_axis}
 
     def tree_flatten(self):
-        return (self.row, self.col), (self.row_axis, self.col_axis)
+        return (self.row, self.col), (self.row_axis, self.col_axis, self.param_shape)
 
     @classmethod
     def tree_unflatten(cls, axes, children):
@@ -145,6 +166,7 @@ def scale_by_factored_rms(
     eps: float = 1e-30,
     *,
     nu_dtype: Any = None,
+    axis_name: Any = None,
 ) -> GradientTransformation:
     r"""Divide by a factored estimate of the root mean square gradient (Adafactor).
 
@@ -163,9 +185,13 @@ def scale_by_factored_rms(
                 decay_offset -- the step a fine-tuning phase starts at.
                 min_dim_size_to_factor -- factor only when two axes are at least this long.
                 eps -- >= 0.  nu_dtype -- storage dtype of the statistics.
-    Sharding:   the row and column means reduce over part of a leaf: a leaf that is a shard
-                of its parameter (inside ``shard_map``) is refused at trace time. Outside
-                ``shard_map`` (jit over sharded arrays) GSPMD inserts the small collectives.
+    Sharding:   inside ``shard_map`` a leaf may be a shard of its parameter, split along one
+                axis over the mesh axis ``axis_name``: a mean over that axis is then
+                ``psum``-ed (the statistic that lost it is the same on every shard, the
+                other keeps the split). Give the state the layout of
+                ``gradchain.sharding.state_shardings``. A sharded leaf without ``axis_name``
+                (or split over another mesh axis) is refused at trace time. Under ``jit`` over
+                sharded arrays GSPMD inserts the collectives itself.
     Note:       Optax's ``scale_by_factored_rms`` evaluates beta_t in float32 even for
                 float64 params; here it is computed in the moment's dtype.
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
@@ -185,7 +211,8 @@ def scale_by_factored_rms(
             return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed
         a, b = axes
         without = lambda k: tuple(n for i, n in enumerate(shape) if i != k)  # noqa: E731
-        return FactoredMoment(jnp.zeros(without(a), dtype), jnp.zeros(without(b), dtype), a, b)
+        row, col = jnp.zeros(without(a), dtype), jnp.zeros(without(b), dtype)
+        return FactoredMoment(row, col, a, b, shape)
 
     def init(params):
         nu = jax.tree.map(init_leaf, params)
@@ -207,15 +234,23 @@ def scale_by_factored_rms(
                 nu_new = beta * nu.astype(c) + (1 - beta) * s
                 out = u.astype(c) * jax.lax.rsqrt(nu_new)
                 return out.astype(u.dtype), nu_new.astype(store)
-            refuse_if_sharded(g, "scale_by_factored_rms")
-            a, b = nu.row_axis, nu.col_axis
-            row = beta * nu.row.astype(c) + (1 - beta) * jnp.mean(s, axis=a)
-            col = beta * nu.col.astype(c) + (1 - beta) * jnp.mean(s, axis=b)
+            a, b, full = nu.row_axis, nu.col_axis, nu.param_shape
+            split = split_axes(g, full, axis_name, "scale_by_factored_rms")
+
+            def mean(x, axis, param_axis):  # over a whole axis of the parameter
+                if param_axis not in split:
+                    return jnp.mean(x, axis=axis)
+                return jax.lax.psum(jnp.sum(x, axis=axis), axis_name) / full[param_axis]
+
+            row = beta * nu.row.astype(c) + (1 - beta) * mean(s, a, a)
+            col = beta * nu.col.astype(c) + (1 - beta) * mean(s, b, b)
             b_in_row = b - 1 if b > a else b  # where axis b sits once axis a is removed
-            row_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=b_in_row, keepdims=True))
-            factor = jnp.expand_dims(row_factor, a) * jnp.expand_dims(jax.lax.rsqrt(col), b)
+            row_mean = jnp.expand_dims(mean(row, b_in_row, b), b_in_row)
+            factor = jnp.expand_dims(jax.lax.rsqrt(row / row_mean), a) * jnp.expand_dims(
+                jax.lax.rsqrt(col), b
+            )
             out = (u.astype(c) * factor).astype(u.dtype)
-            return out, FactoredMoment(row.astype(store), col.astype(store), a, b)
+            return out, FactoredMoment(row.astype(store), col.astype(store), a, b, full)
 
         # nu has the params' tree as a prefix: each FactoredMoment arrives whole.
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
