@@ -9,7 +9,7 @@ names in its own ``__all__``; this file gathers them.
 
 from gradchain import (
     averaging,
-    base,
+    base,  # noqa: F401 -- the toolkit for writing your own transforms
     checkpoint,
     combine,
     fused,

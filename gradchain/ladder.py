@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradchain.memory import MemoryReport, _table, format_bytes, memory_report
+from gradchain import _checks
+from gradchain.memory import MemoryReport, _abstract, _table, format_bytes, memory_report
 
 __all__ = [
     "LADDER",
@@ -97,12 +98,15 @@ BRANCH_HEADINGS = {
 
 
 def named_optimizer(name: str, **kwargs: Any) -> Any:
-    """``gradchain.optimizers.<name>(1e-3, **kwargs)``; KeyError when there is none."""
+    """``gradchain.optimizers.<name>(1e-3, **kwargs)``; GradchainError when there is none."""
     from gradchain import optimizers
 
-    factory = getattr(optimizers, name, None) if name in optimizers.__all__ else None
+    known = name in optimizers.__all__ if isinstance(name, str) else False
+    factory = getattr(optimizers, name, None) if known else None
     if not callable(factory):
-        raise KeyError(name)
+        raise _checks.GradchainError(
+            f"no named optimizer {name!r}; choose from {', '.join(sorted(optimizers.__all__))}"
+        )
     return factory(DEFAULT_LEARNING_RATE, **kwargs)
 
 
@@ -206,7 +210,12 @@ def describe_model(params: Any) -> str:
 
 
 def _as_params(params: Any, dtype: Any) -> Any:
-    return model_of_size(params, dtype) if isinstance(params, int) else params
+    if isinstance(params, bool):
+        raise _checks.GradchainError("hierarchy takes a parameter count or a tree, got a bool")
+    if isinstance(params, int):
+        _checks.check_dtype("dtype", dtype)
+        return model_of_size(params, dtype)
+    return _abstract(params)  # refuses leaves that are not arrays
 
 
 def _slot_labels(report: MemoryReport) -> Counter:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradchain import _checks
 from gradchain import state as state_lib
 
 __all__ = [
@@ -194,6 +195,11 @@ def _table(headers: list[str], rows: list[list[str]], right: Sequence[int] = ())
 
 def _abstract(params: Any) -> Any:
     def leaf(x):
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")) and not isinstance(x, (int, float)):
+            raise _checks.GradchainError(
+                f"memory_report needs params made of arrays or jax.ShapeDtypeStruct, "
+                f"got a leaf of type {type(x).__name__}"
+            )
         dtype = x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
         return jax.ShapeDtypeStruct(np.shape(x), dtype)
 
@@ -282,6 +288,12 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
     >>> report.params_multiple, report.per_parameter_bytes
     (2.0, 8000000)
     """
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            f"memory_report takes an optimizer (an object with init and update), got {optimizer!r}"
+        )
     abstract = _abstract(params)
     param_leaves, param_def = jax.tree.flatten(abstract)
     state = jax.eval_shape(optimizer.init, abstract)
@@ -393,6 +405,9 @@ def compare(baseline: MemoryReport, candidate: MemoryReport) -> Comparison:
     Typical use: the bytes a moment dtype saves,
     ``compare(memory_report(adam(lr), p), memory_report(adam(lr, mu_dtype=jnp.bfloat16), p))``.
     """
+    for name, report in (("baseline", baseline), ("candidate", candidate)):
+        if not isinstance(report, MemoryReport):
+            raise TypeError(f"compare takes two MemoryReports; {name} is {type(report).__name__}")
     before = {r.path: r for r in baseline.rows}
     after = {r.path: r for r in candidate.rows}
     rows = []

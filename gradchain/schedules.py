@@ -222,6 +222,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     return schedule
 
 
+@_checks.names_arguments
 def warmup_cosine_decay_schedule(
     init_value: float,
     peak_value: float,
@@ -243,6 +244,7 @@ def warmup_cosine_decay_schedule(
     """
     _checks.check_int("warmup_steps", warmup_steps)
     _checks.check_int("decay_steps", decay_steps, minimum=1)
+    _checks.check_hyperparam("end_value", end_value)
     if not decay_steps > warmup_steps:
         raise _checks.GradchainError(
             f"decay_steps counts the warmup too and must exceed warmup_steps, got "

@@ -45,17 +45,9 @@ PUBLIC = public_callables()
 # once a function refuses garbage cleanly, its entry here fails and must be removed.
 PENDING = {
     "bytes_per_device": "gradchain/sharding.py: AttributeError on a non-sharding argument",
-    "compare": "gradchain/memory.py: AttributeError on a non-MemoryReport argument",
-    "memory_report": "gradchain/memory.py: AttributeError on a non-transform argument",
-    "hierarchy": "gradchain/ladder.py: AttributeError on non-array params",
-    "named_optimizer": "gradchain/ladder.py: KeyError on an unknown name",
 }
 PENDING_TREES: dict[str, str] = {}
-PENDING_SCHEDULES = {
-    "warmup_cosine_decay_schedule": "gradchain/schedules.py: peak_value is reported as "
-    "end_value (the inner schedule's name; _checks.names_arguments fixes it), end_value=None "
-    "is accepted",
-}
+PENDING_SCHEDULES: dict[str, str] = {}
 
 
 NAMED_LIST = list(gradchain.optimizers.__all__)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
 from gradchain.optimizers.textbook import adamw
 from gradchain.schedules import linear_schedule
@@ -58,6 +59,7 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
+@_checks.names_arguments
 def ademamix(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -93,6 +95,7 @@ def ademamix(
     )
 
 
+@_checks.names_arguments
 def adan(
     learning_rate: LearningRate,
     b1: float = 0.98,
@@ -119,6 +122,7 @@ def adan(
     )
 
 
+@_checks.names_arguments
 def schedule_free_adamw(
     learning_rate: LearningRate = 0.0025,
     warmup_steps: int | None = None,
@@ -157,6 +161,7 @@ def schedule_free_adamw(
     )
 
 
+@_checks.names_arguments
 def adabelief(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -180,6 +185,7 @@ def adabelief(
     )
 
 
+@_checks.names_arguments
 def radam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -200,6 +206,7 @@ def radam(
     )
 
 
+@_checks.names_arguments
 def yogi(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3
 ) -> GradientTransformation:
@@ -216,6 +223,7 @@ def yogi(
     )
 
 
+@_checks.names_arguments
 def adopt(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -242,6 +250,7 @@ def adopt(
     )
 
 
+@_checks.names_arguments
 def nadamw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -272,6 +281,7 @@ def nadamw(
     )
 
 
+@_checks.names_arguments
 def adamaxw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -292,6 +302,7 @@ def adamaxw(
     )
 
 
+@_checks.names_arguments
 def lamb(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -317,6 +328,7 @@ def lamb(
     )
 
 
+@_checks.names_arguments
 def lars(
     learning_rate: LearningRate,
     weight_decay: float = 0.0,
@@ -342,6 +354,7 @@ def lars(
     )
 
 
+@_checks.names_arguments
 def rprop(
     learning_rate: float,
     eta_minus: float = 0.5,
@@ -365,6 +378,7 @@ def rprop(
     )
 
 
+@_checks.names_arguments
 def adadelta(
     learning_rate: LearningRate = 1.0,
     rho: float = 0.9,

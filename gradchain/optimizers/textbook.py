@@ -1,4 +1,4 @@
-"""The textbook ladder of named optimizers, each a short chain of transforms that reads like the textbook.
+"""The textbook ladder of named optimizers, each a short chain of transforms.
 
 Keyword names and defaults follow Optax's optimizer of the same name. Each chain adds one
 piece of memory over the one before it in the ladder SGD -> momentum -> Adam -> AMSGrad;
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine import masked
 from gradchain.transforms import (
@@ -43,6 +44,7 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
+@_checks.names_arguments
 def momentum(
     learning_rate: LearningRate, momentum: float = 0.9, *, nesterov: bool = False
 ) -> GradientTransformation:
@@ -53,6 +55,7 @@ def momentum(
     )
 
 
+@_checks.names_arguments
 def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTransformation:
     """Nesterov momentum: step along ``g + m * v`` (the look-ahead). Memory: 1x params."""
     return chain(
@@ -64,6 +67,7 @@ def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTran
 _heavy_ball = momentum  # sgd's `momentum` keyword shadows the function's name
 
 
+@_checks.names_arguments
 def sgd(
     learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False
 ) -> GradientTransformation:
@@ -82,6 +86,7 @@ def sgd(
     return chain(scale_by_learning_rate(learning_rate))
 
 
+@_checks.names_arguments
 def adagrad(
     learning_rate: LearningRate,
     initial_accumulator_value: float = 0.1,
@@ -100,6 +105,7 @@ def adagrad(
     )
 
 
+@_checks.names_arguments
 def rmsprop(
     learning_rate: LearningRate,
     decay: float = 0.9,
@@ -128,6 +134,7 @@ def rmsprop(
     return chain(*parts, scale_by_learning_rate(learning_rate))
 
 
+@_checks.names_arguments
 def adam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -165,6 +172,7 @@ def _decay(weight_decay: float, mask: Any) -> GradientTransformation:
     return decay if mask is None else masked(decay, mask)
 
 
+@_checks.names_arguments
 def adamw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -194,6 +202,7 @@ def adamw(
     )
 
 
+@_checks.names_arguments
 def amsgrad(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -215,6 +224,7 @@ def amsgrad(
     )
 
 
+@_checks.names_arguments
 def nadam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -244,6 +254,7 @@ def nadam(
     )
 
 
+@_checks.names_arguments
 def adamax(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -262,6 +273,7 @@ def adamax(
     )
 
 
+@_checks.names_arguments
 def lion(
     learning_rate: LearningRate,
     b1: float = 0.9,
