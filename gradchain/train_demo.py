@@ -26,10 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradchain import optimizers as optimizers_lib
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
-from gradchain.race import _new_figure, _parse_learning_rates, state_memory
+from gradchain.race import Optimizer, _make, _new_figure, _parse_learning_rates, state_memory
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -195,19 +194,12 @@ def _evaluate(params, x_train, y_train, x_test, y_test):
     return accuracy(params, x_train, y_train), accuracy(params, x_test, y_test)
 
 
-def _make(name: str, learning_rate: float):
-    if name not in optimizers_lib.__all__:
-        known = ", ".join(sorted(optimizers_lib.__all__))
-        raise GradchainError(f"unknown optimizer {name!r}; choose from: {known}")
-    return getattr(optimizers_lib, name)(learning_rate)
-
-
 def _state_multiple(optimizer: Any, params: Any) -> float:
     return state_memory(optimizer, params)[0]
 
 
 def train(
-    optimizer: str,
+    optimizer: Optimizer,
     learning_rate: float | None = None,
     *,
     steps: int = 2000,
@@ -218,14 +210,17 @@ def train(
     report_every: int | None = None,
     out: Any = None,
 ) -> History:
-    """Train the MLP on the spirals with optimizer ``optimizer`` (a ``gradchain`` name).
+    """Train the MLP on the spirals with ``optimizer``: a name from ``gradchain.optimizers``,
+    or a function of the learning rate returning a transform.
 
-    Args:   learning_rate -- None for ``DEFAULT_LEARNING_RATES``.  data -- (x_train, y_train,
+    Args:   learning_rate -- None for ``DEFAULT_LEARNING_RATES`` (1e-2 for an optimizer
+            without a tuned rate).  data -- (x_train, y_train,
             x_test, y_test); default: ``make_spirals`` with ``seed`` and ``seed + 1``.
             report_every -- print a progress line this often (None: 10 times; 0: silent).
             out -- where progress goes (default ``sys.stdout``).
     """
     out = sys.stdout if out is None else out
+    name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "custom")
     lr = DEFAULT_LEARNING_RATES.get(optimizer, FALLBACK_LEARNING_RATE)
     lr = lr if learning_rate is None else learning_rate
     if data is None:
@@ -254,7 +249,7 @@ def train(
         evals.append((done, *_evaluate(params, x_train, y_train, x_test, y_test)))
         if every and (done % every < n or done == steps):
             print(
-                f"  {optimizer:<9} {progress_bar(done, steps)}  loss {float(chunk_losses[-1]):.4f}"
+                f"  {name:<9} {progress_bar(done, steps)}  loss {float(chunk_losses[-1]):.4f}"
                 f"  train acc {float(evals[-1][1]):.3f}",
                 file=out,
                 flush=True,
@@ -263,7 +258,7 @@ def train(
     seconds = time.perf_counter() - began
     ev = np.asarray([(i, float(a), float(b)) for i, a, b in evals])
     return History(
-        optimizer,
+        name,
         float(lr),
         losses,
         ev[:, 0].astype(int),
