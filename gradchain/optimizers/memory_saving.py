@@ -118,12 +118,12 @@ def adafactor(
                 learning rate (not multiplied by it). The paper's relative step
                 min(1e-2, 1/sqrt(t)) is ``learning_rate=lambda t: jnp.minimum(1e-2,
                 jax.lax.rsqrt(t + 1.0))``. Optax's ``dtype_momentum`` is ``mu_dtype`` here.
-                ``weight_decay_mask`` -- bools shaped like the params (or a function of them):
-                where False, no decay (``gradchain.masked``).
-                ``axis_name`` -- inside ``shard_map``, the mesh axis the leaves are split
-                over: every per-leaf mean is ``psum``-ed over it. (The chain's trace-time
-                state check compares a factored state with one built for the *local* shapes
-                and refuses it; the three transforms used alone are right -- tested.)
+    Args:       Optax's, plus: weight_decay_mask -- bools shaped like the params (or a
+                function of them): where False, no decay (``gradchain.masked``).
+                axis_name -- inside ``shard_map``, the mesh axis the leaves are split over:
+                every per-leaf mean is ``psum``-ed over it. (The chain's trace-time state
+                check compares a factored state with one built for the *local* shapes and
+                refuses it; the three transforms used alone are right -- tested.)
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
 
