@@ -161,14 +161,17 @@ class Hierarchy:
             bf16 = format_bytes(r.bf16_moment_bytes) if r.bf16_moment_bytes is not None else "-"
             total = format_bytes(r.total_bytes)
             multiple = f"{r.params_multiple:.3g}"
-            return [r.name, r.previous or "-", total, multiple, bf16, ", ".join(change) or "-"]
+            in_bytes = f"{r.report.bytes_multiple:.3g}"
+            row = [r.name, r.previous or "-", total, multiple, in_bytes, bf16]
+            return [*row, ", ".join(change) or "-"]
 
-        headers = ["optimizer", "over", "state", "x params", "bf16 moments", "slots it adds"]
+        headers = ["optimizer", "over", "state", "x params", "x bytes", "bf16 moments"]
+        headers.append("slots it adds")
         body = [line(r) for r in self.rows if r.branch == "ladder"]
         for branch in dict.fromkeys(r.branch for r in self.rows if r.branch != "ladder"):
             body.append([BRANCH_HEADINGS.get(branch, f"{branch}:")])
             body += [line(r) for r in self.rows if r.branch == branch]
-        table = _table(headers, body, (2, 3, 4))
+        table = _table(headers, body, (2, 3, 4, 5))
         width = max((len(r.name) for r in self.rows), default=0)
         chains = "\n".join(
             f"  {r.name.ljust(width)}  {r.note}\n  {' ' * width}  = {' -> '.join(r.chain)}"
@@ -179,6 +182,7 @@ class Hierarchy:
             f"(the params themselves: {format_bytes(self.param_bytes)})\n\n{table}\n\n"
             "state: every slot, step counts and hyperparameters included.\n"
             "x params: elements of per-parameter slots / parameter elements.\n"
+            "x bytes: per-parameter slot bytes / the params' bytes (8-bit: ~0.25 a moment).\n"
             "bf16 moments: the state with mu_dtype=nu_dtype=jnp.bfloat16 (- : no such option).\n"
             "slots it adds: over the optimizer in 'over'; -slot: one it drops; "
             "(reduced), (quantized): kept smaller than the param.\n\n"

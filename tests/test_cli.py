@@ -31,9 +31,10 @@ def test_memory_prints_the_ladder(capsys):
     for line in out.splitlines():  # the table row: the first line that starts with the name
         if line.strip():
             lines.setdefault(line.split()[0], line)
-    assert lines["momentum"].split() == ["momentum", "sgd", "4.00", "MB", "1", "-", "+mu"]
-    assert lines["adam"].split() == ["adam", "rmsprop", "8.00", "MB", "2", "4.00", "MB", "+mu"]
-    assert lines["amsgrad"].split()[2:] == ["12.00", "MB", "3", "6.00", "MB", "+nu_max"]
+    assert lines["momentum"].split() == ["momentum", "sgd", "4.00", "MB", "1", "1", "-", "+mu"]
+    assert lines["adam"].split() == ["adam", "rmsprop", "8.00", "MB", "2", "2", "4.00", "MB", "+mu"]
+    assert lines["amsgrad"].split()[2:] == ["12.00", "MB", "3", "3", "6.00", "MB", "+nu_max"]
+    assert lines["adam_8bit"].split()[4:6] == ["2.01", "0.508"]  # 1 byte + scales per moment
     assert "lion" in lines and "adamax" in lines and "nadam" in lines
     assert "= scale_by_momentum -> bias_correct -> scale_by_rms -> add_decayed_weights" in out
 

@@ -348,7 +348,7 @@ def test_hierarchy_table_text():
     for line in text.splitlines():
         if line.strip():
             lines.setdefault(line.split()[0], line)
-    assert lines["adam"].split() == ["adam", "rmsprop", "8.00", "MB", "2", "4.00", "MB", "+mu"]
+    assert lines["adam"].split() == ["adam", "rmsprop", "8.00", "MB", "2", "2", "4.00", "MB", "+mu"]
     assert lines["amsgrad"].split()[2:5] == ["12.00", "MB", "3"]
     assert "beside it (the same memory, another rule):" in text
     assert "spending less memory:" in text

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine import masked, partition
 from gradchain.transforms import (
@@ -47,6 +48,7 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
+@_checks.names_arguments
 def sign_sgd(learning_rate: LearningRate) -> GradientTransformation:
     """signSGD: step every coordinate by exactly lr, against the gradient's sign.
 
@@ -67,6 +69,7 @@ def sign_sgd(learning_rate: LearningRate) -> GradientTransformation:
     )
 
 
+@_checks.names_arguments
 def signum(
     learning_rate: LearningRate, beta: float = 0.9, mu_dtype: Any = None
 ) -> GradientTransformation:
@@ -85,6 +88,7 @@ def signum(
     )
 
 
+@_checks.names_arguments
 def adafactor(
     learning_rate: LearningRate | None = None,
     min_dim_size_to_factor: int = 128,
@@ -165,6 +169,7 @@ def _muon_labels(params: Any) -> Any:
     return jax.tree.map(lambda p: "muon" if jnp.ndim(p) == 2 else "adam", params)
 
 
+@_checks.names_arguments
 def muon(
     learning_rate: LearningRate,
     ns_coeffs: Any = NS_COEFFS,
@@ -227,6 +232,7 @@ def muon(
 # --- 8-bit moments ----------------------------------------------------------------------
 
 
+@_checks.names_arguments
 def adam_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -250,6 +256,7 @@ def adam_8bit(
     )
 
 
+@_checks.names_arguments
 def adamw_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -284,6 +291,7 @@ def adamw_8bit(
     )
 
 
+@_checks.names_arguments
 def lion_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,
