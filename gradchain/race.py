@@ -24,8 +24,8 @@ Columns of a table:
   (``mu``, ``nu``...: 0x for SGD, 1x for momentum, 2x for Adam).
 - ``state bytes`` for these 2 float32 parameters: per-parameter slots + scalars (step
   counts and live hyperparameters, which do not grow with the model).
-- ``steps``      the first step at which the loss is at or below the function's threshold
-  (for the saddle: below -1, i.e. escaped); ``-`` if never within the steps run.
+- ``steps``      the step from which the loss stays at or below the function's threshold
+  to the end (for the saddle: below -1, i.e. escaped); ``-`` if it is above at the end.
 - ``final loss`` the loss after the last step.
 - ``diverged``   yes if the loss went non-finite or the point left the function's box.
 
@@ -74,7 +74,7 @@ class Landscape(NamedTuple):
 
     loss:      f(p) for p of shape (2,).   start: where every optimizer starts.
     minimum:   the minimiser, drawn as a star (None for the saddle).
-    threshold: "reached" means loss <= threshold.   steps: default number of steps.
+    threshold: "reached" means loss <= threshold from then on.   steps: default step count.
     box:       (xmin, xmax, ymin, ymax) of the plot; leaving ``bound`` times it is divergence.
     log_levels: contour levels on a log scale (the loss spans decades).
     """
@@ -240,7 +240,8 @@ class RaceResult(NamedTuple):
     """One optimizer's run on one function.
 
     path: (steps + 1, 2) points, the start first.   losses: (steps + 1,) the loss at each.
-    reached: first step with loss <= threshold, or None.   diverged: see the module doc.
+    reached: the first step from which the loss stays <= threshold to the end, or None.
+    diverged: see the module doc.
     state_multiple: per-parameter state / parameters.
     state_bytes, scalar_bytes: bytes of the per-parameter state (mu, nu...) and of the
     scalars (step counts, live hyperparameters) for these 2 parameters.
@@ -300,6 +301,18 @@ def _make(optimizer: Optimizer, learning_rate: Any):
     return getattr(optimizers_lib, optimizer)(learning_rate)
 
 
+def _reached_for_good(losses: np.ndarray, threshold: float) -> int | None:
+    """The first step from which every loss is <= threshold; None if the last one is not.
+
+    A first dip below the threshold is not enough: an oscillating optimizer (RMSProp or Lion
+    at a constant rate, heavy momentum) can cross it and bounce back out.
+    """
+    above = np.flatnonzero(~(losses <= threshold))  # NaN counts as above
+    if above.size == 0:
+        return 0
+    return None if above[-1] == len(losses) - 1 else int(above[-1]) + 1
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_run(optimizer: Optimizer, fn: Landscape, steps: int):
     """The whole run as one jitted function of (learning rate, start): one compilation."""
@@ -342,7 +355,7 @@ def run_one(
     start = jnp.asarray(fn.start, jnp.float32)
     path, losses = _compiled_run(optimizer, fn, steps)(jnp.float32(learning_rate), start)
     path, losses = np.asarray(path), np.asarray(losses)
-    hit = np.flatnonzero(losses <= fn.threshold)
+    reached = _reached_for_good(losses, fn.threshold)
     x0, x1, y0, y1 = fn.box
     half = max(x1 - x0, y1 - y0) / 2
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
@@ -355,7 +368,7 @@ def run_one(
         float(learning_rate),
         path,
         losses,
-        int(hit[0]) if hit.size else None,
+        reached,
         diverged,
         multiple,
         nbytes,
@@ -394,10 +407,10 @@ def format_table(function: str, rows: Sequence[RaceResult]) -> str:
     """One function's results as a text table (see the module docstring for the columns)."""
     fn = FUNCTIONS[function]
     steps = len(rows[0].losses) - 1 if rows else fn.steps
-    goal = "escape: loss" if fn.name == "saddle" else "loss"
+    goal = " (escaped)" if fn.name == "saddle" else ""
     head = (
-        f"{fn.title}   start {fn.start}, {steps} steps, "
-        f"'steps' = first step with {goal} <= {fn.threshold:g}"
+        f"{fn.title}   start {fn.start}, {steps} steps; "
+        f"'steps': loss <= {fn.threshold:g}{goal} from that step on"
     )
     header = ["optimizer", "lr", "state", "state bytes", "steps", "final loss", "diverged"]
     body = [

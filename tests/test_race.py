@@ -38,8 +38,9 @@ def test_path_starts_at_the_start_and_losses_match_the_path(valley):
         np.testing.assert_allclose(r.path[0], fn.start)
         x, y = r.path[:, 0], r.path[:, 1]
         np.testing.assert_allclose(r.losses, 0.5 * (x**2 + 100 * y**2), rtol=1e-5, atol=1e-12)
-        reached = np.flatnonzero(r.losses <= fn.threshold)
-        assert r.reached == (int(reached[0]) if reached.size else None)
+        assert r.reached is not None
+        assert np.all(r.losses[r.reached :] <= fn.threshold)
+        assert r.losses[r.reached - 1] > fn.threshold
 
 
 def test_state_column_counts_the_moments(valley):
@@ -62,6 +63,14 @@ def test_table_has_one_row_per_optimizer_with_every_column(valley):
     assert rows["adam"][1] == "0.3"
     assert rows["adam"][2] == "2x"
     assert rows["adam"][-1] == "no"
+
+
+def test_steps_count_only_a_threshold_reached_for_good():
+    losses = np.array([5.0, 0.5, 2.0, 0.5, 0.1, 0.05])
+    assert race._reached_for_good(losses, 1.0) == 3  # the dip at step 1 bounced back
+    assert race._reached_for_good(losses, 10.0) == 0
+    assert race._reached_for_good(np.array([5.0, 0.5, 2.0]), 1.0) is None
+    assert race._reached_for_good(np.array([5.0, 0.5, np.nan]), 1.0) is None
 
 
 def test_sgd_beyond_its_stability_limit_is_reported_diverged():
