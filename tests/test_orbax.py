@@ -100,13 +100,6 @@ def test_restore_into_another_optimizers_target_names_the_missing_slot(tmp_path)
         _restore(tmp_path / "state", target)
 
 
-def test_restore_into_other_shapes_names_the_shapes(tmp_path):
-    _save(tmp_path / "state", _stepped_state(gradchain.adam(1e-3)))
-    wider = {"w": jnp.zeros((3, 5)), "b": jnp.zeros(4)}
-    with pytest.raises(ValueError, match=r"\(3, 5\).*\(3, 4\)"):
-        _restore(tmp_path / "state", jax.eval_shape(gradchain.adam(1e-3).init, wider))
-
-
 _SHARDED = textwrap.dedent(
     """
     import os, sys
@@ -141,17 +134,38 @@ _SHARDED = textwrap.dedent(
     assert restored[0].mu["w"].sharding.is_equivalent_to(params["w"].sharding, 2)
     mu_w = restored[0].mu["w"]
     assert len(mu_w.addressable_shards) == 4 and mu_w.addressable_shards[0].data.shape == (2, 4)
-    print("ok")
+    print("layout ok")
+
+    # Other params shapes. Orbax abandons its pending shard reads when one fails, and they
+    # report "exception ignored" whenever the garbage collector reaches them -- in a test
+    # session, in the middle of another test: so this check runs here, in its own process.
+    wider = dict(params, w=jnp.zeros((8, 5)))
+    try:
+        with ocp.StandardCheckpointer() as ck:
+            ck.restore(sys.argv[1], jax.eval_shape(opt.init, wider))
+    except ValueError as e:
+        print("shape mismatch refused:", str(e).splitlines()[0])
     """
 )
 
 
-def test_sharded_state_restores_onto_the_same_layout(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_process_report(tmp_path_factory):
     # Four CPU devices must be requested before JAX starts: a fresh process.
     out = subprocess.run(
-        [sys.executable, "-c", _SHARDED, str(tmp_path / "sharded")],
+        [sys.executable, "-c", _SHARDED, str(tmp_path_factory.mktemp("orbax") / "sharded")],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_sharded_state_restores_onto_the_same_layout(fresh_process_report):
+    assert "layout ok" in fresh_process_report
+
+
+def test_restore_into_other_shapes_names_the_shapes(fresh_process_report):
+    line = fresh_process_report.split("shape mismatch refused:")[1]
+    assert "(8, 5)" in line and "(8, 4)" in line, line
