@@ -33,6 +33,12 @@ class Command(NamedTuple):
 
 
 COMMANDS: list[Command] = [
+    Command("race", "race optimizers on 2-D test functions (tables + race.png)", "gradchain.race"),
+    Command(
+        "train",
+        "train an MLP on two spirals with each optimizer (train.png)",
+        "gradchain.train_demo",
+    ),
     Command(
         "memory", "the optimizer ladder's state memory for a model size", "gradchain.cli:MEMORY"
     ),
