@@ -297,7 +297,7 @@ def scale_by_inf_norm(
     Update:     nu_t = max(decay * nu_{t-1}, |g_t| + eps) ;  u_t = u_t / nu_t
     State:      nu -- like params (real dtype), starts at 0.   Memory: +1x params.
     Args:       decay -- in [0, 1).  eps -- >= 0.
-    Note:       torch.optim.Adamax adds eps after the max instead of inside it.
+    Note:       torch.optim.Adamax computes the same max(decay * nu, |g| + eps).
     Reference:  Kingma & Ba, 2015, section 7.1.
     """
     _checks.check_unit_interval("decay", decay)
