@@ -528,7 +528,7 @@ def test_trust_ratio_under_shard_map_equals_single_device():
     [
         (lambda: gradchain.ademamix(0.1, b3=1.0), "b3 must be in"),
         (lambda: gradchain.adan(0.1, b2=-0.1), "b2 must be in"),
-        (lambda: gradchain.radam(0.1, b2=1.0), "decay must be in"),
+        (lambda: gradchain.radam(0.1, b2=1.0), "b2 must be in"),
         (lambda: gradchain.scale_by_rprop(0.1, eta_minus=1.5), "eta_minus must be in"),
         (lambda: gradchain.scale_by_trust_ratio(trust_coefficient=0.0), "trust_coefficient"),
         (lambda: gradchain.scale_by_schedule_free(0.1, b1=0.0), "b1 must be > 0"),
