@@ -188,10 +188,10 @@ def test_a_command_registers_with_one_line(capsys, monkeypatch):
 
 
 def test_a_missing_command_module_exits_2(capsys, monkeypatch):
-    missing = cli.Command("race", "not written yet", "gradchain.no_such_module")
+    missing = cli.Command("ghost", "not written yet", "gradchain.no_such_module")
     monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, missing])
-    code, _, err = fails(capsys, "race")
-    assert code == 2 and "the 'race' command is not available" in err
+    code, _, err = fails(capsys, "ghost")
+    assert code == 2 and "the 'ghost' command is not available" in err
     code, out, _ = run(capsys, "explain", "sgd")  # only the chosen command is imported
     assert code == 0
 
