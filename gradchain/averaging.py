@@ -56,7 +56,8 @@ def ema_init(
     _checks.check_dtype("dtype", dtype)
     _checks.check_float_leaves("params", params)
     if debias:
-        ema = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+        # zeros_like keeps each parameter's sharding; zeros(shape) would land on device 0.
+        ema = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
     else:
         ema = jax.tree.map(lambda p: jnp.array(p, dtype=dtype or jnp.result_type(p)), params)
     return EmaState(
