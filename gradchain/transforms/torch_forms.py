@@ -21,11 +21,11 @@ from gradchain.base import (
     hyper_dtype,
     increment,
     live_hyperparams,
-    real_dtype,
     store_hyperparams,
     tree_map_split,
     tree_zeros_like,
 )
+from gradchain.transforms.preconditioners import _abs_sq, _moment_dtype
 
 __all__ = [
     "AmsgradRawState",
@@ -39,15 +39,8 @@ __all__ = [
 ]
 
 
-def _abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
-    g = g.astype(compute_dtype(g.dtype))
-    return (g * jnp.conj(g)).real.astype(dtype) if jnp.iscomplexobj(g) else (g * g).astype(dtype)
-
-
 def _moment_zeros(params: Any, dtype: Any) -> Any:
-    return jax.tree.map(
-        lambda p: jnp.zeros_like(p, dtype or real_dtype(jnp.result_type(p))), params
-    )
+    return jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, dtype)), params)
 
 
 @describe(
