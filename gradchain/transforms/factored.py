@@ -23,6 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
+from gradchain.transforms.mesh_axes import (  # noqa: F401 -- TEMPORARY re-export
+    leaf_mean,
+    refuse_if_sharded,
+    split_axes,
+    varying_axes,
+)
 from gradchain.base import (
     GradientTransformation,
     compute_dtype,
@@ -33,63 +39,6 @@ from gradchain.base import (
     store_hyperparams,
     tree_map_split,
 )
-
-# --- sharding hooks ------------------------------------------------------------------------
-
-
-def varying_axes(x: jax.Array) -> frozenset[str]:
-    """The ``shard_map`` mesh axes over which ``x`` differs from device to device (empty
-    outside ``shard_map``). Read from the abstract value, so it costs nothing at run time."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(getattr(manual, "varying", ()))
-    return frozenset(getattr(aval, "vma", ()) or ())
-
-
-def leaf_mean(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
-    """The mean of all entries of a leaf's *whole* parameter, when ``x`` may be a shard.
-
-    Outside ``shard_map`` (or for a leaf that does not vary over any mesh axis) this is
-    ``jnp.mean(x)``. With ``axis_name`` and a leaf varying over it, the partial sums and
-    counts are ``psum``-ed, so every shard gets the full parameter's mean. A leaf varying over
-    a mesh axis that ``axis_name`` does not name is refused at trace time.
-    """
-    varying = varying_axes(x)
-    if not varying:
-        return jnp.mean(x)
-    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
-    if not varying <= names:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
-    total = jax.lax.psum(jnp.sum(x), axis_name)
-    return total / jax.lax.psum(jnp.asarray(x.size, x.dtype), axis_name)
-
-
-def split_axes(x: jax.Array, full_shape: tuple[int, ...], axis_name: Any, who: str) -> set[int]:
-    """The axes along which ``x`` is a shard of an array of ``full_shape`` split over the mesh
-    axis ``axis_name`` (empty outside ``shard_map``). Refuses, at trace time, a leaf that
-    varies over a mesh axis other than ``axis_name``, or over any without ``axis_name``."""
-    varying = varying_axes(x)
-    if not varying:
-        return set()
-    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
-    if not varying <= names:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
-    split = {i for i, (m, n) in enumerate(zip(x.shape, full_shape)) if m != n}
-    if len(split) > 1:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "split it along one axis only")
-    return split
-
-
-def refuse_if_sharded(x: jax.Array, who: str) -> None:
-    """A reduction over *some* axes of a leaf (a row mean, a matrix product) is right only on
-    the whole parameter: refuse, at trace time, a leaf that is a shard of it."""
-    varying = varying_axes(x)
-    if varying:
-        _checks.refuse_sharded_reduction(
-            who, sorted(varying), "gather the leaf (or run it outside shard_map)"
-        )
-
 
 # --- the factored second moment -------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from gradchain.base import (
     store_hyperparams,
 )
 from gradchain.transforms.factored import varying_axes
-from gradchain.transforms.scaling import _vma_is_tracked
+from gradchain.transforms.mesh_axes import vma_is_tracked as _vma_is_tracked
 
 
 @describe(
