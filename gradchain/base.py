@@ -37,6 +37,7 @@ __all__ = [
     "identity",
     "tree_map_split",
     "tree_zeros_like",
+    "updater",
     "walk",
 ]
 
@@ -198,6 +199,19 @@ def _accepts_extra_args(update: Callable) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def updater(transform: Any) -> Callable[..., tuple[Updates, State]]:
+    """``transform.update`` as a function of ``(updates, state, params, gradient, extra)``
+    that gives it what it takes: gradchain's transforms get the ``gradient`` keyword and the
+    extra arguments; a foreign one gets exactly what ``optax.chain`` would give it (the extra
+    arguments if its update takes ``**kwargs``, never ``gradient``; nothing otherwise)."""
+    update = transform.update
+    if not _accepts_extra_args(update):
+        return lambda u, s, p, gradient, extra: update(u, s, p)
+    if isinstance(transform, GradientTransformation):
+        return lambda u, s, p, gradient, extra: update(u, s, p, gradient=gradient, **extra)
+    return lambda u, s, p, gradient, extra: update(u, s, p, **extra)
+
+
 def _is_preprocessing(transform: Any) -> bool:
     # A transform from another library is assumed to pre-process the gradient (clipping,
     # masking, noise): that is what people put in front of an optimizer.
@@ -251,17 +265,7 @@ def chain(*transforms: Any) -> GradientTransformation:
         t = _as_transform(t)
         flat.extend(t.members if getattr(t, "members", ()) else (t,))
     members = tuple(flat)
-    # What each member is called with: gradchain's own transforms take the ``gradient``
-    # keyword; a foreign one gets exactly what ``optax.chain`` would give it (the extra
-    # keyword arguments if its update takes ``**kwargs``, nothing otherwise).
-    calls = tuple(
-        "plain"
-        if not _accepts_extra_args(t.update)
-        else "ours"
-        if isinstance(t, GradientTransformation)
-        else "extra"
-        for t in members
-    )
+    calls = tuple(updater(t) for t in members)
 
     def init(params):
         _checks.check_float_leaves("params", params)
@@ -278,12 +282,7 @@ def chain(*transforms: Any) -> GradientTransformation:
         new_state = []
         for t, s, call in zip(members, state, calls):
             incoming = updates
-            if call == "ours":
-                updates, s = t.update(updates, s, params, gradient=gradient, **extra)
-            elif call == "extra":
-                updates, s = t.update(updates, s, params, **extra)
-            else:
-                updates, s = t.update(updates, s, params)
+            updates, s = call(updates, s, params, gradient, extra)
             if gradient is None and not _is_preprocessing(t):
                 gradient = incoming  # the leading pre-processing run ends here
             new_state.append(s)
