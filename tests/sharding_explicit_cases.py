@@ -112,7 +112,5 @@ def test_update_keeps_every_state_type_and_equals_one_device(name, x64):
     ref_params, ref_grads = jax.device_put((host_params, host_grads), one)
     ref_updates, _ = opt.update(ref_grads, opt.init(ref_params), ref_params)
     for (path, u), r in zip(_leaves(updates), jax.tree.leaves(ref_updates)):
-        np.testing.assert_allclose(
-            np.asarray(u), np.asarray(r), rtol=RTOL, atol=ATOL, err_msg=path
-        )
+        np.testing.assert_allclose(np.asarray(u), np.asarray(r), rtol=RTOL, atol=ATOL, err_msg=path)
     assert all(jnp.isfinite(u).all() for u in jax.tree.leaves(updates))
