@@ -8,8 +8,10 @@ On a mesh whose axes are ``AxisType.Explicit`` the sharding is part of an array'
 (``jax.typeof(x)`` reads ``float64[128@data,256@model]``). For each optimizer, with params
 placed on a 4 x 2 ('data', 'model') mesh: ``jax.jit(opt.init)`` then one ``jax.jit(opt.update)``
 must give every state leaf back with the type it went in with (shape, dtype, sharding spec),
-and the updates must equal a single-device run. The gradient is a fixed random tree laid out
-like the params, so the optimizer is all that is tested (no model's matmuls).
+and the updates must equal a single-device run. ``jit(init)`` alone, with no ``out_shardings``,
+must already put each param-shaped moment where its parameter is. The gradient is a fixed
+random tree laid out like the params, so the optimizer is all that is tested (no model's
+matmuls).
 
 The params are small but past the thresholds where the interesting paths start: ``w`` has
 32768 entries (8-bit moments quantize leaves of >= 4096) and both its axes are >= 128
@@ -89,6 +91,24 @@ def _leaves(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
+def _moments_off_their_params(state, params):
+    """State leaves shaped like their parameter whose type has another sharding."""
+    p_leaves, p_def = jax.tree.flatten(params)
+    off = []
+    for slot in gradchain.slots(state):
+        try:
+            subtrees = p_def.flatten_up_to(slot.value)
+        except (ValueError, TypeError):
+            continue  # not a per-parameter slot
+        for sub, p in zip(subtrees, p_leaves):
+            off += [
+                f"{slot.path}: {jax.typeof(x)} for a param {jax.typeof(p)}"
+                for x in jax.tree.leaves(sub)
+                if x.shape == p.shape and jax.typeof(x).sharding.spec != jax.typeof(p).sharding.spec
+            ]
+    return off
+
+
 @pytest.mark.parametrize("name", list(_cases()))
 def test_update_keeps_every_state_type_and_equals_one_device(name, x64):
     opt = getattr(gradchain, name)(1e-3)
@@ -98,7 +118,8 @@ def test_update_keeps_every_state_type_and_equals_one_device(name, x64):
     with jax.set_mesh(mesh):
         params, grads = _place(host_params, mesh), _place(host_grads, mesh)
         assert str(jax.typeof(params["w"])) == "float64[128@data,256@model]"
-        state = jax.jit(opt.init)(params)
+        state = jax.jit(opt.init)(params)  # no out_shardings: the types say where
+        assert not _moments_off_their_params(state, params)
         before = _types(state)
         updates, state = jax.jit(opt.update)(grads, state, params)
         after = _types(state)

@@ -3,7 +3,8 @@
 JAX fixes the device count when its backend starts, so the cases
 (``tests/sharding_explicit_cases.py``) run in a subprocess with 8 simulated CPU devices, as
 ``tests/test_sharding.py`` does. Known failures there are strict xfails naming issue 18: this
-test fails when one of them starts to pass, so that its mark is removed. Measured: ~15 s.
+test fails when one of them starts to pass, so that its mark is removed. Measured: 15-22 s
+on a shared 2-core machine.
 """
 
 from __future__ import annotations
