@@ -14,10 +14,8 @@ from gradchain.transforms.extra_moments import (
     scale_by_gradient_difference,
 )
 from gradchain.transforms.factored import (
-    ClipBlockRmsState,
     FactoredMoment,
     FactoredRmsState,
-    ParamScaleState,
     clip_by_block_rms,
     scale_by_factored_rms,
     scale_by_param_block_rms,
@@ -82,10 +80,8 @@ from gradchain.transforms.torch_forms import (
 from gradchain.transforms.trust_ratio import TrustRatioState, scale_by_trust_ratio
 
 __all__ = [
-    "ClipBlockRmsState",
     "FactoredMoment",
     "FactoredRmsState",
-    "ParamScaleState",
     "QuantizedArray",
     "clip_by_block_rms",
     "dequantize",
