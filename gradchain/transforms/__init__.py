@@ -77,7 +77,7 @@ from gradchain.transforms.torch_forms import (
     scale_by_rectified_rms_torch,
     scale_by_sgd_momentum,
 )
-from gradchain.transforms.trust_ratio import TrustRatioState, scale_by_trust_ratio
+from gradchain.transforms.trust_ratio import scale_by_trust_ratio
 
 __all__ = [
     "FactoredMoment",
@@ -133,7 +133,6 @@ __all__ = [
     "RectifiedRmsState",
     "ScheduleFreeState",
     "SlowMomentumState",
-    "TrustRatioState",
     "add_slow_momentum",
     "scale_by_adadelta",
     "scale_by_additive_rms",
