@@ -1,4 +1,4 @@
-"""What memory each transform adds: the memory report and the optimizer ladder.
+"""What memory each transform adds: the memory report (``memory_report``) and ``compare``.
 
 Everything here is computed from shapes and dtypes only (``jax.eval_shape`` of ``init``), so
 it works for a 70-billion-parameter model described by ``jax.ShapeDtypeStruct`` leaves

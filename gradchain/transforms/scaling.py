@@ -1,4 +1,5 @@
-"""Stateless scalings, the learning rate, weight decay, and clipping."""
+"""Scalings that keep no moment: a constant factor, the sign, the learning rate (which keeps a
+step count only when it is a schedule), weight decay, and clipping."""
 
 from __future__ import annotations
 
