@@ -328,8 +328,42 @@ def test_converted_state_has_the_same_types_as_init(torch64):
     state = gt.from_torch_state_dict(opt, topt.state_dict(), params)
     fresh = opt.init(jax.tree.map(jnp.asarray, params))
     assert jax.tree.structure(state) == jax.tree.structure(fresh)
-    assert [type(s) for s in state] == [type(s) for s in fresh]
-    assert int(state[1].count) == 3
+    assert type(state) is type(fresh)
+    assert [type(s) for s in state.inner] == [type(s) for s in fresh.inner]
+    assert int(state.inner[1].count) == 3
+
+
+def test_hyperparameters_are_live_under_torchs_names_and_come_from_param_groups(torch64):
+    """``param_group["lr"] = x`` in torch is ``set_hyperparam(state, "lr", x)`` here, and a
+    converted state carries torch's current param_groups values."""
+    params, grads = _problem(seed=7, steps=3)
+    _, topt = _torch_run(torch.optim.Adam, dict(lr=0.01), params, grads)
+    topt.param_groups[0]["lr"] = 0.002
+    opt = gt.Adam(lr=0.01)
+    state = gt.from_torch_state_dict(opt, topt.state_dict(), params)
+    assert sorted(gradchain.get_hyperparams(state)) == ["eps", "lr"]
+    assert float(gradchain.get_hyperparams(state)["lr"]) == 0.002
+    state = gradchain.set_hyperparam(state, "lr", 0.5)
+    assert float(gradchain.get_hyperparams(state)["lr"]) == 0.5
+    with pytest.raises(gradchain.GradchainError, match="lr"):
+        gradchain.set_hyperparam(state, "lr", -1.0)
+    sgd = gt.SGD(lr=0.1, momentum=0.9, dampening=0.5).init(jax.tree.map(jnp.asarray, params))
+    assert sorted(gradchain.get_hyperparams(sgd)) == ["dampening", "lr"]
+
+
+def test_a_live_lr_takes_torchs_steps_after_a_change(torch64):
+    """Change lr half-way in both: the jitted step is reused with the new value."""
+    params, grads = _problem(seed=9, steps=20)
+    tensors = [torch.tensor(params[k], requires_grad=True) for k in SHAPES]
+    topt = torch.optim.AdamW(tensors, lr=0.01)
+    _torch_run(None, None, params, grads[:10], optimizer=topt)
+    topt.param_groups[0]["lr"] = 0.05
+    expected, _ = _torch_run(None, None, params, grads[10:], optimizer=topt)
+    opt = gt.AdamW(lr=0.01)
+    half, state = _gradchain_run(opt, params, grads[:10])
+    state = gradchain.set_hyperparam(state, "lr", 0.05)
+    got, _ = _gradchain_run(opt, jax.tree.map(np.asarray, half), grads[10:], state=state)
+    assert _max_diff(got, expected) <= TOL
 
 
 def test_from_torch_state_dict_refuses_mismatches(torch64):
@@ -361,7 +395,7 @@ def test_porting_guide_first_example_runs_as_printed(capsys):
     exec(compile(code, str(guide), "exec"), {})
     printed = capsys.readouterr().out.strip()
     assert printed in code  # the comment under print(opt) shows what it prints
-    assert printed.startswith("chain(scale_by_momentum")
+    assert printed == "<AdamW>"  # a live optimizer: its chain is opt.children[0].transform
 
 
 def test_param_groups_with_other_hyperparameters_are_refused(torch64):

@@ -1,8 +1,10 @@
 """Porting from torch.optim: constructors with torch's argument names, defaults and math.
 
 ``gradchain.torch.Adam(lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-2, amsgrad=True)`` takes
-what ``torch.optim.Adam(params, ...)`` takes (without ``params``) and returns a gradchain
-chain whose steps are torch's steps: tested side by side with torch.optim itself, 200 float64
+what ``torch.optim.Adam(params, ...)`` takes (without ``params``) and returns a live gradchain
+chain whose steps are torch's steps: its numbers are kept under torch's names, so torch's
+``param_group["lr"] = 1e-4`` is ``gradchain.set_hyperparam(state, "lr", 1e-4)``
+(``gradchain.get_hyperparams(state)`` lists them). Tested side by side with torch.optim, 200 float64
 steps on several tensors, to 1e-10 (``tests/test_torch_port.py``). The schedulers
 (``StepLR``, ``CosineAnnealingLR``, ...) are gradchain schedules -- functions of the step
 count -- with torch's step semantics: the learning rate of the step numbered ``t`` (0 first)

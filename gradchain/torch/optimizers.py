@@ -1,19 +1,29 @@
 """torch.optim's ten optimizers as gradchain chains: torch's names, defaults and math.
 
-Each constructor records on the chain which torch ``state_dict`` entry fills which state slot
-(``torch_state_keys``), for ``gradchain.torch.from_torch_state_dict``.
+Each constructor is live (``gradchain.live``) under torch's argument names: what torch keeps
+in ``param_groups`` and lets you change between steps (``param_group["lr"] = ...``) is
+``gradchain.set_hyperparam(state, "lr", ...)`` here -- lr, eps, alpha, dampening, rho,
+momentum_decay, lr_decay, initial_accumulator_value. Fixed at construction: ``betas`` (a
+pair), ``etas`` and ``step_sizes``, the flags, and ``weight_decay`` and SGD's and RMSprop's
+``momentum``, whose zero or non-zero value decides which transforms the chain holds.
+
+Each constructor records on the transform which torch ``state_dict`` entry fills which state
+slot (``torch_state_keys``), for ``gradchain.torch.from_torch_state_dict``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain, hyperparam_dtype as hyper_dtype
+from gradchain.base import GradientTransformation, chain, hyperparam_dtype
+from gradchain.combine.live import live
 from gradchain.transforms import (
     AdadeltaState,
     BiasCorrectState,
@@ -83,17 +93,30 @@ def _betas(betas: Sequence[float]) -> tuple[float, float]:
     return betas[0], betas[1]
 
 
-def _ported(transform: GradientTransformation, keys: dict[type, dict[str, Any]], torch_name: str):
-    """Record, on the chain, which torch state entry fills which state field: a key, or a pair
-    (key, function applied to torch's array)."""
-    transform.torch_state_keys = keys
-    transform.torch_name = torch_name
-    return transform
+def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight_decay",)):
+    """Decorator: make a torch constructor live (``static`` stays fixed) and record, on the
+    transform it returns, which torch state entry fills which state field of its chain: a key,
+    or a pair (key, function applied to torch's array)."""
+
+    def decorate(factory: Callable[..., GradientTransformation]):
+        built = live(factory, static=static)
+
+        @functools.wraps(factory)
+        def make(*args: Any, **kwargs: Any) -> GradientTransformation:
+            transform = built(*args, **kwargs)
+            transform.torch_state_keys, transform.torch_name = keys, factory.__name__
+            return transform
+
+        make.live = True  # make.__wrapped__ is the chain's factory (functools.wraps)
+        return make
+
+    return decorate
 
 
 _STEP = {LearningRateState: {"count": "step"}}
 
 
+@_ported({SgdMomentumState: {"mu": "momentum_buffer"}, **_STEP}, ("momentum", "weight_decay"))
 def SGD(
     lr: LearningRate = 1e-3,
     momentum: float = 0.0,
@@ -126,17 +149,18 @@ def SGD(
     """
     _check_implementation_args("SGD", implementation)
     _checks.check_non_negative("momentum", momentum)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    damped = not isinstance(dampening, jax.core.Tracer) and dampening != 0  # checked when known
+    if nesterov and (momentum <= 0 or damped):
         raise _checks.GradchainError(
             "nesterov=True needs momentum > 0 and dampening = 0 (as torch.optim.SGD requires)"
         )
     parts = _front(maximize, weight_decay, coupled=True)
     if momentum != 0:
         parts.append(scale_by_sgd_momentum(momentum, dampening, nesterov=nesterov))
-    keys = {SgdMomentumState: {"mu": "momentum_buffer"}, **_STEP}
-    return _ported(chain(*parts, *_back(lr, weight_decay, True)), keys, "SGD")
+    return chain(*parts, *_back(lr, weight_decay, True))
 
 
+@_ported({RssState: {"sum_of_squares": "sum"}, **_STEP})
 def Adagrad(
     lr: LearningRate = 1e-2,
     lr_decay: float = 0.0,
@@ -158,21 +182,28 @@ def Adagrad(
     """
     _check_implementation_args("Adagrad", implementation)
     _checks.check_non_negative("lr_decay", lr_decay)
-    rate = lr
-    if lr_decay != 0:
 
-        def rate(count):
-            base = lr(count) if callable(lr) else lr
-            return base / (1 + jnp.asarray(count).astype(hyper_dtype()) * lr_decay)
+    def rate(count):  # torch's clr = lr / (1 + (step - 1) * lr_decay), always computed
+        c = hyperparam_dtype()
+        base = jnp.asarray(lr(count) if callable(lr) else lr, c)
+        return base / (1 + jnp.asarray(count).astype(c) * jnp.asarray(lr_decay, c))
 
-    chained = chain(
+    return chain(
         *_front(maximize, weight_decay, coupled=True),
         scale_by_rss(initial_accumulator_value, eps, eps_root=0.0),
         scale_by_learning_rate(rate),
     )
-    return _ported(chained, {RssState: {"sum_of_squares": "sum"}, **_STEP}, "Adagrad")
 
 
+_RMSPROP_KEYS = {
+    RmsState: {"nu": "square_avg"},
+    StddevState: {"nu": "square_avg", "mu": "grad_avg"},
+    MomentumState: {"mu": "momentum_buffer"},
+    **_STEP,
+}
+
+
+@_ported(_RMSPROP_KEYS, ("momentum", "weight_decay"))
 def RMSprop(
     lr: LearningRate = 1e-2,
     alpha: float = 0.99,
@@ -198,18 +229,11 @@ def RMSprop(
     _check_implementation_args("RMSprop", implementation)
     _checks.check_non_negative("momentum", momentum)
     parts = _front(maximize, weight_decay, coupled=True)
-    parts.append(
-        scale_by_stddev(alpha, eps, eps_root=0.0) if centered else scale_by_rms(alpha, eps)
-    )
+    statistic = scale_by_stddev if centered else scale_by_rms
+    parts.append(statistic(alpha, eps, eps_in_sqrt=False))  # torch: eps outside the root
     if momentum > 0:
         parts.append(scale_by_momentum(momentum))
-    keys = {
-        RmsState: {"nu": "square_avg"},
-        StddevState: {"nu": "square_avg", "mu": "grad_avg"},
-        MomentumState: {"mu": "momentum_buffer"},
-        **_STEP,
-    }
-    return _ported(chain(*parts, scale_by_learning_rate(lr)), keys, "RMSprop")
+    return chain(*parts, scale_by_learning_rate(lr))
 
 
 _ADAM_KEYS = {
@@ -221,6 +245,7 @@ _ADAM_KEYS = {
 }
 
 
+@_ported(_ADAM_KEYS)
 def Adam(
     lr: LearningRate = 1e-3,
     betas: Sequence[float] = (0.9, 0.999),
@@ -247,23 +272,28 @@ def Adam(
     Reference:  torch.optim.Adam; Kingma & Ba, 2015; Reddi et al., 2018.
 
     >>> import gradchain.torch
-    >>> gradchain.torch.Adam(lr=1e-3, weight_decay=0.1).members[0]   # L2 comes first
+    >>> gradchain.torch.Adam(lr=1e-3, weight_decay=0.1).children[0].transform.members[0]  # L2 first
     <add_decayed_weights>
     """
     _check_implementation_args("Adam", implementation)
     b1, b2 = _betas(betas)
     coupled = not decoupled_weight_decay
-    rms = scale_by_amsgrad_raw(b2, eps) if amsgrad else scale_by_rms(b2, eps, bias_correction=True)
-    chained = chain(
+    rms = scale_by_amsgrad_raw(b2, eps) if amsgrad else _adam_rms(b2, eps)
+    return chain(
         *_front(maximize, weight_decay, coupled),
         scale_by_momentum(b1, ema=True),
         bias_correct(b1),
         rms,
         *_back(lr, weight_decay, coupled),
     )
-    return _ported(chained, _ADAM_KEYS, "Adam")
 
 
+def _adam_rms(b2: float, eps: float) -> GradientTransformation:
+    """torch's sqrt(v) / sqrt(1 - b2**t) + eps: bias-corrected, eps outside the root."""
+    return scale_by_rms(b2, eps, eps_in_sqrt=False, bias_correction=True)
+
+
+@_ported(_ADAM_KEYS)
 def AdamW(
     lr: LearningRate = 1e-3,
     betas: Sequence[float] = (0.9, 0.999),
@@ -282,12 +312,19 @@ def AdamW(
     Reference:  torch.optim.AdamW; Loshchilov & Hutter, 2019.
     """
     _check_implementation_args("AdamW", implementation)
-    opt = Adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-               decoupled_weight_decay=True)  # fmt: skip
-    opt.torch_name = "AdamW"
-    return opt
+    return Adam.__wrapped__(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                            decoupled_weight_decay=True)  # fmt: skip
 
 
+_NADAM_KEYS = {
+    MomentumState: {"mu": "exp_avg"},
+    NadamScheduleState: {"count": "step", "mu_product": "mu_product"},
+    RmsState: {"nu": "exp_avg_sq", "count": "step"},
+    **_STEP,
+}
+
+
+@_ported(_NADAM_KEYS)
 def NAdam(
     lr: LearningRate = 2e-3,
     betas: Sequence[float] = (0.9, 0.999),
@@ -312,22 +349,24 @@ def NAdam(
     _check_implementation_args("NAdam", implementation)
     b1, b2 = _betas(betas)
     coupled = not decoupled_weight_decay
-    chained = chain(
+    return chain(
         *_front(maximize, weight_decay, coupled),
         scale_by_momentum(b1, ema=True),
         bias_correct_nadam(b1, momentum_decay),
-        scale_by_rms(b2, eps, bias_correction=True),
+        _adam_rms(b2, eps),
         *_back(lr, weight_decay, coupled),
     )
-    keys = {
-        MomentumState: {"mu": "exp_avg"},
-        NadamScheduleState: {"count": "step", "mu_product": "mu_product"},
-        RmsState: {"nu": "exp_avg_sq", "count": "step"},
-        **_STEP,
-    }
-    return _ported(chained, keys, "NAdam")
 
 
+_RADAM_KEYS = {
+    MomentumState: {"mu": "exp_avg"},
+    BiasCorrectState: {"count": "step"},
+    RectifiedRmsTorchState: {"nu": "exp_avg_sq", "count": "step"},
+    **_STEP,
+}
+
+
+@_ported(_RADAM_KEYS)
 def RAdam(
     lr: LearningRate = 1e-3,
     betas: Sequence[float] = (0.9, 0.999),
@@ -350,22 +389,24 @@ def RAdam(
     _check_implementation_args("RAdam", implementation)
     b1, b2 = _betas(betas)
     coupled = not decoupled_weight_decay
-    chained = chain(
+    return chain(
         *_front(maximize, weight_decay, coupled),
         scale_by_momentum(b1, ema=True),
         bias_correct(b1),
         scale_by_rectified_rms_torch(b2, eps),
         *_back(lr, weight_decay, coupled),
     )
-    keys = {
-        MomentumState: {"mu": "exp_avg"},
-        BiasCorrectState: {"count": "step"},
-        RectifiedRmsTorchState: {"nu": "exp_avg_sq", "count": "step"},
-        **_STEP,
-    }
-    return _ported(chained, keys, "RAdam")
 
 
+_ADAMAX_KEYS = {
+    MomentumState: {"mu": "exp_avg"},
+    BiasCorrectState: {"count": "step"},
+    InfNormState: {"nu": "exp_inf"},
+    **_STEP,
+}
+
+
+@_ported(_ADAMAX_KEYS)
 def Adamax(
     lr: LearningRate = 2e-3,
     betas: Sequence[float] = (0.9, 0.999),
@@ -385,22 +426,16 @@ def Adamax(
     """
     _check_implementation_args("Adamax", implementation)
     b1, b2 = _betas(betas)
-    chained = chain(
+    return chain(
         *_front(maximize, weight_decay, coupled=True),
         scale_by_momentum(b1, ema=True),
         bias_correct(b1),
         scale_by_inf_norm(b2, eps),
         scale_by_learning_rate(lr),
     )
-    keys = {
-        MomentumState: {"mu": "exp_avg"},
-        BiasCorrectState: {"count": "step"},
-        InfNormState: {"nu": "exp_inf"},
-        **_STEP,
-    }
-    return _ported(chained, keys, "Adamax")
 
 
+@_ported({RpropState: {"previous_sign": ("prev", np.sign), "step_size": "step_size"}}, ())
 def Rprop(
     lr: float = 1e-2,
     etas: Sequence[float] = (0.5, 1.2),
@@ -427,11 +462,16 @@ def Rprop(
     (eta_minus, eta_plus), (lo, hi) = etas, step_sizes
     # scale_by_rprop emits a step up the gradient; torch descends unless maximize.
     rprop = scale_by_rprop(lr, eta_minus, eta_plus, lo, hi, clip_every_step=True)
-    chained = chain(rprop) if maximize else chain(rprop, scale(-1.0))
-    keys = {RpropState: {"previous_sign": ("prev", np.sign), "step_size": "step_size"}}
-    return _ported(chained, keys, "Rprop")
+    return chain(rprop) if maximize else chain(rprop, scale(-1.0))
 
 
+_ADADELTA_KEYS = {
+    AdadeltaState: {"mean_sq_grad": "square_avg", "mean_sq_update": "acc_delta"},
+    **_STEP,
+}
+
+
+@_ported(_ADADELTA_KEYS)
 def Adadelta(
     lr: LearningRate = 1.0,
     rho: float = 0.9,
@@ -450,10 +490,8 @@ def Adadelta(
     Reference:  torch.optim.Adadelta; Zeiler, 2012.
     """
     _check_implementation_args("Adadelta", implementation)
-    chained = chain(
+    return chain(
         *_front(maximize, weight_decay, coupled=True),
         scale_by_adadelta(rho, eps),
         scale_by_learning_rate(lr),
     )
-    keys = {AdadeltaState: {"mean_sq_grad": "square_avg", "mean_sq_update": "acc_delta"}, **_STEP}
-    return _ported(chained, keys, "Adadelta")

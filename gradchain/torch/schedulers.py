@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import hyperparam_dtype as hyper_dtype
+from gradchain.base import hyperparam_dtype
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LinearLR", "MultiStepLR", "OneCycleLR",
            "SequentialLR", "StepLR"]  # fmt: skip
@@ -23,11 +23,11 @@ __all__ = ["CosineAnnealingLR", "ExponentialLR", "LinearLR", "MultiStepLR", "One
 
 
 def _steps(count: Any) -> jax.Array:
-    return jnp.asarray(count).astype(hyper_dtype())
+    return jnp.asarray(count).astype(hyperparam_dtype())
 
 
 def _const(x: float) -> jax.Array:
-    return jnp.asarray(x, hyper_dtype())
+    return jnp.asarray(x, hyperparam_dtype())
 
 
 def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[Any], jax.Array]:
@@ -187,9 +187,9 @@ def SequentialLR(
 
     def schedule(count):
         count = jnp.asarray(count)
-        lr = jnp.asarray(schedules[0](count)).astype(hyper_dtype())
+        lr = jnp.asarray(schedules[0](count)).astype(hyperparam_dtype())
         for mark, sched in zip(marks, schedules[1:]):
-            later = jnp.asarray(sched(jnp.maximum(count - mark, 0))).astype(hyper_dtype())
+            later = jnp.asarray(sched(jnp.maximum(count - mark, 0))).astype(hyperparam_dtype())
             lr = jnp.where(count >= mark, later, lr)
         return lr
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation
+from gradchain.state import set_hyperparam
 from gradchain.transforms import SgdMomentumState
 
 __all__ = ["from_torch_state_dict"]
@@ -44,11 +45,16 @@ def from_torch_state_dict(
                 JAX params; their leaves, in ``jax.tree.leaves`` order, are torch's params in
                 the order the torch optimizer was given them.  step -- the step count for
                 optimizers whose torch state has none (SGD); otherwise read from ``step``.
-    Returns:    the gradchain state: the next ``optimizer.update`` takes torch's next step.
+    Returns:    the gradchain state (the optimizer's ``LiveState``): the next
+                ``optimizer.update`` takes torch's next step.
     Note:       torch keeps one step counter per tensor; gradchain one per chain, so they
-                must agree. The hyperparameters come from ``optimizer``, not the state_dict:
-                with several param groups of different hyperparameters, convert each group's
-                params with its own optimizer (see ``gradchain.partition``).
+                must agree. The live hyperparameters (lr, eps, ...) are torch's current
+                ``param_groups`` values, set under the same names (``set_hyperparam``, with
+                its checks); an lr given to ``optimizer`` as a schedule stays the schedule,
+                continued from torch's step. The fixed ones (betas, weight_decay, the flags)
+                come from ``optimizer``. With several param groups of different
+                hyperparameters, convert each group's params with its own optimizer (see
+                ``gradchain.partition``).
     """
     keys = getattr(optimizer, "torch_state_keys", None)
     if keys is None:
@@ -103,8 +109,9 @@ def from_torch_state_dict(
         values = {float(_as_numpy(s[key])) for s in per_param if key in s}
         return jnp.asarray(values.pop(), like.dtype) if values else like
 
+    start = optimizer.init(params)
     new_state = []
-    for member_state in optimizer.init(params):
+    for member_state in start.inner:
         fields = keys.get(type(member_state), {})
         replaced = {}
         for field, key in fields.items():
@@ -120,4 +127,9 @@ def from_torch_state_dict(
             has_buffer = any(s.get("momentum_buffer") is not None for s in per_param)
             replaced["count"] = jnp.asarray(max(step, 1) if has_buffer else 0, jnp.int32)
         new_state.append(member_state._replace(**replaced) if replaced else member_state)
-    return tuple(new_state)
+    count = None if start.count is None else jnp.asarray(step, start.count.dtype)
+    state = start._replace(count=count, inner=tuple(new_state))
+    for name in start.hyperparams:  # torch's param_groups keep them under the same names
+        if name in groups[0]:
+            state = set_hyperparam(state, name, float(groups[0][name]))
+    return state
