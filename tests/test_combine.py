@@ -127,7 +127,9 @@ def test_masked_out_leaves_pass_through_and_keep_no_state():
     assert isinstance(mu["backbone"]["b"], gradchain.MaskedNode)
     assert isinstance(mu["scale"], gradchain.MaskedNode)
     assert mu["backbone"]["w"].shape == (4, 3)
-    assert len(jax.tree.leaves(state)) == 2 + 1  # two 1x slots and the decay scalar
+    # two 1x slots (w of backbone and of head), nothing else: the transform stores no
+    # hyperparameter
+    assert len(jax.tree.leaves(state)) == 2
     grads = grads_sequence(params, jnp.float32, steps=1)[0]
     updates, _ = opt.update(grads, state, params)
     assert updates["head"]["b"] is grads["head"]["b"]
@@ -277,7 +279,7 @@ def test_frozen_group_keeps_no_state_and_its_params_are_bit_identical():
     state = opt.init(params)
     assert state.groups["frozen"] == EmptyState()
     assert jax.tree.leaves(state.groups["frozen"]) == []
-    for slot in (state.groups["head"][0].mu, state.groups["backbone"][1].mu):
+    for slot in (state.groups["head"].inner[0].mu, state.groups["backbone"][1].inner[0].mu):
         assert isinstance(slot["scale"], gradchain.MaskedNode)
     new, _ = run(opt, params, grads_sequence(params, jnp.float32, steps=3))
     assert_trees_identical(new["scale"], params["scale"])
@@ -285,9 +287,13 @@ def test_frozen_group_keeps_no_state_and_its_params_are_bit_identical():
 
 def test_partition_names_its_groups_for_the_memory_report():
     opt = gradchain.partition(groups(), LABELS)
-    assert set(opt.inner) == {"backbone", "head", "frozen"}
-    assert opt.inner["head"].name == "chain"
-    assert gradchain.masked(gradchain.scale(1.0), True).inner["inner"].name == "scale"
+    children = {c.label: c for c in opt.children}
+    assert set(children) == {"backbone", "head", "frozen"}
+    assert children["head"].transform.name == "momentum"
+    assert children["backbone"].transform.name == "chain"
+    assert children["head"].route == ("groups", "head")
+    (inner,) = gradchain.masked(gradchain.scale(1.0), True).children
+    assert inner.label is None and inner.transform.name == "scale"  # unnamed: adds no label
 
 
 def test_partition_groups_the_gradient_keyword_like_the_updates():
@@ -359,7 +365,9 @@ def test_k_accumulated_steps_equal_one_step_on_the_mean(dtype):
     assert_trees_close(updates, want, 1e-6 if dtype == jnp.float32 else 1e-15)
     assert int(state.count) == 0
     assert all(float(jnp.max(jnp.abs(a))) == 0.0 for a in jax.tree.leaves(state.acc))
-    assert int(state.inner[-1].count) == int(want_inner[-1].count) == 1
+    count = gradchain.get_slot(state.inner, "RmsState.count")["RmsState.count"]
+    want_count = gradchain.get_slot(want_inner, "RmsState.count")["RmsState.count"]
+    assert int(count) == int(want_count) == 1
 
 
 def test_accumulate_adds_one_accumulator_and_a_counter():
@@ -436,7 +444,7 @@ def test_skip_non_finite_leaves_params_and_state_bit_identical(dtype):
     # a finite step afterwards resets the run of skips, and counts as the inner's third step
     updates, newer = step(grads[2], state, params)
     assert int(newer.skipped) == 3 and int(newer.consecutive) == 0
-    assert int(newer.inner[-1].count) == 3
+    assert int(gradchain.get_slot(newer.inner, "RmsState.count")["RmsState.count"]) == 3
     assert step._cache_size() == 1
 
 
