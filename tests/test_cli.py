@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from gradchain import cli
+from gradchain.teaching import cli
 
 
 def run(capsys, *argv):
@@ -116,7 +116,7 @@ def test_explain_shows_groups_and_wrapped_transforms(capsys):
 
 
 def test_docstring_section_reads_continuation_lines_only():
-    from gradchain.explain import docstring_section
+    from gradchain.teaching.explain import docstring_section
 
     doc = """Summary.
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from gradchain import GradchainError, race
+from gradchain import GradchainError
+from gradchain.teaching import race
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradchain
-from gradchain import train_demo as td
+from gradchain.teaching import train_demo as td
 
 
 def test_spirals_are_balanced_shuffled_and_bounded():

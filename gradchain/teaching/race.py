@@ -566,7 +566,7 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--lr",
         default=None,
         help="one learning rate for all (0.01), or per optimizer (adam=0.05,sgd=0.001); "
-        "default: tuned per optimizer and function, see gradchain.race",
+        "default: tuned per optimizer and function, see gradchain.teaching.race",
     )
     parser.add_argument(
         "--steps", type=int, default=None, help="steps per run (default: per function)"
@@ -603,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gradchain.race [options]``: the race on its own."""
+    """``python -m gradchain.teaching.race [options]``: the race on its own."""
     parser = configure(argparse.ArgumentParser(prog="python -m gradchain race"))
     try:
         return run(parser.parse_args(argv))

@@ -28,7 +28,13 @@ import numpy as np
 
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
-from gradchain.race import Optimizer, _make, _new_figure, _parse_learning_rates, state_memory
+from gradchain.teaching.race import (
+    Optimizer,
+    _make,
+    _new_figure,
+    _parse_learning_rates,
+    state_memory,
+)
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -353,7 +359,7 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--lr",
         default=None,
         help="one learning rate for all (0.01), or per optimizer (adam=0.01,sgd=0.3); "
-        "default: tuned per optimizer, see gradchain.train_demo",
+        "default: tuned per optimizer, see gradchain.teaching.train_demo",
     )
     parser.add_argument("--steps", type=int, default=2000, help="steps per optimizer (%(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
@@ -423,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gradchain.train_demo [options]``: the demo on its own."""
+    """``python -m gradchain.teaching.train_demo [options]``: the demo on its own."""
     parser = configure(argparse.ArgumentParser(prog="python -m gradchain train"))
     try:
         return run(parser.parse_args(argv))
