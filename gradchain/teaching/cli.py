@@ -189,12 +189,18 @@ def _memory_run(args: argparse.Namespace) -> int:
     from gradchain import memory
     from gradchain.teaching import ladder
 
+    moment_dtypes = {f"{s}_dtype": getattr(args, f"{s}_dtype") for s in ("mu", "nu")}
+    moment_dtypes = {k: v for k, v in moment_dtypes.items() if v}
+    if moment_dtypes and not args.optimizer:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in moment_dtypes)
+        raise _BadInput(
+            f"{flags} without --optimizer would be ignored: the dtype applies to one "
+            "optimizer's report; add --optimizer NAME (e.g. --optimizer adam)"
+        )
     params = _model(args)
     if not args.optimizer:
         print(ladder.hierarchy(params))
         return 0
-    moment_dtypes = {f"{s}_dtype": getattr(args, f"{s}_dtype") for s in ("mu", "nu")}
-    moment_dtypes = {k: v for k, v in moment_dtypes.items() if v}
     for i, name in enumerate(args.optimizer):
         report = memory.memory_report(ladder.named_optimizer(_check_optimizer(name)), params)
         print(("\n" if i else "") + str(report))
