@@ -13,12 +13,12 @@ from gradchain import (
     checkpoint,
     combine,
     fused,
-    ladder,
     memory,
     optimizers,
     schedules,
     sharding,
     state,
+    teaching,
     torch,  # noqa: F401 -- not in __all__: a star import must not shadow the real torch
     transforms,
 )
@@ -34,12 +34,12 @@ from gradchain.base import (
 )
 from gradchain.combine import *  # noqa: F403
 from gradchain.fused import *  # noqa: F403
-from gradchain.ladder import *  # noqa: F403
 from gradchain.memory import *  # noqa: F403
 from gradchain.optimizers import *  # noqa: F403
 from gradchain.schedules import *  # noqa: F403
 from gradchain.sharding import *  # noqa: F403
 from gradchain.state import *  # noqa: F403
+from gradchain.teaching.ladder import *  # noqa: F403 -- the ladder's names are public API
 from gradchain.transforms import *  # noqa: F403
 
 __version__ = "0.1.0"
@@ -56,11 +56,11 @@ __all__ = [
     *averaging.__all__,
     *combine.__all__,
     *fused.__all__,
-    *ladder.__all__,
     *memory.__all__,
     *optimizers.__all__,
     *schedules.__all__,
     *sharding.__all__,
     *state.__all__,
+    *teaching.ladder.__all__,
     *transforms.__all__,
 ]

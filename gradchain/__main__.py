@@ -1,9 +1,9 @@
-"""``python -m gradchain``: see ``gradchain.cli``."""
+"""``python -m gradchain``: see ``gradchain.teaching.cli``."""
 
 import os
 import sys
 
-from gradchain.cli import main
+from gradchain.teaching.cli import main
 
 try:
     code = main()

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from gradchain import cli
+from gradchain.teaching import cli
 
 
 def run(capsys, *argv):
@@ -116,7 +116,7 @@ def test_explain_shows_groups_and_wrapped_transforms(capsys):
 
 
 def test_docstring_section_reads_continuation_lines_only():
-    from gradchain.explain import docstring_section
+    from gradchain.teaching.explain import docstring_section
 
     doc = """Summary.
 
@@ -212,3 +212,23 @@ def test_python_dash_m_gradchain():
         timeout=120,
     )
     assert bad.returncode == 2 and "unknown optimizer 'no_such_optimizer'" in bad.stderr
+
+
+@pytest.mark.parametrize("flags", [["--mu-dtype", "bfloat16"], ["--nu-dtype", "float16"]])
+def test_a_moment_dtype_without_an_optimizer_is_refused(capsys, flags):
+    code, out, err = fails(capsys, "memory", "--params", "1000000", *flags)
+    assert code == 2 and out == ""
+    assert flags[0] in err.splitlines()[-1] and "--optimizer" in err.splitlines()[-1]
+
+
+def test_python_dash_m_gradchain_race_refuses_a_missing_folder_in_one_line(tmp_path):
+    out = tmp_path / "nonexistent" / "race.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "gradchain", "race", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert "race: error: --out" in done.stderr and "does not exist" in done.stderr

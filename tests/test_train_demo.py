@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradchain
-from gradchain import train_demo as td
+from gradchain.teaching import train_demo as td
 
 
 def test_spirals_are_balanced_shuffled_and_bounded():
@@ -117,3 +117,18 @@ def test_without_matplotlib_the_demo_still_trains_and_says_what_to_install(
     assert "final loss" in captured.out
     assert 'pip install "gradchain[plot]"' in captured.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--optimizers", "sgd", "--lr", "nosuch=0.1", "--out", ""], "'nosuch'"),
+        (["--out", "/nonexistent/dir/train.png"], "/nonexistent/dir"),
+    ],
+)
+def test_bad_lr_names_and_missing_folders_are_refused_before_training(capsys, argv, named):
+    with pytest.raises(SystemExit) as exit_:
+        td.main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and named in captured.err.splitlines()[-1]

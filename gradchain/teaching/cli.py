@@ -4,7 +4,7 @@ Subcommands are listed in ``COMMANDS``: a name, a one-line help, and where the c
 -- a module (or ``module:object``) with ``configure(parser)`` and ``run(args) -> int``. Only
 the chosen command's module is imported, so one command's import cost (or failure) never
 touches another. Adding a command is one line, e.g.
-``Command("race", "race optimizers on a test problem", "gradchain.race")``.
+``Command("race", "race optimizers on a test problem", "gradchain.teaching.race")``.
 
 Bad input (an unknown optimizer, a malformed shapes string) ends with a one-line message on
 stderr and exit code 2, as argparse does for its own errors.
@@ -33,16 +33,26 @@ class Command(NamedTuple):
 
 
 COMMANDS: list[Command] = [
-    Command("race", "race optimizers on 2-D test functions (tables + race.png)", "gradchain.race"),
+    Command(
+        "race",
+        "race optimizers on 2-D test functions (tables + race.png)",
+        "gradchain.teaching.race",
+    ),
     Command(
         "train",
         "train an MLP on two spirals with each optimizer (train.png)",
-        "gradchain.train_demo",
+        "gradchain.teaching.train_demo",
     ),
     Command(
-        "memory", "the optimizer ladder's state memory for a model size", "gradchain.cli:MEMORY"
+        "memory",
+        "the optimizer ladder's state memory for a model size",
+        "gradchain.teaching.cli:MEMORY",
     ),
-    Command("explain", "a named optimizer's chain, equations and memory", "gradchain.cli:EXPLAIN"),
+    Command(
+        "explain",
+        "a named optimizer's chain, equations and memory",
+        "gradchain.teaching.cli:EXPLAIN",
+    ),
 ]
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -116,7 +126,7 @@ def _model(args: argparse.Namespace, default_count: int | None = None) -> Any:
     dtype = jnp.dtype(args.dtype)
     if getattr(args, "shapes", None):
         return [jax.ShapeDtypeStruct(s, dtype) for s in args.shapes]
-    from gradchain.ladder import model_of_size
+    from gradchain.teaching.ladder import model_of_size
 
     return model_of_size(args.params or default_count, dtype)
 
@@ -176,14 +186,21 @@ def _memory_configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _memory_run(args: argparse.Namespace) -> int:
-    from gradchain import ladder, memory
+    from gradchain import memory
+    from gradchain.teaching import ladder
 
+    moment_dtypes = {f"{s}_dtype": getattr(args, f"{s}_dtype") for s in ("mu", "nu")}
+    moment_dtypes = {k: v for k, v in moment_dtypes.items() if v}
+    if moment_dtypes and not args.optimizer:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in moment_dtypes)
+        raise _BadInput(
+            f"{flags} without --optimizer would be ignored: the dtype applies to one "
+            "optimizer's report; add --optimizer NAME (e.g. --optimizer adam)"
+        )
     params = _model(args)
     if not args.optimizer:
         print(ladder.hierarchy(params))
         return 0
-    moment_dtypes = {f"{s}_dtype": getattr(args, f"{s}_dtype") for s in ("mu", "nu")}
-    moment_dtypes = {k: v for k, v in moment_dtypes.items() if v}
     for i, name in enumerate(args.optimizer):
         report = memory.memory_report(ladder.named_optimizer(_check_optimizer(name)), params)
         print(("\n" if i else "") + str(report))
@@ -195,7 +212,8 @@ def _memory_run(args: argparse.Namespace) -> int:
 
 
 def _built(name: str, moment_dtypes: dict[str, str]) -> Any:
-    from gradchain import ladder, optimizers
+    from gradchain import optimizers
+    from gradchain.teaching import ladder
 
     accepted = inspect.signature(getattr(optimizers, name)).parameters
     refused = [k for k in moment_dtypes if k not in accepted]
@@ -221,7 +239,7 @@ def _explain_configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _explain_run(args: argparse.Namespace) -> int:
-    from gradchain.explain import explain
+    from gradchain.teaching.explain import explain
 
     print(explain(_check_optimizer(args.name), _model(args, default_count=1_000_000)))
     return 0

@@ -28,7 +28,10 @@ import numpy as np
 
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
-from gradchain.race import Optimizer, _make, _new_figure, _parse_learning_rates, state_memory
+from gradchain.memory import memory_report
+from gradchain.teaching import table
+from gradchain.teaching.build import Optimizer, build_optimizer, parse_learning_rates, split_names
+from gradchain.teaching.figure import check_output_path, new_figure
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -194,10 +197,6 @@ def _evaluate(params, x_train, y_train, x_test, y_test):
     return accuracy(params, x_train, y_train), accuracy(params, x_test, y_test)
 
 
-def _state_multiple(optimizer: Any, params: Any) -> float:
-    return state_memory(optimizer, params)[0]
-
-
 def train(
     optimizer: Optimizer,
     learning_rate: float | None = None,
@@ -226,10 +225,10 @@ def train(
     if data is None:
         data = (*make_spirals(seed=seed), *make_spirals(seed=seed + 1))
     x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in data)
-    opt = _make(optimizer, lr)
+    opt = build_optimizer(optimizer, lr)
     key = jax.random.key(seed)
     params = init_mlp(key, (2, hidden, hidden, 2))
-    multiple = _state_multiple(opt, params)
+    multiple = memory_report(opt, params).params_multiple
     state = opt.init(params)
     run_steps = make_train_steps(opt, batch_size)
     every = max(1, steps // 10) if report_every is None else report_every
@@ -288,7 +287,7 @@ def plot_histories(
 
     Raises ImportError with an install hint when matplotlib is missing.
     """
-    fig = _new_figure(figsize=(16, 4.8))
+    fig = new_figure(figsize=(16, 4.8))
     data = data or (*make_spirals(seed=0), *make_spirals(seed=1))
     ax_loss, ax_acc, ax_map = fig.subplots(1, 3)
     window = 25
@@ -353,7 +352,7 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--lr",
         default=None,
         help="one learning rate for all (0.01), or per optimizer (adam=0.01,sgd=0.3); "
-        "default: tuned per optimizer, see gradchain.train_demo",
+        "default: tuned per optimizer, see gradchain.teaching.train_demo",
     )
     parser.add_argument("--steps", type=int, default=2000, help="steps per optimizer (%(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
@@ -367,10 +366,12 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train with every optimizer in ``args``; print progress and a summary; write the PNG."""
+    if args.out:
+        check_output_path(args.out)
     if args.steps < 1:
         raise GradchainError(f"--steps must be >= 1, got {args.steps}")
-    names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-    lrs = _parse_learning_rates(args.lr)  # the race's syntax
+    names = split_names(args.optimizers)
+    lrs = parse_learning_rates(args.lr, names)  # the race's syntax
     data = (*make_spirals(seed=args.seed), *make_spirals(seed=args.seed + 1))
     print(
         f"MLP 2-{args.hidden}-{args.hidden}-2 on two spirals ({len(data[1])} train, "
@@ -403,15 +404,16 @@ def run(args: argparse.Namespace) -> int:
         ]
         for h in histories
     ]
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
     print()
-    for r in [header, *rows]:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-            )
+    print(
+        table.format_table(
+            header,
+            rows,
+            right=range(1, 7),
+            ruled=False,
+            note="final loss = mean training loss of the last 50 batches",
         )
-    print("final loss = mean training loss of the last 50 batches")
+    )
     if args.out:
         try:
             plot_histories(histories, args.out, data)
@@ -423,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gradchain.train_demo [options]``: the demo on its own."""
+    """``python -m gradchain.teaching.train_demo [options]``: the demo on its own."""
     parser = configure(argparse.ArgumentParser(prog="python -m gradchain train"))
     try:
         return run(parser.parse_args(argv))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, NamedTuple
 
-__all__: list[str] = []  # used by gradchain.cli; nothing here is public API
+__all__: list[str] = []  # used by gradchain.teaching.cli; nothing here is public API
 
 
 def docstring_section(doc: str, label: str) -> list[str]:
@@ -97,8 +97,9 @@ def explain(name: str, params: Any) -> str:
     import jax
     import jax.numpy as jnp
 
-    from gradchain import ladder, memory, state
+    from gradchain import memory, state
     from gradchain.memory import format_bytes
+    from gradchain.teaching import ladder
 
     optimizer = ladder.named_optimizer(name)
     report = memory.memory_report(optimizer, params)

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.memory import MemoryReport, _abstract, _table, format_bytes, memory_report
+from gradchain.memory import MemoryReport, _abstract, format_bytes, memory_report
+from gradchain.teaching.table import format_table
 
 __all__ = [
     "LADDER",
@@ -171,7 +172,7 @@ class Hierarchy:
         for branch in dict.fromkeys(r.branch for r in self.rows if r.branch != "ladder"):
             body.append([BRANCH_HEADINGS.get(branch, f"{branch}:")])
             body += [line(r) for r in self.rows if r.branch == branch]
-        table = _table(headers, body, (2, 3, 4, 5))
+        table = format_table(headers, body, right=(2, 3, 4, 5), ruled=False)
         width = max((len(r.name) for r in self.rows), default=0)
         chains = "\n".join(
             f"  {r.name.ljust(width)}  {r.note}\n  {' ' * width}  = {' -> '.join(r.chain)}"
