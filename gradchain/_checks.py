@@ -26,6 +26,12 @@ class GradchainError(ValueError):
     value: Any = None
 
 
+class CheckpointError(GradchainError):
+    """Raised by ``gradchain.checkpoint`` for a file it will not restore: damaged, crafted,
+    written in another format version, or not matching the targets. The message names the
+    file and the problem."""
+
+
 def _refuse(name: str, value: Any, message: str) -> GradchainError:
     """The error for a refused hyperparameter; ``message`` starts with ``name``."""
     error = GradchainError(message)
