@@ -91,7 +91,11 @@ def _concrete(value: Any) -> float | None:
         raise GradchainError(f"expected a scalar hyperparameter, got shape {array.shape}")
     if array.dtype == np.bool_:
         raise GradchainError(f"expected a number, got the bool {value!r}")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    # np.issubdtype does not know bfloat16 or the float8s; jax.numpy's does
+    if not (
+        jax.numpy.issubdtype(array.dtype, jax.numpy.floating)
+        or jax.numpy.issubdtype(array.dtype, jax.numpy.integer)
+    ):
         raise GradchainError(f"expected a real number, got {_kind(value)}")
     return float(array)
 
