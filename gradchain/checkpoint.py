@@ -67,7 +67,7 @@ try:  # POSIX: a save holds a lock on its temporary file, so no other save remov
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["VERSION", "CheckpointError", "restore", "restore_params", "save"]
+__all__ = ["CheckpointError", "restore", "restore_params", "save"]
 
 FORMAT = "gradchain-checkpoint"
 VERSION = 2

@@ -81,7 +81,8 @@ def time_limit(seconds):
 def call_cleanly(fn, *args, **kwargs):
     """Call; a return is fine, a ValueError/TypeError must carry a message, nothing else may
     escape (a checkpoint may also report a missing file). Returns the exception or None."""
-    clean = CLEAN + (FileNotFoundError,) if fn in (gradchain.checkpoint.restore,) else CLEAN
+    reads_a_file = (gradchain.checkpoint.restore, gradchain.checkpoint.restore_params)
+    clean = CLEAN + (FileNotFoundError,) if fn in reads_a_file else CLEAN
     try:
         with time_limit(20):
             fn(*args, **kwargs)

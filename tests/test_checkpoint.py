@@ -428,6 +428,40 @@ def test_a_later_save_removes_only_its_own_stale_temporaries(tmp_path):
         assert sorted(os.listdir(tmp_path)) == sorted([*others, "c.npz", os.path.basename(live)])
 
 
+KILLED_MID_SAVE = """
+import os, signal, sys
+import jax.numpy as jnp
+from gradchain import checkpoint
+
+def killed(file, **arrays):
+    file.write(b"PK\\x03\\x04 half of a zip")
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no finally, no except runs
+
+checkpoint.np.savez = killed
+checkpoint.save(sys.argv[1], {"w": jnp.ones(3)}, (), 1)
+"""
+
+
+def test_a_save_killed_by_sigkill_is_cleaned_up_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.npz"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+    seen = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(path)], env=env)
+        assert done.returncode == -9
+        seen.append(os.listdir(tmp_path))
+    # each killed save leaves its temporary; the next save, even one killed later, removes it
+    assert all(len(left) == 1 and left[0].startswith(".c.npz.") for left in seen)
+    assert seen[0] != seen[1]
+    checkpoint.save(path, {"w": jnp.ones(3)}, (), 2)
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
 def test_save_creates_missing_folders(tmp_path, monkeypatch):
     params = make_params()
     state = gradchain.sgd(0.1).init(params)
