@@ -198,8 +198,8 @@ def _remove_stale_temporaries(directory: str, name: str) -> None:
             if not os.path.isfile(stale) or os.path.islink(stale) or _locked(stale):
                 continue
             os.unlink(stale)
-        except FileNotFoundError:
-            continue  # another save removed it first
+        except OSError:
+            continue  # removed by another save first, or not ours to remove: the save goes on
 
 
 def _locked(path: str) -> bool:
