@@ -1,4 +1,5 @@
-"""Every user-facing error sentence of gradchain, so that they read alike.
+"""The checks that most user-facing errors go through (hyperparameters, trees, dtypes, states),
+so that their sentences read alike; a few errors that belong to one module are raised there.
 
 Hyperparameter checks run at construction. A value that is a traced array (an optimizer
 built inside ``jit`` or by ``optax.inject_hyperparams``) cannot be inspected and is skipped.

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import compute_dtype, describe, hyper_dtype, store_hyperparam
+from gradchain.base import describe, hyperparam_dtype
+from gradchain.transforms.moment_math import compute_dtype
 
 __all__ = ["EmaState", "ema_init", "ema_params", "ema_update"]
 
@@ -27,7 +28,7 @@ __all__ = ["EmaState", "ema_init", "ema_params", "ema_update"]
 @describe(
     ema="moving average of the params, one array per parameter (not yet divided by weight)",
     weight="scalar: the total weight the average has received; the average is ema / weight",
-    decay="hyperparameter: how much of the old average each update keeps",
+    decay="how much of the old average each update keeps (0-d; a new value can be passed to ema_update)",
 )
 class EmaState(NamedTuple):
     ema: Any
@@ -62,8 +63,8 @@ def ema_init(
         ema = jax.tree.map(lambda p: jnp.array(p, dtype=dtype or jnp.result_type(p)), params)
     return EmaState(
         ema=ema,
-        weight=jnp.asarray(0.0 if debias else 1.0, hyper_dtype()),
-        decay=store_hyperparam(decay),
+        weight=jnp.asarray(0.0 if debias else 1.0, hyperparam_dtype()),
+        decay=jnp.asarray(decay, hyperparam_dtype()),
     )
 
 

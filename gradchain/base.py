@@ -24,6 +24,23 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 
+__all__ = [
+    "Child",
+    "EmptyState",
+    "GradientTransformation",
+    "Visit",
+    "apply_updates",
+    "at_route",
+    "chain",
+    "describe",
+    "hyperparam_dtype",
+    "identity",
+    "tree_map_split",
+    "tree_zeros_like",
+    "updater",
+    "walk",
+]
+
 Params = Any
 Updates = Any
 State = Any
@@ -35,16 +52,34 @@ class _Pair(NamedTuple):
     update: Callable[..., tuple[Updates, State]]
 
 
+class Child(NamedTuple):
+    """A transform held inside another, and where its state lives in the holder's state.
+
+    label:  the user's name for it (a parameter group's label), or None for a part the user
+            did not name (a chain member, a wrapper's inner transform): None adds no segment
+            to the paths that ``gradchain.slots``, the memory report and ``explain`` print.
+    transform: the inner transform.
+    route:  the keys from the holder's state to the inner state, e.g. ``(2,)`` for a chain's
+            third member, ``("inner",)``, ``("groups", "backbone")``.
+    """
+
+    label: str | None
+    transform: Any
+    route: tuple[Any, ...]
+
+
 class GradientTransformation(_Pair):
     """A pair ``(init, update)`` of pure functions, plus what gradchain knows about it.
 
     It unpacks and indexes as Optax's ``(init, update)`` tuple. The extra attributes are
-    read by ``chain`` and by the memory report, never inside a traced step:
+    read by ``chain``, the memory report and ``explain``, never inside a traced step:
 
-    - ``name``: the factory that built it (``"scale_by_rms"``).
+    - ``name``: the factory that built it (``"scale_by_rms"``, ``"adam"``).
     - ``preprocessing``: True when its output is still a gradient (clipping, weight decay
       added as L2, scaling); see ``chain``.
     - ``members``: for a chain, the transforms it is made of (flat).
+    - ``children``: the transforms it holds, each a ``Child`` saying where its state lives;
+      ``walk`` follows them. A chain's children are its members.
     """
 
     def __new__(
@@ -55,6 +90,7 @@ class GradientTransformation(_Pair):
         name: str = "transform",
         preprocessing: bool = False,
         members: tuple[Any, ...] = (),
+        children: tuple[Child, ...] = (),
     ):
         if not (callable(init) and callable(update)):
             raise TypeError(
@@ -65,12 +101,42 @@ class GradientTransformation(_Pair):
         self.name = name
         self.preprocessing = preprocessing
         self.members = members
+        self.children = children or tuple(Child(None, m, (i,)) for i, m in enumerate(members))
         return self
 
     def __repr__(self) -> str:
         if self.members:
             return f"chain({', '.join(_name_of(t) for t in self.members)})"
         return f"<{self.name}>"
+
+
+class Visit(NamedTuple):
+    """One transform met by ``walk``: its ``labels`` (the user's names on the way down), the
+    ``transform``, its ``route`` in the root state, and its ``depth`` (0 at the root)."""
+
+    labels: tuple[str, ...]
+    transform: Any
+    route: tuple[Any, ...]
+    depth: int
+
+
+def walk(transform: Any, labels: tuple[str, ...] = (), route: tuple[Any, ...] = (), depth=0):
+    """Every transform in ``transform``'s tree, depth first, the holder before what it holds.
+
+    The one way gradchain walks a transform tree: it follows ``children`` (see ``Child``), so
+    a transform from another library, which declares none, is a leaf.
+    """
+    yield Visit(labels, transform, route, depth)
+    for child in getattr(transform, "children", ()):
+        inner_labels = labels if child.label is None else (*labels, child.label)
+        yield from walk(child.transform, inner_labels, (*route, *child.route), depth + 1)
+
+
+def at_route(state: Any, route: tuple[Any, ...]) -> Any:
+    """The part of ``state`` at ``route`` (keys or indices, or NamedTuple field names)."""
+    for key in route:
+        state = getattr(state, key) if isinstance(key, str) and hasattr(state, "_fields") else state[key]
+    return state
 
 
 def _name_of(transform: Any) -> str:
@@ -100,57 +166,10 @@ class EmptyState(NamedTuple):
     """The state of a stateless transform."""
 
 
-# --- hyperparameters ---------------------------------------------------------------------
-# A hyperparameter given as a Python number lives in the state as a 0-d array, so a training
-# loop can change it between steps without recompiling (``gradchain.set_hyperparam``). One
-# given as an array (as ``optax.inject_hyperparams`` passes them, or traced) is used as given
-# and recorded in the state. Either way it is stored in the widest float dtype JAX has
-# enabled -- never in the params' dtype, where b2 = 0.999 would round to 1.0 in bfloat16.
-
-
-def hyper_dtype() -> jnp.dtype:
-    return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
-
-
-def store_hyperparam(value: Any) -> jax.Array:
-    """The 0-d array a hyperparameter is kept as in the state."""
-    return jnp.asarray(value, dtype=hyper_dtype())
-
-
-def live_hyperparam(given: Any, stored: jax.Array) -> jax.Array:
-    """The value a step uses: the state's, unless the factory was handed an array."""
-    if isinstance(given, jax.Array):
-        return jnp.asarray(given, dtype=stored.dtype)
-    return stored
-
-
-def cast_like(x: jax.Array, like: jax.Array) -> jax.Array:
-    """Cast ``x`` to ``like``'s dtype (a hyperparameter to the dtype of the math it enters)."""
-    return jnp.asarray(x).astype(jnp.result_type(like))
-
-
-def compute_dtype(*dtypes: Any) -> jnp.dtype:
-    """The dtype moment math runs in: at least float32, so bfloat16 and float16 moments do
-    not lose the hyperparameters or divide 0 by an eps that underflowed."""
-    # Our own dtype arithmetic: the user's promotion mode (often "strict") rules their math,
-    # not this choice, which is made once per leaf at trace time.
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.dtype(jnp.result_type(jnp.float32, *dtypes))
-
-
-def increment(count: jax.Array) -> jax.Array:
-    """count + 1, saturating at int32's maximum instead of wrapping to a negative step."""
-    top = jnp.iinfo(count.dtype).max
-    return jnp.where(count < top, count + 1, count)
-
-
-def store_hyperparams(given: dict[str, Any]) -> dict[str, jax.Array]:
-    return {k: store_hyperparam(v) for k, v in given.items()}
-
-
-def live_hyperparams(given: dict[str, Any], state: Any) -> dict[str, jax.Array]:
-    """The values this step uses, by name, read from ``state`` (see ``live_hyperparam``)."""
-    return {k: live_hyperparam(v, getattr(state, k)) for k, v in given.items()}
+def hyperparam_dtype() -> jnp.dtype:
+    """The dtype hyperparameters are kept in as arrays: float64 under x64, else float32 --
+    never the params' dtype, where b2 = 0.999 would round to 1.0 in bfloat16."""
+    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
 
 def tree_map_split(fn: Callable[..., tuple], n: int, tree: Any, *rest: Any) -> tuple[Any, ...]:
@@ -169,20 +188,6 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     return jax.tree.map(lambda x: jnp.zeros_like(x, dtype or jnp.result_type(x)), tree)
 
 
-def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
-    return jax.tree.map(lambda x: jnp.full_like(x, value, dtype or jnp.result_type(x)), tree)
-
-
-def real_dtype(dtype: Any) -> jnp.dtype:
-    """The real counterpart of a complex dtype (the dtype of ``|g|**2``)."""
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise _checks.GradchainError(
-            f"a moment needs a floating or complex dtype, got {jnp.dtype(dtype).name} "
-            "(keep integer leaves out of the optimizer)"
-        )
-    return jnp.finfo(dtype).dtype
-
-
 # --- composition -------------------------------------------------------------------------
 
 
@@ -192,6 +197,19 @@ def _accepts_extra_args(update: Callable) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def updater(transform: Any) -> Callable[..., tuple[Updates, State]]:
+    """``transform.update`` as a function of ``(updates, state, params, gradient, extra)``
+    that gives it what it takes: gradchain's transforms get the ``gradient`` keyword and the
+    extra arguments; a foreign one gets exactly what ``optax.chain`` would give it (the extra
+    arguments if its update takes ``**kwargs``, never ``gradient``; nothing otherwise)."""
+    update = transform.update
+    if not _accepts_extra_args(update):
+        return lambda u, s, p, gradient, extra: update(u, s, p)
+    if isinstance(transform, GradientTransformation):
+        return lambda u, s, p, gradient, extra: update(u, s, p, gradient=gradient, **extra)
+    return lambda u, s, p, gradient, extra: update(u, s, p, **extra)
 
 
 def _is_preprocessing(transform: Any) -> bool:
@@ -231,8 +249,9 @@ def chain(*transforms: Any) -> GradientTransformation:
     A gradchain chain that is called with ``gradient`` by an enclosing wrapper (masks,
     parameter groups) reads that gradient throughout.
 
-    Foreign transforms get the extra keyword arguments only if their ``update`` accepts
-    ``**kwargs``; ours always do, and ignore the ones they do not use.
+    A foreign transform receives exactly what ``optax.chain`` would give it: the extra
+    keyword arguments if its ``update`` accepts ``**kwargs`` (never ``gradient``), nothing
+    otherwise. Ours always take them, and ignore the ones they do not use.
 
     Checks (trace time only, ``GradchainError`` naming the leaf): ``init`` refuses integer,
     boolean and non-array leaves; ``update`` refuses such gradients, gradients whose tree or
@@ -246,7 +265,7 @@ def chain(*transforms: Any) -> GradientTransformation:
         t = _as_transform(t)
         flat.extend(t.members if getattr(t, "members", ()) else (t,))
     members = tuple(flat)
-    takes_extra = tuple(_accepts_extra_args(t.update) for t in members)
+    calls = tuple(updater(t) for t in members)
 
     def init(params):
         _checks.check_float_leaves("params", params)
@@ -261,12 +280,9 @@ def chain(*transforms: Any) -> GradientTransformation:
             )
         _check_inputs(members, updates, state, params, gradient, expected_states)
         new_state = []
-        for t, s, extra_ok in zip(members, state, takes_extra):
+        for t, s, call in zip(members, state, calls):
             incoming = updates
-            if extra_ok:
-                updates, s = t.update(updates, s, params, gradient=gradient, **extra)
-            else:
-                updates, s = t.update(updates, s, params)
+            updates, s = call(updates, s, params, gradient, extra)
             if gradient is None and not _is_preprocessing(t):
                 gradient = incoming  # the leading pre-processing run ends here
             new_state.append(s)
@@ -360,3 +376,48 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         return (jnp.asarray(p, wide) + jnp.asarray(u, wide)).astype(jnp.result_type(p))
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
+
+
+# --- TEMPORARY: the old per-transform hyperparameter plumbing, deleted once every transform
+# is written the new way (nothing may use it at the end of this change).
+def compute_dtype(*dtypes):
+    from gradchain.transforms import moment_math
+
+    return moment_math.compute_dtype(*dtypes)
+
+
+def increment(count):
+    from gradchain.transforms import moment_math
+
+    return moment_math.increment(count)
+
+
+def real_dtype(dtype):
+    from gradchain.transforms import moment_math
+
+    return moment_math.real_dtype(dtype)
+
+
+def store_hyperparam(value):
+    return jnp.asarray(value, dtype=hyperparam_dtype())
+
+
+def live_hyperparam(given, stored):
+    if isinstance(given, jax.Array):
+        return jnp.asarray(given, dtype=stored.dtype)
+    return stored
+
+
+def store_hyperparams(given):
+    return {k: store_hyperparam(v) for k, v in given.items()}
+
+
+def live_hyperparams(given, state):
+    return {k: live_hyperparam(v, getattr(state, k)) for k, v in given.items()}
+
+
+hyper_dtype = hyperparam_dtype
+
+
+def cast_like(x, like):
+    return jnp.asarray(x).astype(jnp.result_type(like))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, _accepts_extra_args, describe
+from gradchain.base import Child, GradientTransformation, describe, updater
 
 __all__ = ["GroupedState", "group_leaves"]
 
@@ -125,20 +125,15 @@ def group_leaves(optimizer: Any, *, max_leaf_size: int = 4096) -> GradientTransf
     def init(params):
         return GroupedState(inner=optimizer.init(_group(params, _layout(params, max_leaf_size))))
 
-    takes_extra = _accepts_extra_args(optimizer.update)
+    call = updater(optimizer)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         # Group by the params' dtypes (as init did) when they are given.
         layout = _layout(updates if params is None else params, max_leaf_size)
         grouped = _group(updates, layout)
         grouped_params = None if params is None else _group(params, layout)
-        if takes_extra:
-            grouped_gradient = None if gradient is None else _group(gradient, layout)
-            out, inner = optimizer.update(
-                grouped, state.inner, grouped_params, gradient=grouped_gradient, **extra
-            )
-        else:
-            out, inner = optimizer.update(grouped, state.inner, grouped_params)
+        grouped_gradient = None if gradient is None else _group(gradient, layout)
+        out, inner = call(grouped, state.inner, grouped_params, grouped_gradient, extra)
         out = _ungroup(out, layout)
         leaves = layout.treedef.flatten_up_to(updates)  # each update keeps its incoming dtype
         out = layout.treedef.unflatten(
@@ -149,4 +144,6 @@ def group_leaves(optimizer: Any, *, max_leaf_size: int = 4096) -> GradientTransf
         )
         return out, GroupedState(inner=inner)
 
-    return GradientTransformation(init, update, name="group_leaves")
+    return GradientTransformation(
+        init, update, name="group_leaves", children=(Child(None, optimizer, ("inner",)),)
+    )

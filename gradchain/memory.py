@@ -1,4 +1,4 @@
-"""What memory each transform adds: the memory report and the optimizer ladder.
+"""What memory each transform adds: the memory report (``memory_report``) and ``compare``.
 
 Everything here is computed from shapes and dtypes only (``jax.eval_shape`` of ``init``), so
 it works for a 70-billion-parameter model described by ``jax.ShapeDtypeStruct`` leaves
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradchain import _checks
+from gradchain import _checks, base
 from gradchain import state as state_lib
 
 __all__ = [
@@ -247,31 +247,21 @@ def _kind(slot: state_lib.Slot, param_leaves: list[Any], param_def: Any) -> str:
     return "mixed: " + ", ".join(sorted(kinds))
 
 
-def _inner_names(transform: Any, route: tuple[Any, ...], unnamed: str) -> list[str]:
-    """Names of the transforms a wrapper's state leads through along ``route``: a wrapper
-    lists what it wraps in ``.inner`` (``{"inner": t}``, or ``{label: t}`` for groups, whose
-    label is kept), a chain in ``.members``. A transform without a name (Optax's) is
-    called ``unnamed`` (its state's type name)."""
-    parts: list[str] = []
-    for step in route:
-        inner = getattr(transform, "inner", None)
-        members = getattr(transform, "members", ()) or ()
-        if isinstance(inner, dict) and step in inner:
-            transform = inner[step]
-            parts += [] if step == "inner" else [str(step)]
-            if not getattr(transform, "members", ()):
-                parts.append(getattr(transform, "name", None) or unnamed)
-        elif members and isinstance(step, int) and step < len(members):
-            transform = members[step]
-            parts.append(getattr(transform, "name", None) or unnamed)
-    return parts
+def _owners(optimizer: Any, state: Any) -> list[tuple[base.Visit, Any]]:
+    """Every transform of ``optimizer``'s tree (``base.walk``) with its part of ``state``;
+    a route the state does not have (a foreign wrapper's own layout) ends the walk there."""
+    found = []
+    for visit in base.walk(optimizer):
+        try:
+            found.append((visit, base.at_route(state, visit.route)))
+        except (AttributeError, IndexError, KeyError, TypeError):
+            continue
+    return found
 
 
-def _member_names(optimizer: Any, state: Any) -> list[str | None] | None:
-    members = getattr(optimizer, "members", ()) or ()
-    if members and isinstance(state, tuple) and len(state) == len(members):
-        return [getattr(m, "name", None) for m in members]
-    return None
+def _transform_label(visit: base.Visit, fallback: str) -> str:
+    name = getattr(visit.transform, "name", None) or fallback
+    return "/".join((*visit.labels, name))
 
 
 def memory_report(optimizer: Any, params: Any) -> MemoryReport:
@@ -297,18 +287,18 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
     abstract = _abstract(params)
     param_leaves, param_def = jax.tree.flatten(abstract)
     state = jax.eval_shape(optimizer.init, abstract)
-    names = _member_names(optimizer, state)
-    single = getattr(optimizer, "name", None) if not names else None
     n_params = sum(_size(p) for p in param_leaves)
+    owners = _owners(optimizer, state)
 
-    def owner(slot: state_lib.Slot) -> str:
-        top = optimizer.members[slot.route[0]] if names else optimizer
-        rest = slot.route[1:-1] if names else slot.route[:-1]
-        parts = _inner_names(top, rest, slot.owner) if slot.outer else []
-        head = (names[slot.route[0]] if names else single) or (slot.outer or (slot.owner,))[0]
-        if slot.outer and not parts:
-            parts = [slot.owner]  # a wrapper that does not say what it wraps
-        return "/".join([head, *parts]) if slot.outer else head or "state"
+    def owner(slot: state_lib.Slot) -> int:
+        """The index in ``owners`` of the deepest transform whose state holds the slot."""
+        best = 0
+        for i, (visit, _) in enumerate(owners):
+            if slot.route[: len(visit.route)] == visit.route and len(visit.route) >= len(
+                owners[best][0].route
+            ):
+                best = i
+        return best
 
     indexed: list[tuple[int, Row]] = []
     for slot in state_lib.slots(state):
@@ -317,43 +307,29 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
             continue
         elements = sum(_size(x) for x in leaves)
         dtypes = "/".join(sorted({str(np.dtype(x.dtype)) for x in leaves}))
-        kind = _kind(slot, param_leaves, param_def)
+        at = owner(slot)
         row = Row(
-            owner(slot),
+            _transform_label(owners[at][0], slot.owner or "state"),
             slot.name,
             slot.path,
-            kind,
+            _kind(slot, param_leaves, param_def),
             dtypes,
             elements,
             sum(_nbytes(x) for x in leaves),
             _ratio(elements, n_params),
             slot.meaning,
         )
-        indexed.append((slot.route[0] if names else 0, row))
-    if names:  # a transform that keeps nothing gets a row too: 0 bytes is worth seeing
-        kept = {i for i, _ in indexed}
-        indexed += [
-            (
-                i,
-                Row(
-                    name or type(state[i]).__name__,
-                    "-",
-                    str(i),
-                    "stateless",
-                    "-",
-                    0,
-                    0,
-                    0.0,
-                    "keeps no state",
-                ),
-            )
-            for i, name in enumerate(names)
-            if i not in kept
-        ]
-        indexed.sort(key=lambda pair: pair[0])
+        indexed.append((at, row))
+    kept = {i for i, _ in indexed}
+    for i, (visit, sub) in enumerate(owners):  # a transform that keeps nothing: 0 bytes
+        if i in kept or getattr(visit.transform, "children", ()) or jax.tree.leaves(sub):
+            continue
+        label = _transform_label(visit, type(sub).__name__)
+        indexed.append((i, Row(label, "-", label, "stateless", "-", 0, 0, 0.0, "keeps no state")))
+    indexed.sort(key=lambda pair: pair[0])
     rows = [row for _, row in indexed]
     return MemoryReport(
-        optimizer=_title(optimizer, names, state),
+        optimizer=_title(optimizer, state),
         rows=tuple(rows),
         param_elements=n_params,
         param_bytes=sum(_nbytes(p) for p in param_leaves),
@@ -362,9 +338,12 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
     )
 
 
-def _title(optimizer: Any, names: list[str | None] | None, state: Any) -> str:
-    if names:
-        return "chain(" + ", ".join(n or type(s).__name__ for n, s in zip(names, state)) + ")"
+def _title(optimizer: Any, state: Any) -> str:
+    members = getattr(optimizer, "members", ())
+    if members:
+        return "chain(" + ", ".join(
+            getattr(m, "name", None) or type(s).__name__ for m, s in zip(members, state)
+        ) + ")"
     return getattr(optimizer, "name", None) or type(state).__name__
 
 

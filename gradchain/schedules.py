@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import Schedule, hyper_dtype
+from gradchain.base import Schedule, hyperparam_dtype as hyper_dtype
 
 __all__ = [
     "constant_schedule",

@@ -1,20 +1,22 @@
-"""Read and replace optimizer state by slot name, without knowing the chain's layout.
+"""Read and replace optimizer state by name, without knowing the chain's layout.
 
 A state is whatever ``init`` returned: a chain's flat tuple, one transform's NamedTuple, an
-Optax state, or a wrapper's state that keeps inner states in its fields (a NamedTuple, or a
-dict, list or tuple of them). Every NamedTuple field that is not itself inner state is a
-*slot*: ``mu``, ``nu``, ``count``, ``learning_rate``...
+Optax state, or a wrapper's state that keeps inner states in its fields. Every NamedTuple
+field that is not itself inner state is a *slot*: ``mu``, ``nu``, ``count``...
 
-Each slot has a *path*: the route from the root, joined by dots. Tuple and list entries are
-numbered, NamedTuple fields and dict keys are named. In Adam's state
-``(MomentumState, BiasCorrectState, RmsState, LearningRateState)`` the second moment is at
-``"2.nu"`` and the step size at ``"3.learning_rate"``; inside a wrapper it might be
-``"1.inner_state.2.nu"``. A bare name (``"nu"``) means every slot of that name.
+Names are the user's own. A slot's *path* is the labels of the parameter groups it sits in
+(``gradchain.partition``), then its name: ``nu``, or ``backbone.nu``. Chains and the wrappers
+the user did not name (``skip_non_finite``, ``accumulate``, ``masked``) add nothing. Where two
+slots would get one path (Adam has a step count in its bias correction and in its second
+moment), the owner's state type is added before the name: ``BiasCorrectState.count``.
 
-Hyperparameters are the slots a training loop may change between steps: a gradchain state
-field whose meaning starts with "hyperparameter" (see ``gradchain.describe``) or is named
-``learning_rate``, and each entry of Optax's ``inject_hyperparams`` dict. They are 0-d
-arrays; ``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled.
+Hyperparameters are kept once per optimizer, under its own argument names (see
+``gradchain.live``): ``learning_rate``, ``b1``, or ``backbone.learning_rate`` in a group.
+Each entry of Optax's ``inject_hyperparams`` dict is one as well. They are 0-d arrays;
+``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled.
+
+A name given to these functions matches a slot by its path, by its bare name, or by the end
+of its path (``"backbone.nu"``): a bare name that occurs once works unqualified.
 """
 
 from __future__ import annotations
@@ -41,18 +43,25 @@ _GENERIC_MEANINGS = {
     "sum_of_squares": "running sum of g**2 (by its name)",
 }
 
+# Fields of gradchain's ``LiveState`` (and Optax's ``InjectHyperparamsState``) whose entries
+# are hyperparameters, by whether ``set_hyperparam`` may change them.
+_HYPERPARAMETER_FIELDS = {"hyperparams": True, "scheduled": False}
+
 
 class Slot(NamedTuple):
     """One named piece of state.
 
-    path:   route from the root, e.g. ``"2.nu"``; unique within the state.
-    route:  the same route as a tuple, e.g. ``(2, "nu")``.
+    path:   the user's name for it, unique within the state: group labels, then the name
+            (``"backbone.nu"``); see the module docstring.
+    route:  where it lives, as keys from the root (``(0, "inner", 2, "nu")``).
     owner:  the type name of the state that holds it, e.g. ``"RmsState"``.
-    name:   the field name, e.g. ``"nu"``.
+    name:   the field name or hyperparameter name, e.g. ``"nu"``, ``"b1"``.
     meaning: its one-line meaning (from ``gradchain.describe``), or ``""`` when unknown.
     value:  the subtree (arrays, or ``jax.ShapeDtypeStruct`` under ``jax.eval_shape``).
-    hyperparameter: True for a live hyperparameter (see the module docstring).
-    outer:  type names of the enclosing states, outermost first (empty at the top level).
+    hyperparameter: True for a hyperparameter (live, or recorded from a schedule).
+    labels: the parameter-group labels it sits in, outermost first.
+    settable: True for a hyperparameter that ``set_hyperparam`` may change (not one that a
+            schedule sets every step).
     """
 
     path: str
@@ -62,7 +71,8 @@ class Slot(NamedTuple):
     meaning: str
     value: Any
     hyperparameter: bool
-    outer: tuple[str, ...]
+    labels: tuple[str, ...]
+    settable: bool = False
 
 
 def _is_namedtuple(x: Any) -> bool:
@@ -99,43 +109,41 @@ def _ndim(x: Any) -> int:
     return np.ndim(x)
 
 
-def _is_hyperparameter(name: str, meaning: str, value: Any) -> bool:
-    if _ndim(value) != 0:
+def _hyperparameter_dict(cls: type, field: str, value: Any) -> bool:
+    if field not in _HYPERPARAMETER_FIELDS or not isinstance(value, dict):
         return False
-    return meaning.lower().startswith("hyperparameter") or name == "learning_rate"
+    return hasattr(cls, "validate") or cls.__module__.split(".")[0] == "optax"
 
 
-def _path(route: tuple[Any, ...]) -> str:
-    return ".".join(str(r) for r in route) or "<root>"
-
-
-def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), outer=(), top=True) -> Any:
-    """Rebuild ``node`` with every slot's value replaced by ``fn(slot)``."""
+def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=True) -> Any:
+    """Rebuild ``node`` with every slot's value replaced by ``fn(slot)``; ``Slot.path`` is
+    left as the short path (labels and name) here, made unique by ``_unique``."""
     if _is_namedtuple(node) and (top or _is_state(node)):
         cls = type(node)
         meanings = getattr(cls, "meanings", {})
-        inner_outer = (*outer, cls.__name__)
         fields = []
         for field, value in zip(cls._fields, node):
             here = (*route, field)
             if value is None:
                 fields.append(None)
             elif _holds_states(value):
-                fields.append(_map_slots(value, fn, here, inner_outer, top=True))
-            elif field == "hyperparams" and isinstance(value, dict) and not meanings:
-                # Optax's inject_hyperparams: one live scalar per key.
+                fields.append(_map_slots(value, fn, here, labels, top=True))
+            elif _hyperparameter_dict(cls, field, value):
+                settable = _HYPERPARAMETER_FIELDS[field]
+                meaning = "hyperparameter" if settable else "hyperparameter, set by a schedule"
                 fields.append(
                     {
                         k: fn(
                             Slot(
-                                _path((*here, k)),
+                                ".".join((*labels, str(k))),
                                 (*here, k),
                                 cls.__name__,
                                 str(k),
-                                "hyperparameter (optax.inject_hyperparams)",
+                                meaning,
                                 v,
                                 _ndim(v) == 0,
-                                outer,
+                                labels,
+                                settable and _ndim(v) == 0,
                             )
                         )
                         for k, v in value.items()
@@ -143,21 +151,44 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), outer=(), top=Tru
                 )
             else:
                 meaning = meanings.get(field) or _GENERIC_MEANINGS.get(field, "")
-                hyper = _is_hyperparameter(field, meaning, value)
+                short = ".".join((*labels, field))
                 fields.append(
-                    fn(Slot(_path(here), here, cls.__name__, field, meaning, value, hyper, outer))
+                    fn(Slot(short, here, cls.__name__, field, meaning, value, False, labels))
                 )
         return cls._make(fields)
     if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
-        children = [_map_slots(c, fn, (*route, i), outer, True) for i, c in enumerate(node)]
+        children = [_map_slots(c, fn, (*route, i), labels, True) for i, c in enumerate(node)]
         return type(node)(children)
     if isinstance(node, dict):
-        return type(node)((k, _map_slots(v, fn, (*route, k), outer, True)) for k, v in node.items())
+        return type(node)(
+            (k, _map_slots(v, fn, (*route, k), (*labels, str(k)), True)) for k, v in node.items()
+        )
     if node is None:
         return None
     # A bare array where a state was expected: a slot named after its place.
     name = str(route[-1]) if route else "state"
-    return fn(Slot(_path(route), route, "", name, "", node, False, outer))
+    return fn(Slot(".".join((*labels, name)), route, "", name, "", node, False, labels))
+
+
+def _unique(found: list[Slot]) -> list[Slot]:
+    """Make paths unique: where a path is shared, add the owner's type before the name, and
+    then, if still shared, the position among them."""
+    counts: dict[str, int] = {}
+    for s in found:
+        counts[s.path] = counts.get(s.path, 0) + 1
+    found = [
+        s
+        if counts[s.path] == 1 or s.hyperparameter
+        else s._replace(path=".".join((*s.labels, s.owner or "state", s.name)))
+        for s in found
+    ]
+    seen: dict[str, int] = {}
+    out = []
+    for s in found:
+        n = seen.get(s.path, 0)
+        seen[s.path] = n + 1
+        out.append(s if n == 0 else s._replace(path=f"{s.path}#{n + 1}"))
+    return out
 
 
 def slots(state: State) -> list[Slot]:
@@ -166,7 +197,7 @@ def slots(state: State) -> list[Slot]:
     >>> import jax.numpy as jnp, gradchain
     >>> state = gradchain.adam(1e-3).init({"w": jnp.zeros(3)})
     >>> [s.path for s in gradchain.slots(state) if not s.hyperparameter]
-    ['0.mu', '1.count', '2.nu', '2.count', '3.count']
+    ['mu', 'BiasCorrectState.count', 'nu', 'RmsState.count']
     """
     found: list[Slot] = []
 
@@ -175,31 +206,31 @@ def slots(state: State) -> list[Slot]:
         return slot.value
 
     _map_slots(state, record)
-    return found
+    return _unique(found)
 
 
-def _matching(state: State, name: str, only_hyper: bool = False) -> list[Slot]:
-    every = [s for s in slots(state) if s.hyperparameter or not only_hyper]
-    return [s for s in every if name in (s.name, s.path)]
+def _matches(slot: Slot, name: str) -> bool:
+    return name in (slot.name, slot.path) or slot.path.endswith("." + name)
 
 
 def _unknown(what: str, name: str, known: list[Slot]) -> _checks.GradchainError:
-    names = sorted({s.name for s in known})
+    names = sorted({s.path for s in known})
     listed = ", ".join(names) if names else "none"
     return _checks.GradchainError(f"this state has no {what} named {name!r}; it has: {listed}")
 
 
 def get_slot(state: State, name: str) -> dict[str, Any]:
-    """Every slot called ``name`` (or the one at path ``name``), keyed by path.
+    """Every slot called ``name`` (a bare name, a path, or the end of a path), keyed by path.
 
-    Returns: ``{path: subtree}``, e.g. ``get_slot(adam_state, "nu") == {"2.nu": {...}}``:
-             the paths say where each one lives, so a chain with two second moments (or a
-             parameter group per subtree) gives one entry each.
+    Returns: ``{path: subtree}``, e.g. ``get_slot(adam_state, "nu") == {"nu": {...}}``; a
+             chain with two second moments, or a parameter group per subtree, gives one
+             entry each (``{"backbone.nu": ..., "head.nu": ...}``).
     Raises:  GradchainError naming the slots the state has, when none matches.
     """
-    found = _matching(state, name)
+    every = slots(state)
+    found = [s for s in every if _matches(s, name)]
     if not found:
-        raise _unknown("slot", name, slots(state))
+        raise _unknown("slot", name, every)
     return {s.path: s.value for s in found}
 
 
@@ -210,8 +241,16 @@ def _cast_like(path: str, old: Any, new: Any) -> Any:
     return jax.tree.map(lambda o, n: jnp.asarray(n, dtype=jnp.result_type(o)), old, new)
 
 
+def _replace_at(state: State, routes: dict[tuple, Callable[[Slot], Any]]) -> State:
+    def replace(slot: Slot) -> Any:
+        fn = routes.get(slot.route)
+        return slot.value if fn is None else fn(slot)
+
+    return _map_slots(state, replace)
+
+
 def set_slot(state: State, name: str, value_or_fn: Any) -> State:
-    """A new state with every slot called ``name`` (or at path ``name``) replaced.
+    """A new state with every slot called ``name`` (as in ``get_slot``) replaced.
 
     Args:    value_or_fn -- the new subtree, or a function of the old subtree returning it
              (e.g. ``lambda nu: jax.tree.map(jnp.zeros_like, nu)`` to reset a moment).
@@ -219,30 +258,30 @@ def set_slot(state: State, name: str, value_or_fn: Any) -> State:
              dtypes, so a jitted step is reused.
     Raises:  GradchainError when no slot matches, or the new value does not fit.
     """
-    if not _matching(state, name):
-        raise _unknown("slot", name, slots(state))
+    every = slots(state)
+    found = [s for s in every if _matches(s, name)]
+    if not found:
+        raise _unknown("slot", name, every)
+    paths = {s.route: s.path for s in found}
 
-    def replace(slot: Slot) -> Any:
-        if name not in (slot.name, slot.path):
-            return slot.value
+    def new_value(slot: Slot) -> Any:
         new = value_or_fn(slot.value) if callable(value_or_fn) else value_or_fn
-        return _cast_like(slot.path, slot.value, new)
+        return _cast_like(paths[slot.route], slot.value, new)
 
-    return _map_slots(state, replace)
+    return _replace_at(state, {route: new_value for route in paths})
 
 
 def get_hyperparams(state: State) -> dict[str, jax.Array]:
-    """The live hyperparameters of ``state``, each a 0-d array.
+    """The hyperparameters of ``state`` by path: each optimizer's argument names, behind the
+    labels of the parameter group it sits in (``"learning_rate"``, ``"backbone.b1"``).
 
-    Keys are bare names (``"learning_rate"``, ``"eps"``) when the name occurs once in the
-    state, and paths (``"0.decay"``, ``"2.decay"``) for a name that occurs more than once --
-    in Adam, ``decay`` is b1 for the momentum and the bias correction and b2 for ``nu``.
+    Values a schedule sets are included (the value of the last step, for logging).
+
+    >>> import gradchain
+    >>> sorted(gradchain.get_hyperparams(gradchain.adam(1e-3).init(1.0)))
+    ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
     """
-    found = [s for s in slots(state) if s.hyperparameter]
-    counts: dict[str, int] = {}
-    for s in found:
-        counts[s.name] = counts.get(s.name, 0) + 1
-    return {(s.name if counts[s.name] == 1 else s.path): s.value for s in found}
+    return {s.path: s.value for s in slots(state) if s.hyperparameter}
 
 
 def _probe(value: Any) -> Any:
@@ -256,39 +295,55 @@ def _probe(value: Any) -> Any:
     return value
 
 
+def _validate(state: State, slot: Slot, value: Any) -> None:
+    """The constructor's checks for a new value: the owning optimizer's own, when known."""
+    holder = state
+    for key in slot.route[:-2]:
+        holder = getattr(holder, key) if isinstance(key, str) and _is_namedtuple(holder) else holder[key]
+    validate = getattr(type(holder), "validate", None)
+    if validate is None:  # an Optax state: the generic check
+        _checks.check_hyperparam(slot.name, value)
+        return
+    current = {**holder.hyperparams, **holder.scheduled}
+    validate(slot.name, value, current)
+
+
 def set_hyperparam(state: State, name: str, value: Any) -> State:
     """A new state with hyperparameter ``name`` set to ``value``, in its stored dtype.
 
     The state's tree, shapes and dtypes are unchanged, so a jitted step that takes the
-    state as an argument runs the same compiled program with the new value.
+    state as an argument runs the same compiled program with the new value. The value goes
+    through the checks the optimizer's constructor runs, with its message.
 
-    Args:    name -- a bare name (``"learning_rate"``) that occurs once in the state, or a
-             path (``"2.decay"``) from ``get_hyperparams``.  value -- a real scalar (a Python
-             number or a 0-d array, traced or not).
+    Args:    name -- an argument name of the optimizer (``"b1"``) that occurs once in the
+             state, or a path from ``get_hyperparams`` (``"backbone.learning_rate"``).
+             value -- a real scalar (a Python number or a 0-d array, traced or not).
     Raises:  GradchainError naming the known hyperparameters when ``name`` is not one of
-             them, or listing the paths when a bare name is ambiguous.
-    Note:    a ``learning_rate`` that a schedule drives is recomputed from the step count
-             every step; setting it changes only the recorded value.
+             them, listing the candidates when it is ambiguous, and refusing a value that a
+             schedule sets (change the schedule instead).
     """
     hyper = [s for s in slots(state) if s.hyperparameter]
-    found = [s for s in hyper if name in (s.name, s.path)]
+    found = [s for s in hyper if _matches(s, name)]
     if not found:
-        known = ", ".join(get_hyperparams(state)) or "none"
+        known = ", ".join(s.path for s in hyper) or "none"
         raise _checks.GradchainError(
             f"unknown hyperparameter {name!r}; this state's hyperparameters are: {known}"
         )
     if len(found) > 1:
-        where = "; ".join(f"{s.path} ({s.owner}: {s.meaning})" for s in found)
+        where = ", ".join(s.path for s in found)
         raise _checks.GradchainError(
-            f"hyperparameter {name!r} occurs {len(found)} times in this state: {where}. "
-            f"Name one by its path, e.g. set_hyperparam(state, {found[-1].path!r}, value)"
+            f"hyperparameter {name!r} is ambiguous in this state: it could be {where}. "
+            f"Name one by its path, e.g. set_hyperparam(state, {found[0].path!r}, value)"
         )
-    _checks.check_hyperparam(name, _probe(value))
-    target = found[0].path
+    slot = found[0]
+    if not slot.settable:
+        raise _checks.GradchainError(
+            f"hyperparameter {slot.path!r} is set by a schedule at every step (its value is "
+            "recorded for logging); change the schedule instead"
+        )
+    _validate(state, slot, _probe(value))
 
-    def replace(slot: Slot) -> Any:
-        if slot.path != target:
-            return slot.value
-        return jnp.asarray(value, dtype=jnp.result_type(slot.value))
+    def new_value(s: Slot) -> Any:
+        return jnp.asarray(value, dtype=jnp.result_type(s.value))
 
-    return _map_slots(state, replace)
+    return _replace_at(state, {slot.route: new_value})

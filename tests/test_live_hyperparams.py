@@ -1,7 +1,9 @@
-"""Hyperparameters live in the state: changing them between steps reuses the compiled step
-and takes effect exactly as in Optax's inject_hyperparams; they keep their own dtype whatever
-the params'. Also: switching optimizers between phases of a run."""
+"""Hyperparameters live once per optimizer, under its own argument names: changing them
+between steps reuses the compiled step and takes effect exactly as in Optax's
+inject_hyperparams; they keep their own dtype whatever the params'; setting one runs the
+constructor's checks. Also: switching optimizers between phases of a run."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,12 +55,12 @@ def counting_step(opt):
     return step, traces
 
 
-# step: {our state path: value, optax's hyperparameter name: value}
+# step: {argument name (ours and Optax's): value}
 CHANGES = {
     3: {"learning_rate": 0.003},
     5: {"weight_decay": 0.5},
-    7: {("0.decay", "1.decay", "b1"): 0.5},  # b1 drives the momentum and its bias correction
-    9: {("2.decay", "b2"): 0.9, "learning_rate": 0.02},
+    7: {"b1": 0.5},  # one value: the momentum and its bias correction both read it
+    9: {"b2": 0.9, "learning_rate": 0.02},
 }
 
 
@@ -69,15 +71,13 @@ def test_changing_hyperparameters_reuses_the_step_and_matches_optax(dtype):
     step, traces = counting_step(opt)
     p, state = params, opt.init(params)
     for t, g in enumerate(grads):
-        for names, value in CHANGES.get(t, {}).items():
-            ours = names[:-1] if isinstance(names, tuple) else (names,)
-            for name in ours:
-                state = gradchain.set_hyperparam(state, name, value)
+        for name, value in CHANGES.get(t, {}).items():
+            state = gradchain.set_hyperparam(state, name, value)
         p, state = step(p, state, g)
     assert len(traces) == 1 and step._cache_size() == 1
     hp = gradchain.get_hyperparams(state)
     assert float(hp["learning_rate"]) == pytest.approx(0.02)
-    assert float(hp["2.decay"]) == pytest.approx(0.9)
+    assert float(hp["b2"]) == pytest.approx(0.9) and float(hp["b1"]) == 0.5
     assert all(v.dtype == dtype for v in hp.values())
 
     with reference_promotion():
@@ -86,8 +86,7 @@ def test_changing_hyperparameters_reuses_the_step_and_matches_optax(dtype):
         )
         q, ref_state = params, ref.init(params)
         for t, g in enumerate(grads):
-            for names, value in CHANGES.get(t, {}).items():
-                name = names[-1] if isinstance(names, tuple) else names
+            for name, value in CHANGES.get(t, {}).items():
                 ref_state.hyperparams[name] = jnp.asarray(value, dtype)
             updates, ref_state = ref.update(g, ref_state, q)
             q = optax.apply_updates(q, updates)
@@ -105,7 +104,7 @@ def test_a_change_takes_effect_on_the_next_step_exactly():
     want = jax.tree.map(lambda p, x: p - jnp.float32(0.25) * x, params, g)
     for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(want)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert float(state[0].learning_rate) == 0.25 and len(traces) == 1
+    assert float(gradchain.get_hyperparams(state)["learning_rate"]) == 0.25 and len(traces) == 1
 
 
 def test_a_group_learning_rate_changes_without_recompiling():
@@ -117,10 +116,10 @@ def test_a_group_learning_rate_changes_without_recompiling():
     step, traces = counting_step(opt)
     p, state = params, opt.init(params)
     paths = [k for k in gradchain.get_hyperparams(state) if k.endswith("learning_rate")]
-    assert sorted(paths) == ["groups.fast.3.learning_rate", "groups.slow.0.learning_rate"]
+    assert sorted(paths) == ["fast.learning_rate", "slow.learning_rate"]
     for t, g in enumerate(grads):
         if t == 2:
-            state = gradchain.set_hyperparam(state, "groups.slow.0.learning_rate", 0.5)
+            state = gradchain.set_hyperparam(state, "slow.learning_rate", 0.5)
         before = p
         p, state = step(p, state, g)
     np.testing.assert_allclose(np.asarray(p["w"]), np.asarray(before["w"] - 0.5 * g["w"]))
@@ -155,9 +154,9 @@ def test_bfloat16_params_keep_b2_in_float32():
         return u, state
 
     u, state = last_update(opt.init(params), jnp.bfloat16)
-    b2 = gradchain.get_hyperparams(state)["2.decay"]
+    b2 = gradchain.get_hyperparams(state)["b2"]
     assert b2.dtype == jnp.float32 and float(b2) == float(np.float32(0.999))
-    assert state[2].nu["w"].dtype == jnp.bfloat16  # the moment keeps the params' dtype
+    assert gradchain.get_slot(state, "nu")["nu"]["w"].dtype == jnp.bfloat16  # params' dtype
     assert u["w"].dtype == jnp.bfloat16
 
     # the same five steps on float32 copies: equal up to bfloat16 rounding (2**-8 relative)
@@ -167,11 +166,11 @@ def test_bfloat16_params_keep_b2_in_float32():
         np.asarray(u["w"], np.float32), np.asarray(want["w"]), rtol=2e-2, atol=0
     )
 
-    rounded, _ = last_update(
-        gradchain.set_hyperparam(opt.init(params), "2.decay", 1.0), jnp.bfloat16
-    )
-    # with b2 = 1 the second moment never leaves 0 and Adam's step is lost
-    assert not np.allclose(np.asarray(rounded["w"], np.float32), np.asarray(u["w"], np.float32))
+    # b2 = 1 is refused as the constructor refuses it; b2 = 0.9 takes the same program
+    with pytest.raises(gradchain.GradchainError, match=r"b2 must be in \[0, 1\), got 1.0"):
+        gradchain.set_hyperparam(opt.init(params), "b2", 1.0)
+    other, _ = last_update(gradchain.set_hyperparam(opt.init(params), "b2", 0.9), jnp.bfloat16)
+    assert not np.allclose(np.asarray(other["w"], np.float32), np.asarray(u["w"], np.float32))
     assert update._cache_size() == 2  # one program per params dtype, none per b2 value
 
 
@@ -215,7 +214,7 @@ def test_switching_to_momentum_can_carry_adams_first_moment():
     for g in grads[:3]:
         u, s = adam.update(g, s, p)
         p = gradchain.apply_updates(p, u)
-    mu = gradchain.get_slot(s, "mu")["0.mu"]
+    mu = gradchain.get_slot(s, "mu")["mu"]
 
     momentum = gradchain.momentum(0.1, momentum=0.9)
     carried = gradchain.set_slot(momentum.init(p), "mu", mu)
@@ -224,4 +223,147 @@ def test_switching_to_momentum_can_carry_adams_first_moment():
     for key in ("w", "b"):
         v = jnp.float32(0.9) * mu[key] + grads[3][key]
         np.testing.assert_allclose(np.asarray(u[key]), np.asarray(-jnp.float32(0.1) * v), rtol=1e-6)
-        np.testing.assert_allclose(np.asarray(s2[0].mu[key]), np.asarray(v), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(s2.inner[0].mu[key]), np.asarray(v), rtol=1e-6)
+
+
+# --- one place per optimizer, the constructor's checks, the user's names -------------------
+
+
+def test_adams_state_holds_one_b1_one_b2_one_learning_rate():
+    state = gradchain.adam(1e-3).init({"w": jnp.zeros(3)})
+    hp = gradchain.get_hyperparams(state)
+    assert sorted(hp) == ["b1", "b2", "eps", "eps_root", "learning_rate"]
+    # no transform keeps a copy: every other leaf is a moment or a count
+    others = [s for s in gradchain.slots(state) if not s.hyperparameter]
+    assert sorted(s.name for s in others) == ["count", "count", "mu", "nu"]
+
+
+def test_setting_b1_changes_the_momentum_and_its_bias_correction_together():
+    params = make_params(jnp.float32)
+    grads = grads_sequence(params, jnp.float32, steps=3)
+    changed, fresh = gradchain.adam(0.01), gradchain.adam(0.01, b1=0.5)
+    s1 = gradchain.set_hyperparam(changed.init(params), "b1", 0.5)
+    s2 = fresh.init(params)
+    for g in grads:
+        u1, s1 = changed.update(g, s1, params)
+        u2, s2 = fresh.update(g, s2, params)
+        for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_learning_rate_given_as_an_array_is_as_live_as_a_number():
+    params = make_params(jnp.float32)
+    g = grads_sequence(params, jnp.float32, steps=1)[0]
+    opt = gradchain.sgd(jnp.asarray(0.1))
+    state = gradchain.set_hyperparam(opt.init(params), "learning_rate", 0.0)
+    updates, _ = opt.update(g, state, params)
+    assert all(not np.any(np.asarray(u)) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize(
+    "factory, name, value, message",
+    [
+        ("sgd", "learning_rate", -0.5, r"learning_rate must be >= 0, got -0.5"),
+        ("adam", "b1", 1.0, r"b1 must be in \[0, 1\), got 1.0"),
+        ("momentum", "momentum", 1.0, r"momentum must be in \[0, 1\)"),
+        ("adamw", "weight_decay", -1.0, r"weight_decay must be >= 0"),
+        ("adam", "eps", float("nan"), r"eps must not be NaN"),
+    ],
+)
+def test_set_hyperparam_runs_the_constructors_check_with_its_message(factory, name, value, message):
+    make = getattr(gradchain, factory)
+    with pytest.raises(gradchain.GradchainError, match=message) as constructor:
+        make(**{"learning_rate": 0.1, name: value})
+    with pytest.raises(gradchain.GradchainError, match=message) as setting:
+        gradchain.set_hyperparam(make(0.1).init(1.0), name, value)
+    assert str(setting.value) == str(constructor.value)
+
+
+def test_paths_are_the_users_names_through_unnamed_wrappers():
+    params = {"enc": jnp.ones(3), "head": jnp.ones(2)}
+    opt = gradchain.skip_non_finite(
+        gradchain.accumulate(
+            gradchain.partition(
+                {"backbone": gradchain.adamw(1e-3), "head": gradchain.sgd(1e-2)},
+                {"enc": "backbone", "head": "head"},
+            ),
+            2,
+        )
+    )
+    state = opt.init(params)
+    hp = gradchain.get_hyperparams(state)
+    assert "backbone.learning_rate" in hp and "head.learning_rate" in hp
+    assert not any(k.startswith(("inner", "groups")) or k[0].isdigit() for k in hp)
+    state = gradchain.set_hyperparam(state, "b1", 0.8)  # unique: works unqualified
+    assert float(gradchain.get_hyperparams(state)["backbone.b1"]) == pytest.approx(0.8)
+    with pytest.raises(gradchain.GradchainError, match="backbone.learning_rate, head.learning_rate"):
+        gradchain.set_hyperparam(state, "learning_rate", 0.1)
+    rows = {r.transform for r in gradchain.memory_report(opt, params).rows}
+    assert "backbone/scale_by_rms" in rows and "backbone/adamw" in rows
+    assert not any("skip_non_finite/" in r or "accumulate/" in r for r in rows)
+    assert set(gradchain.get_slot(state, "nu")) == {"backbone.nu"}
+
+
+def test_a_scheduled_value_is_readable_but_not_settable():
+    opt = gradchain.adam(gradchain.linear_schedule(1.0, 0.0, transition_steps=4))
+    state = opt.init(1.0)
+    assert float(gradchain.get_hyperparams(state)["learning_rate"]) == 1.0
+    with pytest.raises(gradchain.GradchainError, match="set by a schedule"):
+        gradchain.set_hyperparam(state, "learning_rate", 0.5)
+
+
+def test_a_users_factory_becomes_live_with_one_decorator():
+    @gradchain.live
+    def my_rmsprop(learning_rate, decay=0.9):
+        return gradchain.chain(
+            gradchain.scale_by_rms(decay, eps_in_sqrt=False),
+            gradchain.scale_by_learning_rate(learning_rate),
+        )
+
+    params = make_params(jnp.float32)
+    grads = grads_sequence(params, jnp.float32, steps=4)
+    opt = my_rmsprop(0.01)
+    step = jax.jit(chex.assert_max_traces(lambda g, s, p: opt.update(g, s, p), n=1))
+    state = opt.init(params)
+    for t, g in enumerate(grads):
+        if t == 2:
+            state = gradchain.set_hyperparam(state, "decay", 0.5)
+        _, state = step(g, state, params)
+    assert sorted(gradchain.get_hyperparams(state)) == ["decay", "learning_rate"]
+    with pytest.raises(gradchain.GradchainError, match=r"decay must be in \[0, 1\)"):
+        gradchain.set_hyperparam(state, "decay", 2.0)
+
+
+def test_inject_hyperparams_takes_optax_signature(x64):
+    opt = gradchain.inject_hyperparams(gradchain.adam, static_args=("eps_root",), hyperparam_dtype=jnp.float32)(0.1)
+    state = opt.init(jnp.zeros(2))
+    hp = gradchain.get_hyperparams(state)
+    assert "eps_root" not in hp and hp["b1"].dtype == jnp.float32
+    with reference_promotion():
+        ref = optax.inject_hyperparams(optax.adam)(0.1)
+        ref_state = ref.init(jnp.zeros(2))
+        g = jnp.asarray([1.0, -2.0])
+        for _ in range(3):
+            u, state = opt.update(g, state)
+            v, ref_state = ref.update(g, ref_state)
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=0, atol=1e-7)
+
+
+NAMED = sorted(gradchain.optimizers.__all__)
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_optax_inject_hyperparams_works_for_every_named_optimizer(name):
+    static = {"adafactor": ("min_dim_size_to_factor",)}.get(name, ())
+    factory = getattr(gradchain, name)
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+    with reference_promotion():
+        injected = optax.inject_hyperparams(factory, static_args=static)(learning_rate=0.01)
+        plain = factory(learning_rate=0.01)
+        s1, s2 = injected.init(params), plain.init(params)
+        for _ in range(3):
+            u1, s1 = jax.jit(injected.update)(grads, s1, params)
+            u2, s2 = plain.update(grads, s2, params)
+    for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

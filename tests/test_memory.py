@@ -2,6 +2,7 @@
 against the bytes of the real state, for every named optimizer; reduced and quantized slots;
 Optax transforms inside a chain; 70B parameters described without allocating; moment dtypes."""
 
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -30,20 +31,27 @@ def mixed_params():
     }
 
 
-# name: (per-parameter slots, bytes of scalars) worked out from each chain's states. Every
-# moment takes its parameter's dtype; counts are int32 (4 B), hyperparameters float32 (4 B).
+# name: (per-parameter slots, bytes of scalars) worked out from each optimizer's state: its
+# live hyperparameters, once each, by its own argument names (float32, 4 B; None, bools and
+# dtypes are not stored), plus the step counts its transforms keep (int32, 4 B). Every moment
+# takes its parameter's dtype.
 HAND = {
-    "sgd": (0, 8),  # learning rate: count, learning_rate
-    "momentum": (1, 4 + 8),  # mu; decay
-    "nesterov": (1, 4 + 8),
-    "adagrad": (1, 8 + 8),  # sum_of_squares; eps, eps_root
-    "rmsprop": (1, 12 + 8),  # nu; decay, eps, eps_root (no count: no bias correction)
-    "adam": (2, 4 + 8 + 16 + 8),  # mu; count, decay; nu, count, decay, eps, eps_root
-    "adamw": (2, 4 + 8 + 16 + 4 + 8),  # + weight_decay
-    "amsgrad": (3, 4 + 8 + 16 + 8),  # + nu_max
-    "nadam": (2, 4 + 8 + 16 + 8),
-    "adamax": (2, 4 + 8 + 8 + 8),  # inf norm: nu; decay, eps
-    "lion": (1, 8 + 4 + 8),  # mu; b1, b2; weight_decay
+    "sgd": (0, 4),  # learning_rate (momentum=None: not stored)
+    "momentum": (1, 8),  # mu; learning_rate, momentum
+    "nesterov": (1, 8),  # mu; learning_rate, momentum
+    # sum_of_squares; learning_rate, initial_accumulator_value, eps (no count)
+    "adagrad": (1, 12),
+    # nu; learning_rate, decay, eps, initial_scale (no count: no bias correction)
+    "rmsprop": (1, 16),
+    # mu, nu; learning_rate, b1, b2, eps, eps_root + counts of bias_correct and scale_by_rms
+    "adam": (2, 5 * 4 + 2 * 4),
+    "adamw": (2, 6 * 4 + 2 * 4),  # adam's + weight_decay
+    "amsgrad": (3, 5 * 4 + 2 * 4),  # adam's, + nu_max per parameter
+    "nadam": (2, 5 * 4 + 2 * 4),  # adam's (momentum_decay=None: not stored)
+    # mu, inf norm nu; learning_rate, b1, b2, eps + the bias correction's count (the inf
+    # norm keeps none)
+    "adamax": (2, 4 * 4 + 4),
+    "lion": (1, 16),  # mu; learning_rate, b1, b2, weight_decay (no count)
 }
 
 
@@ -84,9 +92,10 @@ def test_float64_params_keep_int32_counts_and_float64_hyperparameters(x64):
     params = {"w": jnp.ones((3, 4), jnp.float64)}
     optimizer = gradchain.adam(1e-3)
     report = gradchain.memory_report(optimizer, params)
-    # 2 moments x 12 x 8 B; 3 counts x 4 B; 6 hyperparameters (3 decays, eps, eps_root, lr) x 8 B
+    # 2 moments x 12 x 8 B; 2 counts (bias_correct, scale_by_rms) x 4 B;
+    # 5 hyperparameters (learning_rate, b1, b2, eps, eps_root) x 8 B
     assert report.per_parameter_bytes == 2 * 12 * 8
-    assert report.scalar_bytes == 3 * 4 + 6 * 8
+    assert report.scalar_bytes == 2 * 4 + 5 * 8
     assert report.total_bytes == real_bytes(optimizer.init(params))
 
 
@@ -95,13 +104,13 @@ def test_rows_name_the_transform_slot_kind_and_meaning():
     mu, nu = (next(r for r in report.rows if r.slot == s) for s in ("mu", "nu"))
     assert (mu.transform, mu.path, mu.kind, mu.dtype) == (
         "scale_by_momentum",
-        "0.mu",
+        "mu",
         "same shape",
         "bfloat16/float32",
     )
     assert (nu.transform, nu.path, nu.elements, nu.bytes, nu.multiple) == (
         "scale_by_rms",
-        "2.nu",
+        "nu",
         PARAM_ELEMENTS,
         PARAM_BYTES,
         1.0,
@@ -109,9 +118,16 @@ def test_rows_name_the_transform_slot_kind_and_meaning():
     assert nu.meaning == gradchain.RmsState.meanings["nu"]
     kinds = {(r.transform, r.slot): r.kind for r in report.rows}
     assert kinds[("bias_correct", "count")] == "scalar"
-    assert kinds[("scale_by_learning_rate", "learning_rate")] == "hyperparameter"
+    # the live optimizer owns its hyperparameters; the transforms hold only their math
+    assert kinds[("adam", "learning_rate")] == "hyperparameter"
+    assert kinds[("adam", "b1")] == "hyperparameter"
+    assert kinds[("scale_by_learning_rate", "-")] == "stateless"
     text = str(report)
-    assert "scale_by_momentum  mu" in text and "scale_by_rms       nu" in text
+    assert re.search(r"\nscale_by_momentum +mu +same shape", text)
+    assert re.search(r"\nscale_by_rms +nu +same shape", text)
+    # the scalars, by owner: 5 float32 hyperparameters (20 B), one int32 count each (4 B)
+    assert re.search(r"\nadam +b1, b2, eps, eps_root, learning_rate +20 B", text)
+    assert re.search(r"\nbias_correct +count +4 B", text)
     assert "per-parameter state: 178 elements = 2x params" in text
     assert f"total: {report.total_bytes:,} bytes" in text
 
@@ -130,8 +146,9 @@ def test_user_made_chain_with_a_stateless_member():
     assert by_slot[("scale_by_rms", "nu")].bytes == PARAM_BYTES
     assert by_slot[("scale_by_rms", "nu_max")].bytes == PARAM_BYTES
     assert by_slot[("scale_by_sign", "-")].kind == "stateless"
-    assert by_slot[("clip_by_global_norm", "max_norm")].kind == "hyperparameter"
-    assert [r.transform for r in report.rows if r.slot != "-"][0] == "clip_by_global_norm"
+    # a raw transform stores no hyperparameter: clipping keeps nothing
+    assert by_slot[("clip_by_global_norm", "-")].kind == "stateless"
+    assert [r.transform for r in report.rows][0] == "clip_by_global_norm"  # chain order
     assert report.params_multiple == 3
     assert report.total_bytes == real_bytes(optimizer.init(mixed_params()))
     assert "scale_by_sign" in str(report) and "stateless" in str(report)
@@ -164,9 +181,9 @@ def test_optax_inject_hyperparams_alone():
         state = optimizer.init(mixed_params())
     hyper = [r for r in report.rows if r.kind == "hyperparameter"]
     assert {r.slot for r in hyper} >= {"learning_rate", "b1", "b2", "weight_decay"}
-    assert {r.transform for r in report.rows if r.slot == "mu"} == {
-        "InjectStatefulHyperparamsState/ScaleByAdamState"
-    }
+    # a foreign wrapper declares no children: the inner Optax state is named by its type
+    assert {r.transform for r in report.rows if r.slot == "mu"} == {"ScaleByAdamState"}
+    assert {r.transform for r in hyper} == {"InjectStatefulHyperparamsState"}
     assert report.params_multiple == 2
     assert report.total_bytes == real_bytes(state)
 
@@ -310,8 +327,9 @@ def test_hierarchy_multiples_and_the_slot_each_rung_adds():
         "scale_by_rms",
         "scale_by_learning_rate",
     )
-    assert h["adam"].total_bytes == 8_000_036
-    assert h["adam"].bf16_moment_bytes == 4_000_036
+    # 2 moments x 4 MB + 5 float32 hyperparameters + 2 int32 counts = 28 B of scalars
+    assert h["adam"].total_bytes == 8_000_028
+    assert h["adam"].bf16_moment_bytes == 4_000_028
     assert h["momentum"].bf16_moment_bytes is None  # momentum() has no mu_dtype option
     order = [r.name for r in h.rows]
     assert order[:8] == ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
@@ -395,11 +413,15 @@ def test_wrappers_report_each_group_and_inner_transform():
     )  # fmt: skip
     report = gradchain.memory_report(optimizer, params)
     rows = {(r.transform, r.slot): r for r in report.rows}
-    assert rows[("partition/a/scale_by_momentum", "mu")].bytes == 4 * 12  # w only
-    assert rows[("partition/a/scale_by_rms", "nu")].bytes == 4 * 12
-    assert rows[("partition/m/scale_by_momentum", "mu")].bytes == 4 * 4  # b only
-    assert rows[("masked/add_decayed_weights", "weight_decay")].kind == "hyperparameter"
-    assert not any("frozen" in r.transform for r in report.rows)  # a frozen group keeps none
+    # owners: group labels, then the transform (wrappers the user did not name add nothing)
+    assert rows[("a/scale_by_momentum", "mu")].bytes == 4 * 12  # w only
+    assert rows[("a/scale_by_momentum", "mu")].path == "a.mu"
+    assert rows[("a/scale_by_rms", "nu")].bytes == 4 * 12
+    assert rows[("m/scale_by_momentum", "mu")].bytes == 4 * 4  # b only
+    assert rows[("a/adam", "learning_rate")].kind == "hyperparameter"  # the group's adam
+    assert rows[("add_decayed_weights", "-")].kind == "stateless"  # weight_decay not stored
+    assert rows[("frozen/set_to_zero", "-")].kind == "stateless"  # a frozen group keeps none
+    assert not any("frozen" in r.transform for r in report.rows if r.bytes)
     assert report.per_parameter_elements == 12 + 12 + 4
     assert report.total_bytes == real_bytes(optimizer.init(params))
 
@@ -410,9 +432,9 @@ def test_accumulation_adds_one_accumulator():
     report = gradchain.memory_report(optimizer, params)
     assert report.params_multiple == 3  # acc + mu + nu
     assert {r.transform for r in report.rows if r.per_parameter} == {
-        "accumulate",
-        "accumulate/scale_by_momentum",
-        "accumulate/scale_by_rms",
+        "accumulate",  # acc
+        "scale_by_momentum",  # accumulate is not a label: it adds nothing to the owner
+        "scale_by_rms",
     }
     assert report.total_bytes == real_bytes(optimizer.init(params))
 

@@ -206,7 +206,7 @@ def test_jit_equals_eager_and_state_dtypes_are_stable(name):
 
 def test_adafactor_keeps_a_row_and_a_column_per_matrix_and_names_the_reduced_axis():
     params = {"tall": jnp.zeros((300, 200)), "wide": jnp.zeros((200, 300)), "vec": jnp.zeros(500)}
-    nu = gradchain.adafactor().init(params)[0].nu
+    nu = gradchain.adafactor().init(params).inner[0].nu
     tall, wide = nu["tall"], nu["wide"]
     assert isinstance(tall, gradchain.FactoredMoment) and isinstance(wide, gradchain.FactoredMoment)
     # row: mean over the largest axis; col: over the second largest.
@@ -270,6 +270,34 @@ def test_muon_refuses_bad_coefficients():
         gradchain.muon(0.01, ns_coeffs=(1.0, 2.0))
     with pytest.raises(gradchain.GradchainError, match="ns_steps"):
         gradchain.muon(0.01, ns_coeffs=((3.0, -4.0, 2.0),) * 2, ns_steps=5)
+
+
+@pytest.mark.parametrize("inject", [optax.inject_hyperparams, gradchain.inject_hyperparams])
+def test_adafactor_under_inject_hyperparams_takes_a_traced_decay_offset(inject):
+    """Every number but the shape-setting min_dim_size_to_factor is traced, decay_offset
+    included (it is only subtracted from the count); three jitted steps equal plain adafactor."""
+    kw = dict(learning_rate=0.01, min_dim_size_to_factor=4, decay_offset=0)
+    injected = inject(gradchain.adafactor, static_args=("min_dim_size_to_factor",))(**kw)
+    plain = gradchain.adafactor(**kw)
+    params = make_params(jnp.float32)
+    noise = noise_sequence(params, jnp.float32, steps=3)
+    got, state = run(injected, params, noise)
+    want, _ = run(plain, params, noise)
+    assert "decay_offset" in state.hyperparams
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_adafactor_hyperparameters_are_live_under_its_own_names():
+    opt = gradchain.adafactor(0.01, momentum=0.9)
+    state = opt.init(make_params(jnp.float32))
+    assert sorted(gradchain.get_hyperparams(state)) == [
+        "clipping_threshold", "decay_rate", "eps", "learning_rate", "momentum"
+    ]  # fmt: skip
+    state = gradchain.set_hyperparam(state, "decay_rate", 0.5)
+    assert float(gradchain.get_hyperparams(state)["decay_rate"]) == 0.5
+    with pytest.raises(gradchain.GradchainError, match="decay_rate"):
+        gradchain.set_hyperparam(state, "decay_rate", -1.0)
 
 
 def test_adafactor_refuses_bad_hyperparameters():

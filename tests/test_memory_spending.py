@@ -269,11 +269,11 @@ def test_rprop_step_sizes_equal_optax_and_updates_lead_by_one_step(dtype):
         u, state = ours_step(g, state, params)
         with reference_promotion():
             ref_u, ref_state = theirs_step(g, ref_state, params)
-        flipped = jax.tree.map(lambda s: s == 0, state[0].previous_sign)
+        flipped = jax.tree.map(lambda s: s == 0, state.inner[0].previous_sign)
         # Optax emits our previous update, zeroed where the sign just flipped.
         lagged = jax.tree.map(lambda f, p, gi: jnp.where(f & (gi != 0), 0, p), flipped, previous, g)
         assert max_abs_diff(ref_u, lagged) == 0
-        assert max_abs_diff(state[0].step_size, ref_state[0].step_sizes) == 0
+        assert max_abs_diff(state.inner[0].step_size, ref_state[0].step_sizes) == 0
         previous = u
 
 
@@ -416,7 +416,7 @@ def per_parameter_bytes(state, params):
     equal), counted from the state itself -- independently of gradchain.memory."""
     treedef, shapes = jax.tree.structure(params), [p.shape for p in jax.tree.leaves(params)]
     total = 0
-    for member in state:
+    for member in state.inner:  # the chain inside the optimizer's live hyperparameters
         for value in member:
             try:
                 leaves = treedef.flatten_up_to(value)
@@ -557,8 +557,7 @@ def test_live_alpha_changes_without_recompiling():
     step = jax.jit(opt.update)
     state = opt.init(params)
     u5, _ = step(grads, state, params)
-    slow = state[2]._replace(alpha=jnp.zeros_like(state[2].alpha))  # the live alpha
-    state = (*state[:2], slow, *state[3:])
+    state = gradchain.set_hyperparam(state, "alpha", 0.0)  # the live alpha
     u0, _ = step(grads, state, params)
     reference = gradchain.ademamix(0.01, alpha=0.0)
     want0, _ = reference.update(grads, reference.init(params), params)

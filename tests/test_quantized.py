@@ -168,11 +168,11 @@ def test_adamw_8bit_state_is_codes_plus_scales_and_the_report_counts_its_real_by
     params = {"w": jnp.zeros((1024, 1024)), "b": jnp.zeros(1024)}
     opt = gradchain.adamw_8bit(1e-3)
     state = opt.init(params)
-    mu, nu = state[0].mu["w"], state[2].nu["w"]
+    mu, nu = state.inner[0].mu["w"], state.inner[2].nu["w"]
     assert isinstance(mu, gradchain.QuantizedArray) and isinstance(nu, gradchain.QuantizedArray)
     assert (mu.codes.dtype, nu.codes.dtype, mu.scales.dtype) == (jnp.int8, jnp.uint8, jnp.float32)
     assert mu.codes.shape == (1024, 1024) and mu.scales.shape == (1024, 4)
-    assert state[0].mu["b"].dtype == jnp.float32  # 1024 < min_size: not worth quantizing
+    assert state.inner[0].mu["b"].dtype == jnp.float32  # 1024 < min_size: not worth quantizing
     real = sum(x.nbytes for x in jax.tree.leaves(state))
     report = gradchain.memory_report(opt, params)
     assert report.total_bytes == real
@@ -277,7 +277,7 @@ def test_adamw_8bit_in_float64_keeps_float64_updates_and_stays_near_adamw(x64):
     # (sqrt nu) of that step; measured 6.9% of the largest total move.
     moved = float(jnp.max(jnp.abs(want - params["w"])))
     assert float(jnp.max(jnp.abs(got - want))) <= 0.1 * moved
-    mu = state[0].mu["w"]
+    mu = state.inner[0].mu["w"]
     assert (mu.codes.dtype, mu.scales.dtype, mu.logical_dtype) == (
         jnp.int8,
         jnp.float32,

@@ -19,6 +19,7 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine.live import LiveState, inject_hyperparams, live
 from gradchain.combine.masks import (
     MaskedNode,
     MaskedState,
@@ -31,6 +32,9 @@ from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip
 
 __all__ = [
     "AccumulateState",
+    "LiveState",
+    "inject_hyperparams",
+    "live",
     "MaskedNode",
     "MaskedState",
     "PartitionState",

@@ -10,19 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import (
-    EmptyState,
-    GradientTransformation,
-    _accepts_extra_args,
-    _as_transform,
-    describe,
+from gradchain.base import EmptyState, GradientTransformation, _as_transform, describe, updater
+from gradchain.combine.wrapping import (
+    MaskedNode,
+    check_inputs,
+    hide,
+    hide_gradient,
+    merge,
+    wrapper,
+    zero_updates,
 )
 
 __all__ = ["MaskedNode", "MaskedState", "PartitionState", "masked", "partition", "set_to_zero"]
-
-
-class MaskedNode(NamedTuple):
-    """Stands where a leaf is hidden from an inner transform: a pytree node with no leaves."""
 
 
 # --- trees of flags and labels -----------------------------------------------------------
@@ -88,82 +87,6 @@ def _mask_flags(mask: Any, tree: Any) -> list[bool]:
     return flags
 
 
-def _hide(tree: Any, keep: list[bool]) -> Any:
-    """``tree`` with every leaf whose flag is False replaced by ``MaskedNode()``."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep)])
-
-
-def _hide_gradient(gradient: Any, updates: Any, hidden_updates: Any, keep: list[bool]) -> Any:
-    """The gradient keyword, hidden like the updates. When it *is* the updates, the hidden
-    updates are passed as it, so that the inner transform can tell (``accumulate`` does)."""
-    if gradient is None:
-        return None
-    return hidden_updates if gradient is updates else _hide(gradient, keep)
-
-
-def _merge(updates: Any, parts: list[tuple[Any, list[bool]]]) -> Any:
-    """Each leaf from the part that kept it (its output), else the incoming update."""
-    leaves, treedef = jax.tree.flatten(updates)
-    merged = list(leaves)
-    for out, keep in parts:
-        for i, (x, k) in enumerate(zip(treedef.flatten_up_to(out), keep)):
-            if k:
-                merged[i] = x
-    return treedef.unflatten(merged)
-
-
-def _check_inputs(who: str, state: Any, state_type: type, updates, params, gradient) -> None:
-    """Trace-time checks of a wrapper's inputs, before any leaf is hidden or grouped (a
-    mismatch found afterwards would name the wrong leaf). Integer leaves are allowed here: a
-    frozen group may hold them; the inner transforms check their own leaves and states."""
-    if not isinstance(state, state_type):
-        raise _checks.GradchainError(
-            f"this state does not belong to this optimizer: {who} expects a "
-            f"{state_type.__name__}, got {type(state).__name__}"
-        )
-    if params is not None:
-        _checks.check_same_structure("updates", updates, "params", params)
-        _checks.check_update_dtypes(params, updates)
-    if gradient is not None:
-        _checks.check_same_structure("gradient", gradient, "updates", updates)
-
-
-def _call(transform, takes_extra, updates, state, params, gradient, extra):
-    if takes_extra:
-        return transform.update(updates, state, params, gradient=gradient, **extra)
-    return transform.update(updates, state, params)
-
-
-def _zero_updates(updates: Any) -> Any:
-    """Updates that change nothing. They are -0.0, not +0.0: p + (-0.0) is p bit for bit for
-    every p (p = -0.0 included), so a frozen or skipped step leaves params exactly as they
-    were."""
-
-    # full_like, not full: under shard_map it keeps the update's varying mesh axes, which
-    # lax.cond needs to match the branch that runs the inner transform.
-    def zero(u):
-        u = jnp.asarray(u)
-        if jnp.issubdtype(u.dtype, jnp.complexfloating):
-            return jnp.full_like(u, complex(-0.0, -0.0))
-        if jnp.issubdtype(u.dtype, jnp.floating):
-            return jnp.full_like(u, -0.0)
-        return jnp.zeros_like(u)
-
-    return jax.tree.map(zero, updates)
-
-
-def _cast_like(tree: Any, like: Any) -> Any:
-    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.result_type(y)), tree, like)
-
-
-def _wrapper(init, update, name: str, inner: dict[Hashable, Any]) -> GradientTransformation:
-    preprocessing = all(getattr(t, "preprocessing", True) for t in inner.values())
-    result = GradientTransformation(init, update, name=name, preprocessing=preprocessing)
-    result.inner = dict(inner)
-    return result
-
-
 # --- masks and groups ---------------------------------------------------------------------
 
 
@@ -196,27 +119,25 @@ def masked(transform: GradientTransformation, mask: Any) -> GradientTransformati
     ([0.5, 0.5], [0.0])
     """
     inner = _as_transform(transform)
-    takes_extra = _accepts_extra_args(inner.update)
+    call = updater(inner)
 
     def init(params):
-        return MaskedState(inner=inner.init(_hide(params, _mask_flags(mask, params))))
+        return MaskedState(inner=inner.init(hide(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        _check_inputs("masked", state, MaskedState, updates, params, gradient)
+        check_inputs("masked", state, MaskedState, updates, params, gradient)
         keep = _mask_flags(mask, updates if params is None else params)
-        sub = _hide(updates, keep)
-        out, new_inner = _call(
-            inner,
-            takes_extra,
+        sub = hide(updates, keep)
+        out, new_inner = call(
             sub,
             state.inner,
-            None if params is None else _hide(params, keep),
-            _hide_gradient(gradient, updates, sub, keep),
+            None if params is None else hide(params, keep),
+            hide_gradient(gradient, updates, sub, keep),
             extra,
         )
-        return _merge(updates, [(out, keep)]), MaskedState(inner=new_inner)
+        return merge(updates, [(out, keep)]), MaskedState(inner=new_inner)
 
-    return _wrapper(init, update, "masked", {"inner": inner})
+    return wrapper(init, update, "masked", {"inner": inner})
 
 
 @describe(groups="each group's state by label, over that group's leaves only")
@@ -257,7 +178,7 @@ def partition(
             f"partition takes a non-empty dict {{label: transform}}, got {transforms!r}"
         )
     groups = {label: _as_transform(t) for label, t in transforms.items()}
-    takes_extra = {label: _accepts_extra_args(t.update) for label, t in groups.items()}
+    calls = {label: updater(t) for label, t in groups.items()}
 
     def flags(tree):
         per_leaf = []
@@ -277,11 +198,11 @@ def partition(
     def init(params):
         keep = flags(params)
         return PartitionState(
-            groups={label: t.init(_hide(params, keep[label])) for label, t in groups.items()}
+            groups={label: t.init(hide(params, keep[label])) for label, t in groups.items()}
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        _check_inputs("partition", state, PartitionState, updates, params, gradient)
+        check_inputs("partition", state, PartitionState, updates, params, gradient)
         if not isinstance(state.groups, dict) or set(state.groups) != set(groups):
             found = sorted(state.groups) if isinstance(state.groups, dict) else state.groups
             raise _checks.GradchainError(
@@ -290,22 +211,20 @@ def partition(
             )
         keep = flags(updates if params is None else params)
         parts, new_states = [], {}
-        for label, t in groups.items():
+        for label in groups:
             k = keep[label]
-            sub = _hide(updates, k)
-            out, new_states[label] = _call(
-                t,
-                takes_extra[label],
+            sub = hide(updates, k)
+            out, new_states[label] = calls[label](
                 sub,
                 state.groups[label],
-                None if params is None else _hide(params, k),
-                _hide_gradient(gradient, updates, sub, k),
+                None if params is None else hide(params, k),
+                hide_gradient(gradient, updates, sub, k),
                 extra,
             )
             parts.append((out, k))
-        return _merge(updates, parts), PartitionState(groups=new_states)
+        return merge(updates, parts), PartitionState(groups=new_states)
 
-    return _wrapper(init, update, "partition", groups)
+    return wrapper(init, update, "partition", groups)
 
 
 def set_to_zero() -> GradientTransformation:
@@ -317,11 +236,9 @@ def set_to_zero() -> GradientTransformation:
     """
 
     def init(params):
-        del params
         return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        return _zero_updates(updates), state
+        return zero_updates(updates), state
 
     return GradientTransformation(init, update, name="set_to_zero", preprocessing=True)

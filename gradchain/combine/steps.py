@@ -9,16 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    _accepts_extra_args,
-    _as_transform,
-    compute_dtype,
-    describe,
-    increment,
-    tree_zeros_like,
-)
-from gradchain.combine.masks import _call, _cast_like, _check_inputs, _wrapper, _zero_updates
+from gradchain.base import GradientTransformation, _as_transform, describe, tree_zeros_like, updater
+from gradchain.combine.wrapping import cast_like, check_inputs, wrapper, zero_updates
+from gradchain.transforms.moment_math import compute_dtype, increment
 
 __all__ = ["AccumulateState", "SkipState", "accumulate", "skip_non_finite"]
 
@@ -54,7 +47,7 @@ def accumulate(
                 Optax computes the inner update on every call and keeps a second counter).
     """
     inner = _as_transform(transform)
-    takes_extra = _accepts_extra_args(inner.update)
+    call = updater(inner)
     _checks.check_int("every_k", every_k, minimum=1)
     _checks.check_dtype("acc_dtype", acc_dtype)
 
@@ -66,7 +59,7 @@ def accumulate(
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        _check_inputs("accumulate", state, AccumulateState, updates, params, gradient)
+        check_inputs("accumulate", state, AccumulateState, updates, params, gradient)
         _checks.check_same_structure("updates", updates, "the state's accumulator", state.acc)
         if gradient is not None and gradient is not updates:
             raise _checks.GradchainError(
@@ -84,21 +77,19 @@ def accumulate(
 
         def apply(operands):
             acc, inner_state = operands
-            out, inner_state = _call(
-                inner, takes_extra, _cast_like(acc, updates), inner_state, params, None, extra
-            )
-            return _cast_like(out, updates), inner_state, jax.tree.map(jnp.zeros_like, acc), n * 0
+            out, inner_state = call(cast_like(acc, updates), inner_state, params, None, extra)
+            return cast_like(out, updates), inner_state, jax.tree.map(jnp.zeros_like, acc), n * 0
 
         def wait(operands):
             acc, inner_state = operands
-            return _zero_updates(updates), inner_state, acc, n + 1
+            return zero_updates(updates), inner_state, acc, n + 1
 
         out, inner_state, acc, count = jax.lax.cond(
             n + 1 >= every_k, apply, wait, (acc, state.inner)
         )
         return out, AccumulateState(count=count, acc=acc, inner=inner_state)
 
-    return _wrapper(init, update, "accumulate", {"inner": inner})
+    return wrapper(init, update, "accumulate", {"inner": inner})
 
 
 @describe(
@@ -155,7 +146,7 @@ def skip_non_finite(
                 non-finite steps; here the loop is stopped instead (or never, with None).
     """
     inner = _as_transform(transform)
-    takes_extra = _accepts_extra_args(inner.update)
+    call = updater(inner)
     if max_consecutive is not None:
         _checks.check_int("max_consecutive", max_consecutive)
     limit = max_consecutive
@@ -168,20 +159,18 @@ def skip_non_finite(
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        _check_inputs("skip_non_finite", state, SkipState, updates, params, gradient)
+        check_inputs("skip_non_finite", state, SkipState, updates, params, gradient)
         finite = _all_finite(updates if gradient is None else (updates, gradient))
         if axis_name is not None:
             bad = jax.lax.psum((~finite).astype(jnp.int32), axis_name)
             finite = bad == 0
 
         def step(inner_state):
-            out, inner_state = _call(
-                inner, takes_extra, updates, inner_state, params, gradient, extra
-            )
-            return _cast_like(out, updates), inner_state
+            out, inner_state = call(updates, inner_state, params, gradient, extra)
+            return cast_like(out, updates), inner_state
 
         def skip(inner_state):
-            return _zero_updates(updates), inner_state
+            return zero_updates(updates), inner_state
 
         out, inner_state = jax.lax.cond(finite, step, skip, state.inner)
         skipped = jnp.where(finite, state.skipped, increment(state.skipped))
@@ -200,4 +189,4 @@ def skip_non_finite(
             )
         return out, SkipState(skipped=skipped, consecutive=consecutive, inner=inner_state)
 
-    return _wrapper(init, update, "skip_non_finite", {"inner": inner})
+    return wrapper(init, update, "skip_non_finite", {"inner": inner})

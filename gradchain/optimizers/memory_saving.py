@@ -14,9 +14,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
-from gradchain.combine import masked, partition
+from gradchain.combine import partition
+from gradchain.combine.live import live
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
@@ -48,7 +48,7 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
-@_checks.names_arguments
+@live
 def sign_sgd(learning_rate: LearningRate) -> GradientTransformation:
     """signSGD: step every coordinate by exactly lr, against the gradient's sign.
 
@@ -69,7 +69,7 @@ def sign_sgd(learning_rate: LearningRate) -> GradientTransformation:
     )
 
 
-@_checks.names_arguments
+@live
 def signum(
     learning_rate: LearningRate, beta: float = 0.9, mu_dtype: Any = None
 ) -> GradientTransformation:
@@ -88,7 +88,7 @@ def signum(
     )
 
 
-@_checks.names_arguments
+@live(static=("min_dim_size_to_factor", "weight_decay_mask"))
 def adafactor(
     learning_rate: LearningRate | None = None,
     min_dim_size_to_factor: int = 128,
@@ -115,7 +115,8 @@ def adafactor(
                 u = u / max(1, RMS(u) / clipping_threshold)
                 u = lr * u * max(RMS(p), 1e-3)  (each factor only when enabled)
                 u = EMA_momentum(u) ;  u = u + weight_decay_rate * p ;  p <- p - u
-    State:      nu (scale_by_factored_rms: FactoredMoment per factored matrix), count;
+    State:      ``AdafactorState``: the live hyperparameters, and in ``inner`` nu
+                (scale_by_factored_rms: FactoredMoment per factored matrix), count;
                 mu (momentum, dtype ``mu_dtype``) only when ``momentum`` is set.
     Note:       Optax's defaults and order, including ``learning_rate=None`` (no learning
                 rate: the step is the parameter scale alone) and weight decay added after the
@@ -134,7 +135,7 @@ def adafactor(
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.adafactor(learning_rate=0.1)
     >>> state = opt.init({"w": jnp.zeros((256, 512))})
-    >>> [x.shape for x in jax.tree.leaves(state[0].nu)]   # a row and a column statistic
+    >>> [x.shape for x in jax.tree.leaves(state.inner[0].nu)]   # a row and a column statistic
     [(256,), (512,)]
     """
     factored_rms = scale_by_factored_rms(
@@ -156,20 +157,15 @@ def adafactor(
     if momentum is not None:
         parts.append(scale_by_momentum(momentum, ema=True, mu_dtype=mu_dtype))  # +1x params
     if weight_decay_rate is not None:
-        parts.append(_masked_decay(weight_decay_rate, weight_decay_mask))
+        parts.append(add_decayed_weights(weight_decay_rate, weight_decay_mask))
     return chain(*parts, scale(-1.0))  # descend
-
-
-def _masked_decay(weight_decay: float, mask: Any) -> GradientTransformation:
-    decay = add_decayed_weights(weight_decay)
-    return decay if mask is None else masked(decay, mask)
 
 
 def _muon_labels(params: Any) -> Any:
     return jax.tree.map(lambda p: "muon" if jnp.ndim(p) == 2 else "adam", params)
 
 
-@_checks.names_arguments
+@live(static=("ns_coeffs", "ns_steps", "weight_decay_mask"))
 def muon(
     learning_rate: LearningRate,
     ns_coeffs: Any = NS_COEFFS,
@@ -206,17 +202,17 @@ def muon(
     Reference:  Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024;
                 Liu et al., "Muon is Scalable for LLM Training", 2025 (``consistent_rms``).
     """
-    from gradchain.optimizers.textbook import adamw  # the ladder's AdamW, unchanged
+    from gradchain.optimizers.textbook import adamw  # the ladder's AdamW, its raw chain
 
     matrices = chain(
         scale_by_momentum(beta, ema=True, mu_dtype=mu_dtype),  # momentum      (+1x params)
         bias_correct(beta, nesterov=nesterov),  # Nesterov look-ahead, unbiased
         scale_by_newton_schulz(ns_coeffs, ns_steps, eps),  # orthogonalize
         scale_by_shape(consistent_rms),  # width scale
-        _masked_decay(weight_decay, weight_decay_mask),
+        add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
-    others = adamw(
+    others = adamw.__wrapped__(
         learning_rate if adam_learning_rate is None else adam_learning_rate,
         adam_b1,
         adam_b2,
@@ -232,7 +228,7 @@ def muon(
 # --- 8-bit moments ----------------------------------------------------------------------
 
 
-@_checks.names_arguments
+@live(static=("block_size", "min_size"))
 def adam_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -251,12 +247,12 @@ def adam_8bit(
                 float32.   Memory: ~0.5x params (float32 Adam: 2x).
     Reference:  Dettmers et al., "8-bit Optimizers via Block-wise Quantization", 2022.
     """
-    return adamw_8bit(
+    return adamw_8bit.__wrapped__(
         learning_rate, b1, b2, eps, eps_root, 0.0, block_size=block_size, min_size=min_size
     )
 
 
-@_checks.names_arguments
+@live(static=("block_size", "min_size"))
 def adamw_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -276,7 +272,7 @@ def adamw_8bit(
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.adamw_8bit(1e-3)
     >>> state = opt.init({"w": jnp.zeros((1024, 1024))})
-    >>> sorted({x.dtype.name for x in jax.tree.leaves(state[0].mu)})
+    >>> sorted({x.dtype.name for x in jax.tree.leaves(state.inner[0].mu)})
     ['float32', 'int8']
     """
     q = {"block_size": block_size, "min_size": min_size}
@@ -291,7 +287,7 @@ def adamw_8bit(
     )
 
 
-@_checks.names_arguments
+@live(static=("block_size", "min_size"))
 def lion_8bit(
     learning_rate: LearningRate,
     b1: float = 0.9,

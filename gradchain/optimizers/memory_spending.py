@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
+from gradchain.combine.live import live
 from gradchain.optimizers.textbook import adamw
 from gradchain.schedules import linear_schedule
 from gradchain.transforms import (
@@ -59,7 +59,14 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
-@_checks.names_arguments
+def _adam_denominator(b2, eps, eps_root=0.0, nu_dtype=None) -> GradientTransformation:
+    """Adam's denominator: bias-corrected RMS of the gradient, eps outside the root."""
+    return scale_by_rms(
+        b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root, nu_dtype=nu_dtype
+    )
+
+
+@live
 def ademamix(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -82,20 +89,20 @@ def ademamix(
 
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.ademamix(0.1)
-    >>> [type(s).__name__ for s in opt.init(jnp.zeros(2))][:3]
+    >>> [type(s).__name__ for s in opt.init(jnp.zeros(2)).inner][:3]
     ['MomentumState', 'BiasCorrectState', 'SlowMomentumState']
     """
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # fast momentum   (+1x params)
         bias_correct(b1),
         add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow momentum (+1x)
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        _adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
         add_decayed_weights(weight_decay),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_checks.names_arguments
+@live
 def adan(
     learning_rate: LearningRate,
     b1: float = 0.98,
@@ -122,7 +129,7 @@ def adan(
     )
 
 
-@_checks.names_arguments
+@live(static=("warmup_steps",))
 def schedule_free_adamw(
     learning_rate: LearningRate = 0.0025,
     warmup_steps: int | None = None,
@@ -155,13 +162,13 @@ def schedule_free_adamw(
     if warmup_steps is not None:
         learning_rate = linear_schedule(0.0, learning_rate, warmup_steps)
     return chain(
-        scale_by_rms(b2, eps, bias_correction=True),  # second moment      (+1x params)
+        _adam_denominator(b2, eps),  # second moment                  (+1x params)
         add_decayed_weights(weight_decay),  # decoupled decay, applied to y
         scale_by_schedule_free(learning_rate, b1, weight_lr_power, z_dtype=z_dtype),  # z (+1x)
     )
 
 
-@_checks.names_arguments
+@live
 def adabelief(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -185,7 +192,7 @@ def adabelief(
     )
 
 
-@_checks.names_arguments
+@live
 def radam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -206,7 +213,7 @@ def radam(
     )
 
 
-@_checks.names_arguments
+@live
 def yogi(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3
 ) -> GradientTransformation:
@@ -223,7 +230,7 @@ def yogi(
     )
 
 
-@_checks.names_arguments
+@live(static=("clip_value_fn",))  # a function of the count, not a schedule
 def adopt(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -250,7 +257,7 @@ def adopt(
     )
 
 
-@_checks.names_arguments
+@live
 def nadamw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -268,7 +275,7 @@ def nadamw(
     It is ``adamw(..., nesterov=True)``: the chain is AdamW's with ``bias_correct(b1,
     nesterov=True)``.
     """
-    return adamw(
+    return adamw.__wrapped__(
         learning_rate,
         b1,
         b2,
@@ -281,7 +288,7 @@ def nadamw(
     )
 
 
-@_checks.names_arguments
+@live
 def adamaxw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -302,7 +309,7 @@ def adamaxw(
     )
 
 
-@_checks.names_arguments
+@live
 def lamb(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -321,14 +328,14 @@ def lamb(
     return chain(
         scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
         bias_correct(b1),
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True),  # +1x params
+        _adam_denominator(b2, eps, eps_root),  # second moment         (+1x params)
         add_decayed_weights(weight_decay),  # decoupled decay, inside the ratio
         scale_by_trust_ratio(axis_name=axis_name),  # per leaf: ||p|| / ||u||  (+0)
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_checks.names_arguments
+@live
 def lars(
     learning_rate: LearningRate,
     weight_decay: float = 0.0,
@@ -354,7 +361,7 @@ def lars(
     )
 
 
-@_checks.names_arguments
+@live(static=("learning_rate",))  # the initial step size: read once, at init
 def rprop(
     learning_rate: float,
     eta_minus: float = 0.5,
@@ -378,7 +385,7 @@ def rprop(
     )
 
 
-@_checks.names_arguments
+@live
 def adadelta(
     learning_rate: LearningRate = 1.0,
     rho: float = 0.9,

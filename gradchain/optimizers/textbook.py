@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
-from gradchain.combine import masked
+from gradchain.combine.live import live
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
@@ -44,7 +43,7 @@ __all__ = [
 LearningRate = float | Callable[[Any], Any]
 
 
-@_checks.names_arguments
+@live
 def momentum(
     learning_rate: LearningRate, momentum: float = 0.9, *, nesterov: bool = False
 ) -> GradientTransformation:
@@ -55,7 +54,7 @@ def momentum(
     )
 
 
-@_checks.names_arguments
+@live
 def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTransformation:
     """Nesterov momentum: step along ``g + m * v`` (the look-ahead). Memory: 1x params."""
     return chain(
@@ -64,10 +63,10 @@ def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTran
     )
 
 
-_heavy_ball = momentum  # sgd's `momentum` keyword shadows the function's name
+_heavy_ball = momentum.__wrapped__  # sgd's `momentum` keyword shadows the function's name
 
 
-@_checks.names_arguments
+@live
 def sgd(
     learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False
 ) -> GradientTransformation:
@@ -86,7 +85,7 @@ def sgd(
     return chain(scale_by_learning_rate(learning_rate))
 
 
-@_checks.names_arguments
+@live
 def adagrad(
     learning_rate: LearningRate,
     initial_accumulator_value: float = 0.1,
@@ -105,7 +104,7 @@ def adagrad(
     )
 
 
-@_checks.names_arguments
+@live
 def rmsprop(
     learning_rate: LearningRate,
     decay: float = 0.9,
@@ -122,19 +121,16 @@ def rmsprop(
 
     torch.optim.RMSprop: ``decay=0.99`` (its ``alpha``), ``eps_in_sqrt=False``.
     """
-    eps_out, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
-    options = dict(eps_root=eps_root, initial_scale=initial_scale, bias_correction=bias_correction)
-    parts = [
-        scale_by_stddev(decay, eps_out, **options)  # mean and second moment (+2x params)
-        if centered
-        else scale_by_rms(decay, eps_out, **options)  # second moment (+1x params)
+    statistic = scale_by_stddev if centered else scale_by_rms
+    parts = [  # second moment (+1x params; centered: and the mean, +1x)
+        statistic(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
     ]
     if momentum is not None:
         parts.append(scale_by_momentum(momentum, nesterov=nesterov))  # velocity (+1x params)
     return chain(*parts, scale_by_learning_rate(learning_rate))
 
 
-@_checks.names_arguments
+@live
 def adam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -161,18 +157,20 @@ def adam(
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct(b1, nesterov=nesterov),  # undo the zero start (+1 scalar)
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
         scale_by_learning_rate(learning_rate),
     )
 
 
-def _decay(weight_decay: float, mask: Any) -> GradientTransformation:
-    """Decoupled weight decay, on the leaves ``mask`` selects (all when it is None)."""
-    decay = add_decayed_weights(weight_decay)
-    return decay if mask is None else masked(decay, mask)
+def _second_moment(b2, eps, eps_root, nu_dtype, amsgrad=False) -> GradientTransformation:
+    """Adam's denominator: bias-corrected RMS of the gradient, eps outside the root."""
+    return scale_by_rms(
+        b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root, amsgrad=amsgrad,
+        nu_dtype=nu_dtype,
+    )
 
 
-@_checks.names_arguments
+@live
 def adamw(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -196,13 +194,13 @@ def adamw(
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct(b1, nesterov=nesterov),  # undo the zero start
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
-        _decay(weight_decay, mask),  # decoupled decay: after the preconditioner
+        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay: after the preconditioner
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_checks.names_arguments
+@live
 def amsgrad(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -217,14 +215,12 @@ def amsgrad(
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct(b1),
-        scale_by_rms(  # second moment (+1x) and its running max (+1x)
-            b2, eps, eps_root=eps_root, bias_correction=True, amsgrad=True, nu_dtype=nu_dtype
-        ),
+        _second_moment(b2, eps, eps_root, nu_dtype, amsgrad=True),  # nu and its max (+2x)
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_checks.names_arguments
+@live
 def nadam(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -243,18 +239,18 @@ def nadam(
     through ``bias_correct_nadam``; see also ``gradchain.torch.NAdam``.
     """
     if momentum_decay is None:
-        return adam(
+        return adam.__wrapped__(
             learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True, nu_dtype=nu_dtype
         )
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct_nadam(b1, momentum_decay),  # scheduled look-ahead (+2 scalars)
-        scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True, nu_dtype=nu_dtype),  # +1x
+        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
         scale_by_learning_rate(learning_rate),
     )
 
 
-@_checks.names_arguments
+@live
 def adamax(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -273,7 +269,7 @@ def adamax(
     )
 
 
-@_checks.names_arguments
+@live
 def lion(
     learning_rate: LearningRate,
     b1: float = 0.9,
@@ -289,6 +285,6 @@ def lion(
     return chain(
         scale_by_lion_momentum(b1, b2, mu_dtype=mu_dtype),  # momentum       (+1x params)
         scale_by_sign(),  # every coordinate moves by exactly lr
-        _decay(weight_decay, mask),  # decoupled decay
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )

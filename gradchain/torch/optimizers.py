@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain, hyper_dtype
+from gradchain.base import GradientTransformation, chain, hyperparam_dtype as hyper_dtype
 from gradchain.transforms import (
     AdadeltaState,
     BiasCorrectState,

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import hyper_dtype
+from gradchain.base import hyperparam_dtype as hyper_dtype
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LinearLR", "MultiStepLR", "OneCycleLR",
            "SequentialLR", "StepLR"]  # fmt: skip

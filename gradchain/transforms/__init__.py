@@ -14,10 +14,8 @@ from gradchain.transforms.extra_moments import (
     scale_by_gradient_difference,
 )
 from gradchain.transforms.factored import (
-    ClipBlockRmsState,
     FactoredMoment,
     FactoredRmsState,
-    ParamScaleState,
     clip_by_block_rms,
     scale_by_factored_rms,
     scale_by_param_block_rms,
@@ -54,12 +52,7 @@ from gradchain.transforms.rectified import (
     scale_by_rectified_rms,
 )
 from gradchain.transforms.scaling import (
-    ClipNormState,
-    ClipState,
-    DecayState,
     LearningRateState,
-    ScaleState,
-    SignState,
     add_decayed_weights,
     clip,
     clip_by_global_norm,
@@ -84,13 +77,11 @@ from gradchain.transforms.torch_forms import (
     scale_by_rectified_rms_torch,
     scale_by_sgd_momentum,
 )
-from gradchain.transforms.trust_ratio import TrustRatioState, scale_by_trust_ratio
+from gradchain.transforms.trust_ratio import scale_by_trust_ratio
 
 __all__ = [
-    "ClipBlockRmsState",
     "FactoredMoment",
     "FactoredRmsState",
-    "ParamScaleState",
     "QuantizedArray",
     "clip_by_block_rms",
     "dequantize",
@@ -102,17 +93,12 @@ __all__ = [
     "scale_by_param_block_rms",
     "scale_by_shape",
     "BiasCorrectState",
-    "ClipNormState",
-    "ClipState",
-    "DecayState",
     "InfNormState",
     "LearningRateState",
     "LionMomentumState",
     "MomentumState",
     "RmsState",
     "RssState",
-    "ScaleState",
-    "SignState",
     "StddevState",
     "add_decayed_weights",
     "bias_correct",
@@ -147,7 +133,6 @@ __all__ = [
     "RectifiedRmsState",
     "ScheduleFreeState",
     "SlowMomentumState",
-    "TrustRatioState",
     "add_slow_momentum",
     "scale_by_adadelta",
     "scale_by_additive_rms",

@@ -8,29 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    live_hyperparams,
-    store_hyperparams,
-    tree_map_split,
-)
-from gradchain.transforms.preconditioners import _abs_sq, _moment_dtype
+from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.transforms.moment_math import abs_sq, compute_dtype, moment_dtype
+
+__all__ = ["AdadeltaState", "scale_by_adadelta"]
 
 
 @describe(
     mean_sq_grad="moving average of g**2, one array per parameter",
     mean_sq_update="moving average of the squared steps taken (before the learning rate), "
     "one array per parameter",
-    rho="hyperparameter: forgetting factor of both averages",
-    eps="hyperparameter: added inside both square roots",
 )
 class AdadeltaState(NamedTuple):
     mean_sq_grad: Any
     mean_sq_update: Any
-    rho: jax.Array
-    eps: jax.Array
 
 
 def scale_by_adadelta(
@@ -55,36 +46,32 @@ def scale_by_adadelta(
     _checks.check_unit_interval("rho", rho)
     _checks.check_positive("eps", eps)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"rho": rho, "eps": eps}
 
     def init(params):
         def zeros(p):
-            return jnp.zeros_like(p, _moment_dtype(p, nu_dtype))
+            return jnp.zeros_like(p, moment_dtype(p, nu_dtype))
 
         return AdadeltaState(
             mean_sq_grad=jax.tree.map(zeros, params),
             mean_sq_update=jax.tree.map(zeros, params),
-            **store_hyperparams(given),
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
 
         def step(u, g, eg, ex):
             c = compute_dtype(eg.dtype, ex.dtype)
-            r, e = hp["rho"].astype(c), hp["eps"].astype(c)
-            eg_new = r * eg.astype(c) + (1 - r) * _abs_sq(g, c)
+            r, e = jnp.asarray(rho, c), jnp.asarray(eps, c)
+            eg_new = r * eg.astype(c) + (1 - r) * abs_sq(g, c)
             cu = compute_dtype(u.dtype)
             factor = (jnp.sqrt(ex.astype(c) + e) / jnp.sqrt(eg_new + e)).astype(cu)
             out = (factor * u.astype(cu)).astype(u.dtype)
-            ex_new = r * ex.astype(c) + (1 - r) * _abs_sq(out, c)
+            ex_new = r * ex.astype(c) + (1 - r) * abs_sq(out, c)
             return out, eg_new.astype(eg.dtype), ex_new.astype(ex.dtype)
 
         out, eg, ex = tree_map_split(
             step, 3, updates, grads, state.mean_sq_grad, state.mean_sq_update
         )
-        return out, AdadeltaState(mean_sq_grad=eg, mean_sq_update=ex, **hp)
+        return out, AdadeltaState(mean_sq_grad=eg, mean_sq_update=ex)
 
     return GradientTransformation(init, update, name="scale_by_adadelta")

@@ -21,32 +21,27 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
+from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
+from gradchain.transforms.moment_math import (
+    abs_sq,
     compute_dtype,
-    describe,
+    divide,
     increment,
-    live_hyperparam,
-    live_hyperparams,
-    store_hyperparam,
-    store_hyperparams,
-    tree_map_split,
-    tree_zeros_like,
+    moment_dtype,
 )
-from gradchain.transforms.preconditioners import _abs_sq, _divide, _moment_dtype
+
+__all__ = [
+    "AdditiveRmsState",
+    "BeliefState",
+    "GradientDifferenceState",
+    "SlowMomentumState",
+    "add_slow_momentum",
+    "scale_by_additive_rms",
+    "scale_by_belief",
+    "scale_by_gradient_difference",
+]
 
 HyperOrSchedule = float | Callable[[jax.Array], Any]
-
-
-def _scheduled(given: Any, stored: jax.Array, count: jax.Array) -> jax.Array:
-    """The value this step uses: ``given(count)`` for a schedule, else the live value."""
-    if callable(given):
-        return jnp.asarray(given(count)).astype(stored.dtype)
-    return live_hyperparam(given, stored)
-
-
-def _start_value(given: Any) -> jax.Array:
-    return store_hyperparam(given(jnp.zeros([], jnp.int32)) if callable(given) else given)
 
 
 # --- AdEMAMix ------------------------------------------------------------------------------
@@ -55,16 +50,12 @@ def _start_value(given: Any) -> jax.Array:
 @describe(
     slow_mu="slow momentum: moving average of g with decay b3 (no bias correction), "
     "one array per parameter",
-    count="steps taken so far (int32 scalar); the argument of b3 and alpha when scheduled",
-    b3="hyperparameter: decay of the slow momentum (recorded when a schedule sets it)",
-    alpha="hyperparameter: weight of the slow momentum in the update (recorded when "
-    "a schedule sets it)",
+    count="steps taken so far (int32 scalar), the schedules' argument; None unless b3 or "
+    "alpha is a schedule",
 )
 class SlowMomentumState(NamedTuple):
     slow_mu: Any
-    count: jax.Array
-    b3: jax.Array
-    alpha: jax.Array
+    count: Any
 
 
 def add_slow_momentum(
@@ -75,43 +66,40 @@ def add_slow_momentum(
     Update:     m2_t = b3 * m2_{t-1} + (1 - b3) * g_t ;  u_t = u_t + alpha * m2_t
     State:      slow_mu -- like params, dtype ``mu_dtype``, starts at 0 (never bias-corrected:
                 the paper lets it warm up through alpha's and b3's schedules instead).
-                count, b3, alpha -- scalars.   Memory: +1x params.
+                count (only when b3 or alpha is a schedule) -- int32 scalar.
+                Memory: +1x params.
     Args:       b3 -- in [0, 1), or a schedule of the step count (0 at the first step).
                 alpha -- >= 0, or a schedule.  mu_dtype -- storage dtype of slow_mu.
     Note:       Place it after ``bias_correct`` and before ``scale_by_rms``: AdEMAMix divides
                 ``m1_hat + alpha * m2`` by Adam's denominator (see ``gradchain.ademamix``).
+                Inside a named optimizer the schedules are evaluated once per optimizer, by
+                its live hyperparameters, and this transform gets their values.
     Reference:  Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster,
                 Older", 2024, Algorithm 1.
     """
     _checks.check_schedule_or("b3", b3, _checks.check_unit_interval)
     _checks.check_schedule_or("alpha", alpha, _checks.check_non_negative)
     _checks.check_dtype("mu_dtype", mu_dtype)
+    counted = callable(b3) or callable(alpha)
 
     def init(params):
-        return SlowMomentumState(
-            slow_mu=tree_zeros_like(params, mu_dtype),
-            count=jnp.zeros([], jnp.int32),
-            b3=_start_value(b3),
-            alpha=_start_value(alpha),
-        )
+        count = jnp.zeros([], jnp.int32) if counted else None
+        return SlowMomentumState(slow_mu=tree_zeros_like(params, mu_dtype), count=count)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
         grads = updates if gradient is None else gradient
-        b3_now = _scheduled(b3, state.b3, state.count)
-        alpha_now = _scheduled(alpha, state.alpha, state.count)
+        b3_now = b3(state.count) if callable(b3) else b3
+        alpha_now = alpha(state.count) if callable(alpha) else alpha
 
         def step(u, g, m):
             c = compute_dtype(u.dtype, g.dtype, m.dtype)
-            d, a = b3_now.astype(c), alpha_now.astype(c)
+            d, a = jnp.asarray(b3_now).astype(c), jnp.asarray(alpha_now).astype(c)
             m_new = d * m.astype(c) + (1 - d) * g.astype(c)
             return (u.astype(c) + a * m_new).astype(u.dtype), m_new.astype(m.dtype)
 
         out, slow_mu = tree_map_split(step, 2, updates, grads, state.slow_mu)
-        new_state = SlowMomentumState(
-            slow_mu=slow_mu, count=increment(state.count), b3=b3_now, alpha=alpha_now
-        )
-        return out, new_state
+        count = increment(state.count) if counted else None
+        return out, SlowMomentumState(slow_mu=slow_mu, count=count)
 
     return GradientTransformation(init, update, name="add_slow_momentum")
 
@@ -125,20 +113,12 @@ def add_slow_momentum(
     "one array per parameter",
     previous_gradient="the gradient of the previous step, one array per parameter",
     count="steps taken so far (int32 scalar), for bias correction",
-    b2="hyperparameter: decay of v",
-    b3="hyperparameter: decay of n",
-    eps="hyperparameter: added to sqrt(n_hat) in the denominator",
-    eps_root="hyperparameter: added to n_hat inside the square root",
 )
 class GradientDifferenceState(NamedTuple):
     v: Any
     n: Any
     previous_gradient: Any
     count: jax.Array
-    b2: jax.Array
-    b3: jax.Array
-    eps: jax.Array
-    eps_root: jax.Array
 
 
 def scale_by_gradient_difference(
@@ -151,7 +131,8 @@ def scale_by_gradient_difference(
                 n_t = b3 * n_{t-1} + (1 - b3) * |g_t + (1 - b2) * d_t|**2
                 u_t = (u_t + (1 - b2) * v_hat) / (sqrt(n_hat + eps_root) + eps)
                 (v_hat, n_hat: divided by 1 - b2**t and 1 - b3**t)
-    State:      v, n, previous_gradient -- like params, start at 0.   Memory: +3x params.
+    State:      v, n, previous_gradient -- like params, start at 0.  count -- int32 scalar.
+                Memory: +3x params.
     Args:       b2, b3 -- in [0, 1).  eps, eps_root -- >= 0.
     Note:       Place it after Adan's first moment and its ``bias_correct``: it divides
                 ``m_hat + (1 - b2) v_hat`` as Optax's ``scale_by_adan`` does. The previous
@@ -164,41 +145,37 @@ def scale_by_gradient_difference(
     _checks.check_unit_interval("b3", b3)
     _checks.check_non_negative("eps", eps)
     _checks.check_non_negative("eps_root", eps_root)
-    given = {"b2": b2, "b3": b3, "eps": eps, "eps_root": eps_root}
 
     def init(params):
         return GradientDifferenceState(
             v=tree_zeros_like(params),
-            n=jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, None)), params),
+            n=jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p)), params),
             previous_gradient=tree_zeros_like(params),
             count=jnp.zeros([], jnp.int32),
-            **store_hyperparams(given),
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         first = state.count == 0
         count = increment(state.count)
 
         def step(u, g, v, n, g_prev):
             c, cr = compute_dtype(u.dtype, g.dtype, v.dtype), compute_dtype(n.dtype)
-            b2_, b3_, t = hp["b2"].astype(c), hp["b3"].astype(cr), count.astype(cr)
+            b2_, b3_, t = jnp.asarray(b2, c), jnp.asarray(b3, cr), count.astype(cr)
             gc = g.astype(c)
             diff = jnp.where(first, 0, gc - g_prev.astype(c))
             v_new = b2_ * v.astype(c) + (1 - b2_) * diff
-            n_new = b3_ * n.astype(cr) + (1 - b3_) * _abs_sq(gc + (1 - b2_) * diff, cr)
+            n_new = b3_ * n.astype(cr) + (1 - b3_) * abs_sq(gc + (1 - b2_) * diff, cr)
             v_hat = v_new / (1 - b2_ ** t.astype(c))
             n_hat = n_new / (1 - b3_**t)
-            denom = jnp.sqrt(n_hat + hp["eps_root"].astype(cr)) + hp["eps"].astype(cr)
-            out = _divide((u.astype(c) + (1 - b2_) * v_hat).astype(u.dtype), denom)
+            denom = jnp.sqrt(n_hat + jnp.asarray(eps_root, cr)) + jnp.asarray(eps, cr)
+            out = divide((u.astype(c) + (1 - b2_) * v_hat).astype(u.dtype), denom)
             return out, v_new.astype(v.dtype), n_new.astype(n.dtype), g.astype(g_prev.dtype)
 
         out, v, n, g_prev = tree_map_split(
             step, 4, updates, grads, state.v, state.n, state.previous_gradient
         )
-        return out, GradientDifferenceState(v=v, n=n, previous_gradient=g_prev, count=count, **hp)
+        return out, GradientDifferenceState(v=v, n=n, previous_gradient=g_prev, count=count)
 
     return GradientTransformation(init, update, name="scale_by_gradient_difference")
 
@@ -210,16 +187,10 @@ def scale_by_gradient_difference(
     belief="second moment of the surprise: moving average of (g - mu)**2 (plus eps_root), "
     "one array per parameter",
     count="steps taken so far (int32 scalar), for bias correction",
-    b2="hyperparameter: decay of the belief",
-    eps="hyperparameter: added to sqrt(belief_hat) in the denominator",
-    eps_root="hyperparameter: added to the belief at every step",
 )
 class BeliefState(NamedTuple):
     belief: Any
     count: jax.Array
-    b2: jax.Array
-    eps: jax.Array
-    eps_root: jax.Array
 
 
 def scale_by_belief(
@@ -230,7 +201,7 @@ def scale_by_belief(
     Update:     s_t = b2 * s_{t-1} + (1 - b2) * |g_t - u_t|**2 + eps_root
                 u_t = u_t / (sqrt(s_t / (1 - b2**t)) + eps)
     State:      belief -- like params (real dtype, or ``nu_dtype``), starts at 0.
-                Memory: +1x params.
+                count -- int32 scalar.   Memory: +1x params.
     Args:       b2 -- in [0, 1).  eps, eps_root -- >= 0.
     Note:       The incoming update u_t must be the first moment mu_t itself: place it right
                 after ``scale_by_momentum(b1, ema=True)`` and *before* ``bias_correct(b1)``
@@ -244,29 +215,25 @@ def scale_by_belief(
     _checks.check_non_negative("eps", eps)
     _checks.check_non_negative("eps_root", eps_root)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"b2": b2, "eps": eps, "eps_root": eps_root}
 
     def init(params):
-        belief = jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, nu_dtype)), params)
-        count = jnp.zeros([], jnp.int32)
-        return BeliefState(belief=belief, count=count, **store_hyperparams(given))
+        belief = jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, nu_dtype)), params)
+        return BeliefState(belief=belief, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         count = increment(state.count)
 
         def step(u, g, s):
             c, cr = compute_dtype(u.dtype, g.dtype), compute_dtype(s.dtype)
-            d, t = hp["b2"].astype(cr), count.astype(cr)
-            surprise = _abs_sq(g.astype(c) - u.astype(c), cr)
-            s_new = d * s.astype(cr) + (1 - d) * surprise + hp["eps_root"].astype(cr)
-            denom = jnp.sqrt(s_new / (1 - d**t)) + hp["eps"].astype(cr)
-            return _divide(u, denom), s_new.astype(s.dtype)
+            d, t = jnp.asarray(b2, cr), count.astype(cr)
+            surprise = abs_sq(g.astype(c) - u.astype(c), cr)
+            s_new = d * s.astype(cr) + (1 - d) * surprise + jnp.asarray(eps_root, cr)
+            denom = jnp.sqrt(s_new / (1 - d**t)) + jnp.asarray(eps, cr)
+            return divide(u, denom), s_new.astype(s.dtype)
 
         out, belief = tree_map_split(step, 2, updates, grads, state.belief)
-        return out, BeliefState(belief=belief, count=count, **hp)
+        return out, BeliefState(belief=belief, count=count)
 
     return GradientTransformation(init, update, name="scale_by_belief")
 
@@ -278,16 +245,10 @@ def scale_by_belief(
     nu="second moment, moved additively: nu - (1 - b2) sign(nu - g**2) g**2, "
     "one array per parameter",
     count="steps taken so far (int32 scalar), for bias correction",
-    decay="hyperparameter: b2, how far nu moves towards g**2 each step",
-    eps="hyperparameter: added to sqrt(nu_hat) in the denominator",
-    eps_root="hyperparameter: added to nu_hat inside the square root",
 )
 class AdditiveRmsState(NamedTuple):
     nu: Any
     count: jax.Array
-    decay: jax.Array
-    eps: jax.Array
-    eps_root: jax.Array
 
 
 def scale_by_additive_rms(
@@ -303,7 +264,7 @@ def scale_by_additive_rms(
     Update:     nu_t = nu_{t-1} - (1 - decay) * sign(nu_{t-1} - |g_t|**2) * |g_t|**2
                 u_t = u_t / (sqrt(nu_t / (1 - decay**t) + eps_root) + eps)
     State:      nu -- like params (real dtype, or ``nu_dtype``), starts at
-                ``initial_accumulator_value``.   Memory: +1x params.
+                ``initial_accumulator_value``.  count -- int32 scalar.   Memory: +1x params.
     Args:       decay -- in [0, 1).  eps, eps_root, initial_accumulator_value -- >= 0.
     Note:       Adam's nu moves by (1 - decay) * (g**2 - nu): after a burst of large gradients
                 it forgets geometrically, and the effective step jumps. Yogi's moves by at most
@@ -315,30 +276,27 @@ def scale_by_additive_rms(
     _checks.check_non_negative("eps_root", eps_root)
     _checks.check_non_negative("initial_accumulator_value", initial_accumulator_value)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay": decay, "eps": eps, "eps_root": eps_root}
 
     def init(params):
         nu = jax.tree.map(
-            lambda p: jnp.full_like(p, initial_accumulator_value, _moment_dtype(p, nu_dtype)),
+            lambda p: jnp.full_like(p, initial_accumulator_value, moment_dtype(p, nu_dtype)),
             params,
         )
-        return AdditiveRmsState(nu=nu, count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+        return AdditiveRmsState(nu=nu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         count = increment(state.count)
 
         def step(u, g, nu):
             c = compute_dtype(nu.dtype)
-            d, t = hp["decay"].astype(c), count.astype(c)
-            g2, nu_c = _abs_sq(g, c), nu.astype(c)
+            d, t = jnp.asarray(decay, c), count.astype(c)
+            g2, nu_c = abs_sq(g, c), nu.astype(c)
             nu_new = nu_c - (1 - d) * jnp.sign(nu_c - g2) * g2
-            denom = jnp.sqrt(nu_new / (1 - d**t) + hp["eps_root"].astype(c)) + hp["eps"].astype(c)
-            return _divide(u, denom), nu_new.astype(nu.dtype)
+            denom = jnp.sqrt(nu_new / (1 - d**t) + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)
+            return divide(u, denom), nu_new.astype(nu.dtype)
 
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
-        return out, AdditiveRmsState(nu=nu, count=count, **hp)
+        return out, AdditiveRmsState(nu=nu, count=count)
 
     return GradientTransformation(init, update, name="scale_by_additive_rms")

@@ -23,73 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    increment,
-    live_hyperparams,
-    real_dtype,
-    store_hyperparams,
-    tree_map_split,
-)
+from gradchain.base import EmptyState, GradientTransformation, describe, tree_map_split
+from gradchain.transforms.mesh_axes import leaf_mean, split_axes
+from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
-# --- sharding hooks ------------------------------------------------------------------------
-
-
-def varying_axes(x: jax.Array) -> frozenset[str]:
-    """The ``shard_map`` mesh axes over which ``x`` differs from device to device (empty
-    outside ``shard_map``). Read from the abstract value, so it costs nothing at run time."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(getattr(manual, "varying", ()))
-    return frozenset(getattr(aval, "vma", ()) or ())
-
-
-def leaf_mean(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
-    """The mean of all entries of a leaf's *whole* parameter, when ``x`` may be a shard.
-
-    Outside ``shard_map`` (or for a leaf that does not vary over any mesh axis) this is
-    ``jnp.mean(x)``. With ``axis_name`` and a leaf varying over it, the partial sums and
-    counts are ``psum``-ed, so every shard gets the full parameter's mean. A leaf varying over
-    a mesh axis that ``axis_name`` does not name is refused at trace time.
-    """
-    varying = varying_axes(x)
-    if not varying:
-        return jnp.mean(x)
-    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
-    if not varying <= names:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
-    total = jax.lax.psum(jnp.sum(x), axis_name)
-    return total / jax.lax.psum(jnp.asarray(x.size, x.dtype), axis_name)
-
-
-def split_axes(x: jax.Array, full_shape: tuple[int, ...], axis_name: Any, who: str) -> set[int]:
-    """The axes along which ``x`` is a shard of an array of ``full_shape`` split over the mesh
-    axis ``axis_name`` (empty outside ``shard_map``). Refuses, at trace time, a leaf that
-    varies over a mesh axis other than ``axis_name``, or over any without ``axis_name``."""
-    varying = varying_axes(x)
-    if not varying:
-        return set()
-    names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
-    if not varying <= names:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "pass axis_name=")
-    split = {i for i, (m, n) in enumerate(zip(x.shape, full_shape)) if m != n}
-    if len(split) > 1:
-        _checks.refuse_sharded_reduction(who, sorted(varying), "split it along one axis only")
-    return split
-
-
-def refuse_if_sharded(x: jax.Array, who: str) -> None:
-    """A reduction over *some* axes of a leaf (a row mean, a matrix product) is right only on
-    the whole parameter: refuse, at trace time, a leaf that is a shard of it."""
-    varying = varying_axes(x)
-    if varying:
-        _checks.refuse_sharded_reduction(
-            who, sorted(varying), "gather the leaf (or run it outside shard_map)"
-        )
-
+__all__ = [
+    "FactoredMoment",
+    "FactoredRmsState",
+    "clip_by_block_rms",
+    "factored_axes",
+    "scale_by_factored_rms",
+    "scale_by_param_block_rms",
+]
 
 # --- the factored second moment -------------------------------------------------------------
 
@@ -148,14 +93,10 @@ def factored_axes(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple[
     nu="second moment per parameter: a FactoredMoment for matrices (row: mean of g**2 over the "
     "largest axis, col: over the second largest), else an array like the param",
     count="steps taken so far (int32 scalar); drives the decay schedule",
-    decay_rate="hyperparameter: exponent of the decay schedule 1 - t**(-decay_rate)",
-    eps="hyperparameter: added to g**2 before averaging",
 )
 class FactoredRmsState(NamedTuple):
     nu: Any
     count: jax.Array
-    decay_rate: jax.Array
-    eps: jax.Array
 
 
 def scale_by_factored_rms(
@@ -182,7 +123,8 @@ def scale_by_factored_rms(
                 Memory: m + n per m x n matrix (about 0x params); 1x for vectors and small
                 matrices.
     Args:       factored -- False keeps a full nu for every leaf.  decay_rate -- >= 0.
-                decay_offset -- the step a fine-tuning phase starts at.
+                decay_offset -- the step a fine-tuning phase starts at (an integer; an
+                array, traced or not, also works: it is only subtracted from the count).
                 min_dim_size_to_factor -- factor only when two axes are at least this long.
                 eps -- >= 0.  nu_dtype -- storage dtype of the statistics.
     Sharding:   inside ``shard_map`` a leaf may be a shard of its parameter, split along one
@@ -199,10 +141,12 @@ def scale_by_factored_rms(
     """
     _checks.check_non_negative("decay_rate", decay_rate)
     _checks.check_non_negative("eps", eps)
-    _checks.check_int("decay_offset", decay_offset)
+    if isinstance(decay_offset, (bool, int, np.integer)):
+        _checks.check_int("decay_offset", decay_offset)
+    else:  # an array (live under inject_hyperparams): arithmetic only, never a shape
+        _checks.check_non_negative("decay_offset", decay_offset)
     _checks.check_int("min_dim_size_to_factor", min_dim_size_to_factor)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay_rate": decay_rate, "eps": eps}
 
     def init_leaf(p):
         shape, dtype = jnp.shape(p), nu_dtype or real_dtype(jnp.result_type(p))
@@ -216,20 +160,17 @@ def scale_by_factored_rms(
 
     def init(params):
         nu = jax.tree.map(init_leaf, params)
-        return FactoredRmsState(nu=nu, count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+        return FactoredRmsState(nu=nu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
 
         def step(u, g, nu):
             store = nu.row.dtype if isinstance(nu, FactoredMoment) else nu.dtype
             c = compute_dtype(store)
-            t = (state.count - decay_offset + 1).astype(c)
-            beta = 1 - t ** (-hp["decay_rate"].astype(c))
-            gc = g.astype(compute_dtype(g.dtype))
-            s = (gc * jnp.conj(gc)).real.astype(c) + hp["eps"].astype(c)
+            t = state.count.astype(c) - jnp.asarray(decay_offset, c) + 1
+            beta = 1 - t ** (-jnp.asarray(decay_rate, c))
+            s = abs_sq(g, c) + jnp.asarray(eps, c)
             if not isinstance(nu, FactoredMoment):
                 nu_new = beta * nu.astype(c) + (1 - beta) * s
                 out = u.astype(c) * jax.lax.rsqrt(nu_new)
@@ -254,7 +195,7 @@ def scale_by_factored_rms(
 
         # nu has the params' tree as a prefix: each FactoredMoment arrives whole.
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
-        return out, FactoredRmsState(nu=nu, count=increment(state.count), **hp)
+        return out, FactoredRmsState(nu=nu, count=increment(state.count))
 
     return GradientTransformation(init, update, name="scale_by_factored_rms")
 
@@ -263,47 +204,32 @@ def scale_by_factored_rms(
 
 
 def _rms(x: jax.Array, axis_name: Any, who: str) -> jax.Array:
-    xc = x.astype(compute_dtype(x.dtype))
-    return jnp.sqrt(leaf_mean((xc * jnp.conj(xc)).real, axis_name, who))
-
-
-@describe(threshold="hyperparameter: the largest RMS an update leaf may keep")
-class ClipBlockRmsState(NamedTuple):
-    threshold: jax.Array
+    c = real_dtype(compute_dtype(x.dtype))
+    return jnp.sqrt(leaf_mean(abs_sq(x, c), axis_name, who))
 
 
 def clip_by_block_rms(threshold: float = 1.0, *, axis_name: Any = None) -> GradientTransformation:
     r"""Shrink each leaf whose root mean square exceeds ``threshold`` (Adafactor's clipping).
 
     Update:     u_t = u_t / max(1, RMS(u_t) / threshold),  RMS(x) = sqrt(mean |x|**2), per leaf
-    State:      none per parameter.   Memory: 0.
+    State:      none.   Memory: 0.
     Args:       threshold -- > 0 (Adafactor: 1).  axis_name -- see the module docstring.
     Reference:  Shazeer & Stern, 2018, section 6.
     """
     _checks.check_positive("threshold", threshold)
-    given = {"threshold": threshold}
 
     def init(params):
-        del params
-        return ClipBlockRmsState(**store_hyperparams(given))
+        return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
-
         def clip_leaf(u):
             rms = _rms(u, axis_name, "clip_by_block_rms")
-            denom = jnp.maximum(1, rms / hp["threshold"].astype(rms.dtype))
+            denom = jnp.maximum(1, rms / jnp.asarray(threshold, rms.dtype))
             return (u.astype(rms.dtype) / denom).astype(u.dtype)
 
-        return jax.tree.map(clip_leaf, updates), ClipBlockRmsState(**hp)
+        return jax.tree.map(clip_leaf, updates), state
 
     return GradientTransformation(init, update, name="clip_by_block_rms")
-
-
-@describe(min_scale="hyperparameter: the smallest parameter RMS used as a step size")
-class ParamScaleState(NamedTuple):
-    min_scale: jax.Array
 
 
 def scale_by_param_block_rms(
@@ -312,30 +238,26 @@ def scale_by_param_block_rms(
     r"""Multiply each leaf's update by its parameter's RMS (Adafactor's relative step size).
 
     Update:     u_t = u_t * max(RMS(p_t), min_scale), per leaf
-    State:      none per parameter.   Memory: 0.
+    State:      none.   Memory: 0.
     Args:       min_scale -- >= 0 (Adafactor's eps2 = 1e-3), so zero-initialised weights move.
                 axis_name -- see the module docstring.
     Reference:  Shazeer & Stern, 2018, section 8.
     """
     _checks.check_non_negative("min_scale", min_scale)
-    given = {"min_scale": min_scale}
 
     def init(params):
-        del params
-        return ParamScaleState(**store_hyperparams(given))
+        return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del extra
         if params is None:
             _checks.refuse_missing_params("scale_by_param_block_rms")
-        hp = live_hyperparams(given, state)
 
         def scale_leaf(u, p):
             rms = _rms(jnp.asarray(p), axis_name, "scale_by_param_block_rms")
-            factor = jnp.maximum(rms, hp["min_scale"].astype(rms.dtype))
+            factor = jnp.maximum(rms, jnp.asarray(min_scale, rms.dtype))
             c = compute_dtype(u.dtype, rms.dtype)
             return (u.astype(c) * factor.astype(c)).astype(u.dtype)
 
-        return jax.tree.map(scale_leaf, updates, params), ParamScaleState(**hp)
+        return jax.tree.map(scale_leaf, updates, params), state
 
     return GradientTransformation(init, update, name="scale_by_param_block_rms")

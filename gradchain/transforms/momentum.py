@@ -8,25 +8,22 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    increment,
-    live_hyperparams,
-    store_hyperparams,
-    tree_map_split,
-    tree_zeros_like,
-)
+from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
+from gradchain.transforms.moment_math import compute_dtype, increment
+
+__all__ = [
+    "BiasCorrectState",
+    "LionMomentumState",
+    "MomentumState",
+    "bias_correct",
+    "scale_by_lion_momentum",
+    "scale_by_momentum",
+]
 
 
-@describe(
-    mu="velocity: running (weighted) sum of the incoming updates, one array per parameter",
-    decay="hyperparameter: how much of the old velocity is kept each step",
-)
+@describe(mu="velocity: running (weighted) sum of the incoming updates, one array per parameter")
 class MomentumState(NamedTuple):
     mu: Any
-    decay: jax.Array
 
 
 def scale_by_momentum(
@@ -47,40 +44,28 @@ def scale_by_momentum(
     """
     _checks.check_unit_interval("decay", decay)
     _checks.check_dtype("mu_dtype", mu_dtype)
-    given = {"decay": decay}
 
     def init(params):
-        return MomentumState(mu=tree_zeros_like(params, mu_dtype), **store_hyperparams(given))
+        return MomentumState(mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
-
-        scalars: dict[Any, tuple] = {}  # per compute dtype, computed once for all leaves
-
         def step(u, mu):
-            c = compute_dtype(u.dtype, mu.dtype)
-            if c not in scalars:
-                scalars[c] = (hp["decay"].astype(c), 1 - hp["decay"].astype(c))
-            (d, one_minus_d), uc = scalars[c], u.astype(c)
-            new_term = one_minus_d * uc if ema else uc
+            c = compute_dtype(u.dtype, mu.dtype)  # >= float32: decay survives bfloat16
+            d = jnp.asarray(decay, c)
+            new_term = (1 - d) * u.astype(c) if ema else u.astype(c)
             mu_new = d * mu.astype(c) + new_term
             out = d * mu_new + new_term if nesterov else mu_new
             return out.astype(u.dtype), mu_new.astype(mu.dtype)
 
         out, mu = tree_map_split(step, 2, updates, state.mu)
-        return out, MomentumState(mu=mu, **hp)
+        return out, MomentumState(mu=mu)
 
     return GradientTransformation(init, update, name="scale_by_momentum")
 
 
-@describe(
-    count="steps taken so far (int32 scalar)",
-    decay="hyperparameter: the decay of the moment being corrected",
-)
+@describe(count="steps taken so far (int32 scalar)")
 class BiasCorrectState(NamedTuple):
     count: jax.Array
-    decay: jax.Array
 
 
 def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTransformation:
@@ -95,45 +80,30 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
     Reference:  Kingma & Ba, 2015, section 3; Dozat, 2016 (NAdam).
     """
     _checks.check_unit_interval("decay", decay)
-    given = {"decay": decay}
 
     def init(params):
-        del params
-        return BiasCorrectState(count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+        return BiasCorrectState(count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         count = increment(state.count)
         grads = updates if gradient is None else gradient
 
-        scalars: dict[Any, tuple] = {}  # per compute dtype, computed once for all leaves
-
         def correct(u, g):
             c = compute_dtype(u.dtype)
-            if c not in scalars:
-                d, t = hp["decay"].astype(c), count.astype(c)
-                scalars[c] = (d, 1 - d**t, 1 - d ** (t + 1) if nesterov else None)
-            d, correction, correction_ahead = scalars[c]
+            d, t = jnp.asarray(decay, c), count.astype(c)
             if not nesterov:
-                return (u.astype(c) / correction).astype(u.dtype)
-            ahead = d * u.astype(c) / correction_ahead
-            return (ahead + (1 - d) * g.astype(c) / correction).astype(u.dtype)
+                return (u.astype(c) / (1 - d**t)).astype(u.dtype)
+            ahead = d * u.astype(c) / (1 - d ** (t + 1))
+            return (ahead + (1 - d) * g.astype(c) / (1 - d**t)).astype(u.dtype)
 
-        return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count, **hp)
+        return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count)
 
     return GradientTransformation(init, update, name="bias_correct")
 
 
-@describe(
-    mu="momentum: moving average of gradients with decay b2, one array per parameter",
-    b1="hyperparameter: weight of the momentum in the emitted interpolation",
-    b2="hyperparameter: decay of the stored momentum",
-)
+@describe(mu="momentum: moving average of gradients with decay b2, one array per parameter")
 class LionMomentumState(NamedTuple):
     mu: Any
-    b1: jax.Array
-    b2: jax.Array
 
 
 def scale_by_lion_momentum(
@@ -149,22 +119,18 @@ def scale_by_lion_momentum(
     _checks.check_unit_interval("b1", b1)
     _checks.check_unit_interval("b2", b2)
     _checks.check_dtype("mu_dtype", mu_dtype)
-    given = {"b1": b1, "b2": b2}
 
     def init(params):
-        return LionMomentumState(mu=tree_zeros_like(params, mu_dtype), **store_hyperparams(given))
+        return LionMomentumState(mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
-
         def step(u, mu):
             c = compute_dtype(u.dtype, mu.dtype)
-            b1_, b2_, uc, mc = hp["b1"].astype(c), hp["b2"].astype(c), u.astype(c), mu.astype(c)
+            b1_, b2_, uc, mc = jnp.asarray(b1, c), jnp.asarray(b2, c), u.astype(c), mu.astype(c)
             out = b1_ * mc + (1 - b1_) * uc
             return out.astype(u.dtype), (b2_ * mc + (1 - b2_) * uc).astype(mu.dtype)
 
         out, mu = tree_map_split(step, 2, updates, state.mu)
-        return out, LionMomentumState(mu=mu, **hp)
+        return out, LionMomentumState(mu=mu)
 
     return GradientTransformation(init, update, name="scale_by_lion_momentum")

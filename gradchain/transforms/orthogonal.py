@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import EmptyState, GradientTransformation, compute_dtype
-from gradchain.transforms.factored import refuse_if_sharded
+from gradchain.base import EmptyState, GradientTransformation
+from gradchain.transforms.mesh_axes import refuse_if_sharded
+from gradchain.transforms.moment_math import compute_dtype
+
+__all__ = ["NS_COEFFS", "newton_schulz", "scale_by_newton_schulz", "scale_by_shape"]
 
 # Keller Jordan's quintic coefficients: the largest slope at 0 that still keeps every
 # singular value in about [0.7, 1.2] after five steps.
@@ -86,11 +89,9 @@ def scale_by_newton_schulz(
     _checks.check_non_negative("eps", eps)
 
     def init(params):
-        del params
         return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del params, extra
 
         def orthogonalize(u):
             _check_matrix(u, "scale_by_newton_schulz")
@@ -107,7 +108,7 @@ def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformatio
 
     Update:     u_t = sqrt(max(1, fan_out / fan_in)) * u_t            (consistent_rms=None)
                 u_t = sqrt(max(fan_in, fan_out)) * consistent_rms * u_t   (otherwise)
-    State:      none per parameter.   Memory: 0.
+    State:      none.   Memory: 0.
     Args:       consistent_rms -- None (Jordan's width scaling), or e.g. 0.2 to give the update
                 AdamW's RMS (Liu et al.).
     Reference:  Jordan et al., 2024; Liu et al., "Muon is Scalable for LLM Training", 2025.
@@ -116,11 +117,9 @@ def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformatio
         _checks.check_non_negative("consistent_rms", consistent_rms)
 
     def init(params):
-        del params
         return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del params, extra
 
         def scale_leaf(u):
             _check_matrix(u, "scale_by_shape")

@@ -35,7 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, compute_dtype
+from gradchain.base import GradientTransformation
+from gradchain.transforms.moment_math import compute_dtype
+
+__all__ = ["CODES", "QuantizedArray", "dequantize", "quantize", "quantized_moments"]
 
 
 class _LogCode:

@@ -15,34 +15,30 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
+from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.transforms.moment_math import (
+    abs_sq,
     compute_dtype,
-    describe,
+    divide,
     increment,
-    live_hyperparams,
-    store_hyperparams,
-    tree_map_split,
+    moment_dtype,
 )
-from gradchain.transforms.preconditioners import _abs_sq, _divide, _moment_dtype
+
+__all__ = [
+    "PreviousRmsState",
+    "RectifiedRmsState",
+    "scale_by_previous_rms",
+    "scale_by_rectified_rms",
+]
 
 
 @describe(
     nu="second moment: moving average of g**2, one array per parameter",
     count="steps taken so far (int32 scalar), for bias correction and rectification",
-    decay="hyperparameter: b2, forgetting factor of nu",
-    eps="hyperparameter: added to sqrt(nu_hat) in the denominator",
-    eps_root="hyperparameter: added to nu_hat inside the square root",
-    threshold="hyperparameter: the length rho_t of the approximated SMA from which "
-    "the adaptive step is trusted",
 )
 class RectifiedRmsState(NamedTuple):
     nu: Any
     count: jax.Array
-    decay: jax.Array
-    eps: jax.Array
-    eps_root: jax.Array
-    threshold: jax.Array
 
 
 def scale_by_rectified_rms(
@@ -73,38 +69,36 @@ def scale_by_rectified_rms(
     _checks.check_non_negative("eps_root", eps_root)
     _checks.check_hyperparam("threshold", threshold)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay": decay, "eps": eps, "eps_root": eps_root, "threshold": threshold}
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, nu_dtype)), params)
-        return RectifiedRmsState(nu=nu, count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+        nu = jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, nu_dtype)), params)
+        return RectifiedRmsState(nu=nu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         count = increment(state.count)
-        # The rectification is one scalar per step, computed in the hyperparameters' dtype.
-        b2, t = hp["decay"], count.astype(hp["decay"].dtype)
+        # The rectification is one scalar per step, computed in decay's dtype (>= float32).
+        h = compute_dtype(jnp.result_type(decay))
+        b2, t = jnp.asarray(decay, h), count.astype(h)
         b2t = b2**t
         rho_inf = 2 / (1 - b2) - 1
         rho = rho_inf - 2 * t * b2t / (1 - b2t)
-        adaptive = rho >= hp["threshold"]
+        adaptive = rho >= jnp.asarray(threshold, h)
         ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
         r = jnp.sqrt(jnp.where(adaptive, ratio, 1))
 
         def step(u, g, nu):
             c = compute_dtype(nu.dtype)
             d = b2.astype(c)
-            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
+            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
             nu_hat = nu_new / (1 - d ** t.astype(c))
-            denom = jnp.sqrt(nu_hat + hp["eps_root"].astype(c)) + hp["eps"].astype(c)
+            denom = jnp.sqrt(nu_hat + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)
             cu = compute_dtype(u.dtype)
-            scaled = (r.astype(cu) * _divide(u, denom).astype(cu)).astype(u.dtype)
+            scaled = (r.astype(cu) * divide(u, denom).astype(cu)).astype(u.dtype)
             return jnp.where(adaptive, scaled, u), nu_new.astype(nu.dtype)
 
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
-        return out, RectifiedRmsState(nu=nu, count=count, **hp)
+        return out, RectifiedRmsState(nu=nu, count=count)
 
     return GradientTransformation(init, update, name="scale_by_rectified_rms")
 
@@ -112,14 +106,10 @@ def scale_by_rectified_rms(
 @describe(
     nu="second moment: moving average of g**2 up to the previous step, one array per parameter",
     count="steps taken so far (int32 scalar)",
-    decay="hyperparameter: b2, forgetting factor of nu",
-    eps="hyperparameter: floor of sqrt(nu) in the denominator",
 )
 class PreviousRmsState(NamedTuple):
     nu: Any
     count: jax.Array
-    decay: jax.Array
-    eps: jax.Array
 
 
 def _quarter_power(t: jax.Array) -> jax.Array:
@@ -152,31 +142,28 @@ def scale_by_previous_rms(
     _checks.check_unit_interval("decay", decay)
     _checks.check_non_negative("eps", eps)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay": decay, "eps": eps}
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, nu_dtype)), params)
-        return PreviousRmsState(nu=nu, count=jnp.zeros([], jnp.int32), **store_hyperparams(given))
+        nu = jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, nu_dtype)), params)
+        return PreviousRmsState(nu=nu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         started = state.count > 0
 
         def step(u, g, nu):
             c = compute_dtype(nu.dtype)
             nu_c = nu.astype(c)
-            d = jnp.where(started, hp["decay"].astype(c), 0)
+            d = jnp.where(started, jnp.asarray(decay, c), 0)
             cu = compute_dtype(u.dtype)
-            out = u.astype(cu) / jnp.maximum(jnp.sqrt(nu_c), hp["eps"].astype(c)).astype(cu)
+            out = u.astype(cu) / jnp.maximum(jnp.sqrt(nu_c), jnp.asarray(eps, c)).astype(cu)
             if clip_value_fn is not None:
                 limit = jnp.asarray(clip_value_fn(state.count.astype(c))).astype(cu)
                 out = jnp.clip(out, -limit, limit)
             out = jnp.where(started, out, 0).astype(u.dtype)
-            return out, (d * nu_c + (1 - d) * _abs_sq(g, c)).astype(nu.dtype)
+            return out, (d * nu_c + (1 - d) * abs_sq(g, c)).astype(nu.dtype)
 
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
-        return out, PreviousRmsState(nu=nu, count=increment(state.count), **hp)
+        return out, PreviousRmsState(nu=nu, count=increment(state.count))
 
     return GradientTransformation(init, update, name="scale_by_previous_rms")

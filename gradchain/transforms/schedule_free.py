@@ -15,36 +15,25 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    increment,
-    live_hyperparams,
-    store_hyperparam,
-    store_hyperparams,
-    tree_map_split,
-)
+from gradchain.base import GradientTransformation, describe, hyperparam_dtype, tree_map_split
+from gradchain.state import get_hyperparams
+from gradchain.transforms.moment_math import compute_dtype, increment
+
+__all__ = ["ScheduleFreeState", "scale_by_schedule_free", "schedule_free_eval_params"]
 
 
 @describe(
     z="the base optimizer's iterate: z_t = z_{t-1} - lr_t * u_t, one array per parameter",
-    count="steps taken so far (int32 scalar); the schedule's argument",
     weight_sum="sum of the averaging weights max_lr**weight_lr_power so far",
     max_lr="the largest learning rate seen so far",
-    learning_rate="the learning rate of the last step (live when constant; recorded, "
-    "read-only, when a schedule sets it)",
-    b1="hyperparameter: interpolation between the average x and z (where gradients are taken)",
-    weight_lr_power="hyperparameter: the averaging weight of a step is max_lr**weight_lr_power",
+    count="steps taken so far (int32 scalar), the schedule's argument; None unless "
+    "learning_rate is a schedule",
 )
 class ScheduleFreeState(NamedTuple):
     z: Any
-    count: jax.Array
     weight_sum: jax.Array
     max_lr: jax.Array
-    learning_rate: jax.Array
-    b1: jax.Array
-    weight_lr_power: jax.Array
+    count: Any
 
 
 def scale_by_schedule_free(
@@ -60,8 +49,8 @@ def scale_by_schedule_free(
                 c_t = w_t / sum_{i<=t} w_i,  w_t = max_{i<=t}(lr_i)**weight_lr_power
                 x_t = (1 - c_t) * x_{t-1} + c_t * z_t,  x_{t-1} = (y - (1 - b1) z_{t-1}) / b1
                 emit y_t - y, with y_t = b1 * x_t + (1 - b1) * z_t  (y: the params given)
-    State:      z -- a copy of the params at init (dtype ``z_dtype``).  count, weight_sum,
-                max_lr and three hyperparameters -- scalars.   Memory: +1x params.
+    State:      z -- a copy of the params at init (dtype ``z_dtype``).  weight_sum, max_lr --
+                scalars; count (only for a schedule) -- int32 scalar.   Memory: +1x params.
     Args:       learning_rate -- >= 0, or a schedule of the step count (0 at the first
                 step): it replaces ``scale_by_learning_rate`` at the end of a chain.
                 b1 -- in (0, 1].  weight_lr_power -- >= 0.  z_dtype -- storage dtype of z.
@@ -69,7 +58,10 @@ def scale_by_schedule_free(
                 params)`` = x, not the params y the loop holds. Needs the params in
                 ``update``. With a schedule, the averaging weight reads it one step ahead,
                 ``learning_rate(count + 1)``, as Optax's ``schedule_free`` does; the z step
-                reads ``learning_rate(count)``, as every gradchain schedule does.
+                reads ``learning_rate(count)``, as every gradchain schedule does. Inside a
+                named optimizer whose live hyperparameters evaluate the schedule, this
+                transform gets one value and both read it (``schedule_free_adamw`` keeps its
+                schedules here instead, to stay Optax's).
     Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
     """
     _checks.check_learning_rate(learning_rate)
@@ -78,7 +70,6 @@ def scale_by_schedule_free(
     _checks.check_non_negative("weight_lr_power", weight_lr_power)
     _checks.check_dtype("z_dtype", z_dtype)
     schedule = learning_rate if callable(learning_rate) else None
-    given = {"b1": b1, "weight_lr_power": weight_lr_power}
 
     def init(params):
         def copy(p):  # a distinct buffer: z and the params are donated together
@@ -86,36 +77,31 @@ def scale_by_schedule_free(
 
         return ScheduleFreeState(
             z=jax.tree.map(copy, params),
-            count=jnp.zeros([], jnp.int32),
-            weight_sum=store_hyperparam(0.0),
-            max_lr=store_hyperparam(0.0),
-            learning_rate=store_hyperparam(0.0 if schedule else learning_rate),
-            **store_hyperparams(given),
+            weight_sum=jnp.zeros([], hyperparam_dtype()),
+            max_lr=jnp.zeros([], hyperparam_dtype()),
+            count=jnp.zeros([], jnp.int32) if schedule else None,
         )
 
     def update(updates, state, params=None, **extra):
-        del extra
         if params is None:
             raise _checks.GradchainError(
                 "scale_by_schedule_free needs the params: call update(updates, state, params)"
             )
         _checks.check_same_structure("updates", updates, "params", params)
-        hp = live_hyperparams(given, state)
-        dtype = state.learning_rate.dtype
+        h = state.max_lr.dtype
         if schedule is not None:
-            lr = jnp.asarray(schedule(state.count)).astype(dtype)
-            lr_weight = jnp.asarray(schedule(increment(state.count))).astype(dtype)
+            lr = jnp.asarray(schedule(state.count)).astype(h)
+            lr_weight = jnp.asarray(schedule(increment(state.count))).astype(h)
         else:
-            lr = live_hyperparams({"learning_rate": learning_rate}, state)["learning_rate"]
-            lr_weight = lr
+            lr = lr_weight = jnp.asarray(learning_rate, h)
         max_lr = jnp.maximum(state.max_lr, lr_weight)
-        weight = max_lr ** hp["weight_lr_power"]
+        weight = max_lr ** jnp.asarray(weight_lr_power, h)
         weight_sum = state.weight_sum + weight
         c_t = jnp.where(weight_sum == 0, 0, weight / jnp.where(weight_sum == 0, 1, weight_sum))
 
         def step(u, y, z):
             c = compute_dtype(u.dtype, jnp.result_type(y), z.dtype)
-            b, k, yc = hp["b1"].astype(c), c_t.astype(c), jnp.asarray(y).astype(c)
+            b, k, yc = jnp.asarray(b1, c), c_t.astype(c), jnp.asarray(y).astype(c)
             z_new = z.astype(c) - lr.astype(c) * u.astype(c)
             x_prev = (yc - (1 - b) * z.astype(c)) / b
             x = (1 - k) * x_prev + k * z_new
@@ -123,25 +109,23 @@ def scale_by_schedule_free(
             return (y_new - yc).astype(u.dtype), z_new.astype(z.dtype)
 
         out, z = tree_map_split(step, 2, updates, params, state.z)
-        return out, ScheduleFreeState(
-            z=z,
-            count=increment(state.count),
-            weight_sum=weight_sum,
-            max_lr=max_lr,
-            learning_rate=lr,
-            **hp,
-        )
+        count = increment(state.count) if schedule else None
+        return out, ScheduleFreeState(z=z, weight_sum=weight_sum, max_lr=max_lr, count=count)
 
     return GradientTransformation(init, update, name="scale_by_schedule_free")
 
 
-def schedule_free_eval_params(state: Any, params: Any) -> Any:
+def schedule_free_eval_params(state: Any, params: Any, b1: Any = None) -> Any:
     r"""The params to evaluate a schedule-free model at: x = (y - (1 - b1) z) / b1.
 
     ``state`` is the optimizer state (of ``schedule_free_adamw``, or any chain holding a
     ``scale_by_schedule_free``); ``params`` are the params y the training loop holds. The
     result has the params' tree and dtypes. Use it for validation, for the final model, and
     for checkpoints meant for inference; keep training from y and the state.
+
+    ``b1`` -- the value given to ``scale_by_schedule_free``; by default the live
+    hyperparameter ``b1`` of the optimizer that holds it (``schedule_free_adamw``'s). Pass
+    it for a chain built by hand, whose state keeps no hyperparameters.
     """
     found = [
         s
@@ -154,10 +138,23 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
             f"scale_by_schedule_free, found {len(found)}"
         )
     (sf,) = found
+    if b1 is None:
+        b1 = _live_b1(state)
 
     def average(y, z):
         c = compute_dtype(jnp.result_type(y), z.dtype)
-        b = sf.b1.astype(c)
+        b = jnp.asarray(b1, c)
         return ((jnp.asarray(y).astype(c) - (1 - b) * z.astype(c)) / b).astype(jnp.result_type(y))
 
     return jax.tree.map(average, params, sf.z)
+
+
+def _live_b1(state: Any) -> jax.Array:
+    found = [v for k, v in get_hyperparams(state).items() if k.split(".")[-1] == "b1"]
+    if len(found) != 1:
+        raise _checks.GradchainError(
+            f"schedule_free_eval_params found {len(found)} live hyperparameters named b1 in "
+            "this state; pass the schedule-free b1 as schedule_free_eval_params(state, "
+            "params, b1=...)"
+        )
+    return found[0]

@@ -9,32 +9,20 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    live_hyperparams,
-    store_hyperparams,
-    tree_map_split,
-)
+from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.transforms.moment_math import compute_dtype
+
+__all__ = ["RpropState", "scale_by_rprop"]
 
 
 @describe(
     step_size="each coordinate's current step size, one array per parameter",
     previous_sign="sign of the step taken last (-1, 0 or +1; 0 after a sign flip), int8, "
     "one array per parameter",
-    eta_minus="hyperparameter: step-size factor after a sign flip",
-    eta_plus="hyperparameter: step-size factor while the sign holds",
-    min_step_size="hyperparameter: the smallest step size",
-    max_step_size="hyperparameter: the largest step size",
 )
 class RpropState(NamedTuple):
     step_size: Any
     previous_sign: Any
-    eta_minus: jax.Array
-    eta_plus: jax.Array
-    min_step_size: jax.Array
-    max_step_size: jax.Array
 
 
 def scale_by_rprop(
@@ -83,12 +71,6 @@ def scale_by_rprop(
     _checks.check_non_negative("min_step_size", min_step_size)
     _checks.check_non_negative("max_step_size", max_step_size)
     _checks.check_dtype("step_size_dtype", step_size_dtype)
-    given = {
-        "eta_minus": eta_minus,
-        "eta_plus": eta_plus,
-        "min_step_size": min_step_size,
-        "max_step_size": max_step_size,
-    }
 
     def init(params):
         step = jax.tree.map(
@@ -96,19 +78,17 @@ def scale_by_rprop(
             params,
         )
         previous = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.int8), params)
-        return RpropState(step_size=step, previous_sign=previous, **store_hyperparams(given))
+        return RpropState(step_size=step, previous_sign=previous)
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
 
         def leaf(g, step, prev):
             c = compute_dtype(g.dtype, step.dtype)
             sign_g = jnp.sign(g).astype(jnp.int8)
             agree = sign_g * prev
-            up, down = hp["eta_plus"].astype(c), hp["eta_minus"].astype(c)
+            up, down = jnp.asarray(eta_plus, c), jnp.asarray(eta_minus, c)
             factor = jnp.where(agree > 0, up, jnp.where(agree < 0, down, 1))
-            lo, hi = hp["min_step_size"].astype(c), hp["max_step_size"].astype(c)
+            lo, hi = jnp.asarray(min_step_size, c), jnp.asarray(max_step_size, c)
             clipped = jnp.clip(step.astype(c) * factor, lo, hi)
             kept = step.astype(c)
             new_step = clipped if clip_every_step else jnp.where(agree == 0, kept, clipped)
@@ -117,6 +97,6 @@ def scale_by_rprop(
             return out, new_step.astype(step.dtype), new_sign
 
         out, step, previous = tree_map_split(leaf, 3, updates, state.step_size, state.previous_sign)
-        return out, RpropState(step_size=step, previous_sign=previous, **hp)
+        return out, RpropState(step_size=step, previous_sign=previous)
 
     return GradientTransformation(init, update, name="scale_by_rprop")

@@ -16,16 +16,12 @@ import jax.numpy as jnp
 from gradchain import _checks
 from gradchain.base import (
     GradientTransformation,
-    compute_dtype,
     describe,
-    hyper_dtype,
-    increment,
-    live_hyperparams,
-    store_hyperparams,
+    hyperparam_dtype,
     tree_map_split,
     tree_zeros_like,
 )
-from gradchain.transforms.preconditioners import _abs_sq, _moment_dtype
+from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, moment_dtype
 
 __all__ = [
     "AmsgradRawState",
@@ -40,20 +36,16 @@ __all__ = [
 
 
 def _moment_zeros(params: Any, dtype: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.zeros_like(p, _moment_dtype(p, dtype)), params)
+    return jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, dtype)), params)
 
 
 @describe(
     mu="momentum buffer: the first gradient, then momentum * mu + (1 - dampening) * g",
     count="steps taken so far (int32 scalar); at 0 the buffer is set to the gradient",
-    momentum="hyperparameter: how much of the old buffer is kept each step",
-    dampening="hyperparameter: the new gradient enters the buffer times (1 - dampening)",
 )
 class SgdMomentumState(NamedTuple):
     mu: Any
     count: jax.Array
-    momentum: jax.Array
-    dampening: jax.Array
 
 
 def scale_by_sgd_momentum(
@@ -78,29 +70,23 @@ def scale_by_sgd_momentum(
     _checks.check_non_negative("momentum", momentum)
     _checks.check_closed_unit_interval("dampening", dampening)
     _checks.check_dtype("mu_dtype", mu_dtype)
-    given = {"momentum": momentum, "dampening": dampening}
 
     def init(params):
-        return SgdMomentumState(
-            mu=tree_zeros_like(params, mu_dtype),
-            count=jnp.zeros([], jnp.int32),
-            **store_hyperparams(given),
-        )
+        mu = tree_zeros_like(params, mu_dtype)
+        return SgdMomentumState(mu=mu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         first = state.count == 0
 
         def step(u, mu):
             c = compute_dtype(u.dtype, mu.dtype)
-            m, d, uc = hp["momentum"].astype(c), hp["dampening"].astype(c), u.astype(c)
+            m, d, uc = jnp.asarray(momentum, c), jnp.asarray(dampening, c), u.astype(c)
             mu_new = jnp.where(first, uc, m * mu.astype(c) + (1 - d) * uc)
             out = uc + m * mu_new if nesterov else mu_new
             return out.astype(u.dtype), mu_new.astype(mu.dtype)
 
         out, mu = tree_map_split(step, 2, updates, state.mu)
-        return out, SgdMomentumState(mu=mu, count=increment(state.count), **hp)
+        return out, SgdMomentumState(mu=mu, count=increment(state.count))
 
     return GradientTransformation(init, update, name="scale_by_sgd_momentum")
 
@@ -109,15 +95,11 @@ def scale_by_sgd_momentum(
     nu="second moment: moving average of g**2, one array per parameter",
     nu_max="running maximum of the raw (not bias-corrected) nu, one array per parameter",
     count="steps taken so far (int32 scalar), for the bias correction",
-    decay="hyperparameter: forgetting factor of nu",
-    eps="hyperparameter: added to the bias-corrected root in the denominator",
 )
 class AmsgradRawState(NamedTuple):
     nu: Any
     nu_max: Any
     count: jax.Array
-    decay: jax.Array
-    eps: jax.Array
 
 
 def scale_by_amsgrad_raw(
@@ -139,34 +121,27 @@ def scale_by_amsgrad_raw(
     _checks.check_unit_interval("decay", decay)
     _checks.check_non_negative("eps", eps)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay": decay, "eps": eps}
 
     def init(params):
-        return AmsgradRawState(
-            nu=_moment_zeros(params, nu_dtype),
-            nu_max=_moment_zeros(params, nu_dtype),
-            count=jnp.zeros([], jnp.int32),
-            **store_hyperparams(given),
-        )
+        nu, nu_max = _moment_zeros(params, nu_dtype), _moment_zeros(params, nu_dtype)
+        return AmsgradRawState(nu=nu, nu_max=nu_max, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         count = increment(state.count)
 
         def step(u, g, nu, nu_max):
             c = compute_dtype(nu.dtype)
-            d = hp["decay"].astype(c)
-            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
+            d = jnp.asarray(decay, c)
+            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
             top = jnp.maximum(nu_max.astype(c), nu_new)
-            denom = jnp.sqrt(top) / jnp.sqrt(1 - d ** count.astype(c)) + hp["eps"].astype(c)
+            denom = jnp.sqrt(top) / jnp.sqrt(1 - d ** count.astype(c)) + jnp.asarray(eps, c)
             cu = compute_dtype(u.dtype)
             out = (u.astype(cu) / denom.astype(cu)).astype(u.dtype)
             return out, nu_new.astype(nu.dtype), top.astype(nu_max.dtype)
 
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, state.nu_max)
-        return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count, **hp)
+        return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count)
 
     return GradientTransformation(init, update, name="scale_by_amsgrad_raw")
 
@@ -174,14 +149,10 @@ def scale_by_amsgrad_raw(
 @describe(
     count="steps taken so far (int32 scalar)",
     mu_product="product of the scheduled momenta mu_1 ... mu_t (a float scalar)",
-    decay="hyperparameter: b1, the base of the momentum schedule",
-    momentum_decay="hyperparameter: psi, how fast the scheduled momentum approaches b1",
 )
 class NadamScheduleState(NamedTuple):
     count: jax.Array
     mu_product: jax.Array
-    decay: jax.Array
-    momentum_decay: jax.Array
 
 
 def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> GradientTransformation:
@@ -200,23 +171,17 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
     """
     _checks.check_unit_interval("decay", decay)
     _checks.check_non_negative("momentum_decay", momentum_decay)
-    given = {"decay": decay, "momentum_decay": momentum_decay}
 
     def init(params):
-        del params
         return NadamScheduleState(
-            count=jnp.zeros([], jnp.int32),
-            mu_product=jnp.ones([], hyper_dtype()),
-            **store_hyperparams(given),
+            count=jnp.zeros([], jnp.int32), mu_product=jnp.ones([], hyperparam_dtype())
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         count = increment(state.count)
         grads = updates if gradient is None else gradient
         c = state.mu_product.dtype
-        b1, psi, t = hp["decay"].astype(c), hp["momentum_decay"].astype(c), count.astype(c)
+        b1, psi, t = jnp.asarray(decay, c), jnp.asarray(momentum_decay, c), count.astype(c)
         mu = b1 * (1 - 0.5 * 0.96 ** (t * psi))
         mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
         product = state.mu_product * mu
@@ -228,7 +193,7 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
             out = ahead.astype(cu) * u.astype(cu) + now.astype(cu) * g.astype(cu)
             return out.astype(u.dtype)
 
-        new_state = NadamScheduleState(count=count, mu_product=product, **hp)
+        new_state = NadamScheduleState(count=count, mu_product=product)
         return jax.tree.map(correct, updates, grads), new_state
 
     return GradientTransformation(init, update, name="bias_correct_nadam")
@@ -237,14 +202,10 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
 @describe(
     nu="second moment: moving average of g**2, one array per parameter",
     count="steps taken so far (int32 scalar), for the bias correction and the rectification",
-    decay="hyperparameter: forgetting factor of nu (RAdam's b2)",
-    eps="hyperparameter: added to the raw sqrt(nu) (torch's placement)",
 )
 class RectifiedRmsTorchState(NamedTuple):
     nu: Any
     count: jax.Array
-    decay: jax.Array
-    eps: jax.Array
 
 
 def scale_by_rectified_rms_torch(
@@ -271,22 +232,17 @@ def scale_by_rectified_rms_torch(
     _checks.check_unit_interval("decay", decay)
     _checks.check_non_negative("eps", eps)
     _checks.check_dtype("nu_dtype", nu_dtype)
-    given = {"decay": decay, "eps": eps}
 
     def init(params):
         return RectifiedRmsTorchState(
-            nu=_moment_zeros(params, nu_dtype),
-            count=jnp.zeros([], jnp.int32),
-            **store_hyperparams(given),
+            nu=_moment_zeros(params, nu_dtype), count=jnp.zeros([], jnp.int32)
         )
 
     def update(updates, state, params=None, *, gradient=None, **extra):
-        del params, extra
-        hp = live_hyperparams(given, state)
         grads = updates if gradient is None else gradient
         count = increment(state.count)
-        h = hyper_dtype()
-        b2, t = hp["decay"].astype(h), count.astype(h)
+        h = hyperparam_dtype()
+        b2, t = jnp.asarray(decay, h), count.astype(h)
         bc2 = 1 - b2**t
         rho_inf = 2 / (1 - b2) - 1
         rho = rho_inf - 2 * t * b2**t / bc2
@@ -299,13 +255,13 @@ def scale_by_rectified_rms_torch(
         def step(u, g, nu):
             c = compute_dtype(nu.dtype)
             d = b2.astype(c)
-            nu_new = d * nu.astype(c) + (1 - d) * _abs_sq(g, c)
-            adaptive = jnp.sqrt(bc2.astype(c)) / (jnp.sqrt(nu_new) + hp["eps"].astype(c))
+            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
+            adaptive = jnp.sqrt(bc2.astype(c)) / (jnp.sqrt(nu_new) + jnp.asarray(eps, c))
             factor = jnp.where(rectify, rect.astype(c) * adaptive, 1)
             cu = compute_dtype(u.dtype)
             return (u.astype(cu) * factor.astype(cu)).astype(u.dtype), nu_new.astype(nu.dtype)
 
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
-        return out, RectifiedRmsTorchState(nu=nu, count=count, **hp)
+        return out, RectifiedRmsTorchState(nu=nu, count=count)
 
     return GradientTransformation(init, update, name="scale_by_rectified_rms_torch")

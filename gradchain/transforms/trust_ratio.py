@@ -4,33 +4,17 @@ needs its partial norms summed over the mesh axis: the ``axis_name`` argument.""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import (
-    GradientTransformation,
-    compute_dtype,
-    describe,
-    live_hyperparams,
-    real_dtype,
-    store_hyperparams,
-)
-from gradchain.transforms.factored import varying_axes
-from gradchain.transforms.scaling import _vma_is_tracked
+from gradchain.base import EmptyState, GradientTransformation
+from gradchain.transforms.mesh_axes import varying_axes, vma_is_tracked
+from gradchain.transforms.moment_math import compute_dtype, real_dtype
 
-
-@describe(
-    min_norm="hyperparameter: both norms are raised to at least this value",
-    trust_coefficient="hyperparameter: the ratio's scale (LARS's eta)",
-    eps="hyperparameter: added to the update's norm in the ratio's denominator",
-)
-class TrustRatioState(NamedTuple):
-    min_norm: jax.Array
-    trust_coefficient: jax.Array
-    eps: jax.Array
+__all__ = ["scale_by_trust_ratio"]
 
 
 def _leaf_norm(x: jax.Array, axis_name: Any) -> jax.Array:
@@ -41,7 +25,7 @@ def _leaf_norm(x: jax.Array, axis_name: Any) -> jax.Array:
     c = compute_dtype(real_dtype(jnp.result_type(x)))
     sq = jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2)
     names = set(axis_name if isinstance(axis_name, tuple) else (axis_name,)) - {None}
-    if names and not _vma_is_tracked():
+    if names and not vma_is_tracked():
         _checks.refuse_sharded_reduction(
             "scale_by_trust_ratio(axis_name=...)", sorted(names), "use shard_map's check_vma=True"
         )
@@ -66,7 +50,7 @@ def scale_by_trust_ratio(
 
     Update:     for each leaf: pn = max(||p||, min_norm), un = max(||u||, min_norm)
                 u = u * trust_coefficient * pn / (un + eps)   (u unchanged where pn or un is 0)
-    State:      none per parameter (three live scalars).   Memory: 0.
+    State:      none.   Memory: 0.
     Args:       min_norm, eps -- >= 0.  trust_coefficient -- > 0.
                 axis_name -- a mesh axis (or tuple of axes) of an enclosing ``shard_map``: a
                 leaf that varies over it (a shard of a parameter) gets its squared norm
@@ -84,32 +68,28 @@ def scale_by_trust_ratio(
     _checks.check_non_negative("min_norm", min_norm)
     _checks.check_positive("trust_coefficient", trust_coefficient)
     _checks.check_non_negative("eps", eps)
-    given = {"min_norm": min_norm, "trust_coefficient": trust_coefficient, "eps": eps}
 
     def init(params):
-        del params
-        return TrustRatioState(**store_hyperparams(given))
+        return EmptyState()
 
     def update(updates, state, params=None, **extra):
-        del extra
         if params is None:
             raise _checks.GradchainError(
                 "scale_by_trust_ratio needs the params: call update(updates, state, params)"
             )
         _checks.check_same_structure("updates", updates, "params", params)
-        hp = live_hyperparams(given, state)
 
         def scale_leaf(u, p):
             p_norm, u_norm = _leaf_norm(jnp.asarray(p), axis_name), _leaf_norm(u, axis_name)
             c = compute_dtype(p_norm.dtype, u_norm.dtype)
             p_norm, u_norm = p_norm.astype(c), u_norm.astype(c)
-            floor = hp["min_norm"].astype(c)
+            floor = jnp.asarray(min_norm, c)
             p_norm, u_norm = jnp.maximum(p_norm, floor), jnp.maximum(u_norm, floor)
-            ratio = hp["trust_coefficient"].astype(c) * p_norm / (u_norm + hp["eps"].astype(c))
+            ratio = jnp.asarray(trust_coefficient, c) * p_norm / (u_norm + jnp.asarray(eps, c))
             ratio = jnp.where((p_norm == 0) | (u_norm == 0), 1, ratio)
             cu = compute_dtype(u.dtype)
             return (u.astype(cu) * ratio.astype(cu)).astype(u.dtype)
 
-        return jax.tree.map(scale_leaf, updates, params), TrustRatioState(**hp)
+        return jax.tree.map(scale_leaf, updates, params), state
 
     return GradientTransformation(init, update, name="scale_by_trust_ratio")

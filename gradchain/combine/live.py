@@ -1,0 +1,266 @@
+"""Live hyperparameters: change an optimizer's numbers between steps without recompiling.
+
+A transform takes its hyperparameters as plain values and holds only its math. Liveness is
+one layer above, once per optimizer: ``live`` turns a *factory* -- any function of
+hyperparameters that returns a transform, such as ``adam`` -- into one whose numbers are kept
+in the state under the factory's own argument names. Each step rebuilds the transform from
+those numbers (at trace time: Python, not compiled work) and runs it, so ``b1`` is one 0-d
+array however many transforms use it, and changing it never recompiles::
+
+    @gradchain.live
+    def my_adam(learning_rate, b1=0.9, b2=0.999):
+        return chain(scale_by_momentum(b1, ema=True), bias_correct(b1),
+                     scale_by_rms(b2, bias_correction=True),
+                     scale_by_learning_rate(learning_rate))
+
+    state = set_hyperparam(state, "b1", 0.95)      # the constructor's checks run first
+
+Which arguments are live: a real number or a real 0-d array (float32, or float64 under x64,
+whatever the params' dtype) -- an integer only where the argument's default is not an integer
+(``ns_steps=5`` stays a static Python int) -- and a schedule (a function of the step count),
+whose value is recomputed each step and recorded, read-only, for logging. Everything else
+(bools, dtypes, masks, ``None``, the names in ``static``) is fixed at construction. A value
+that is already traced (an optimizer built inside ``jit``, or by ``optax.inject_hyperparams``)
+is live one level up: it is used as given, and recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradchain import _checks
+from gradchain.base import Child, GradientTransformation, describe, hyperparam_dtype
+from gradchain.transforms.moment_math import increment
+
+__all__ = ["LiveState", "inject_hyperparams", "live"]
+
+# Never live, whatever their value: a mask may be a function of the params, not a schedule.
+ALWAYS_STATIC = frozenset({"mask"})
+
+
+@describe(
+    count="steps taken so far (int32 scalar), the schedules' argument; None without schedules",
+    hyperparams="live hyperparameters by the optimizer's argument names (0-d arrays; set with "
+    "gradchain.set_hyperparam)",
+    scheduled="the value each schedule gave at the last step, by argument name (read-only)",
+    inner="the state of the transform built from these hyperparameters",
+)
+class LiveState(NamedTuple):
+    count: Any
+    hyperparams: dict[str, jax.Array]
+    scheduled: dict[str, jax.Array]
+    inner: Any
+
+
+def _is_number(value: Any) -> bool:
+    """A real number or a real 0-d array (traced or not); not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is None or shape != ():
+        return False
+    return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+
+
+def _may_be_fractional(value: Any, parameter: inspect.Parameter) -> bool:
+    """An integer is live only where the argument is not an integer by default."""
+    if not isinstance(value, (int, np.integer)):
+        return True
+    default = parameter.default
+    return not isinstance(default, (int, np.integer)) or isinstance(default, bool)
+
+
+def _is_schedule(value: Any) -> bool:
+    return callable(value) and not isinstance(value, type) and not hasattr(value, "init")
+
+
+class _Arguments(NamedTuple):
+    numbers: dict[str, Any]  # live, kept in the state
+    schedules: dict[str, Callable[[jax.Array], Any]]  # live, recomputed from the count
+    fixed: dict[str, Any]  # everything else, as given
+
+
+def _sort_arguments(
+    signature: inspect.Signature, arguments: dict[str, Any], static: frozenset, only_floats: bool
+) -> _Arguments:
+    numbers, schedules, fixed = {}, {}, {}
+    for name, value in arguments.items():
+        parameter = signature.parameters[name]
+        variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if variadic or name in static:
+            fixed[name] = value
+        elif _is_number(value) and (not only_floats or _may_be_fractional(value, parameter)):
+            numbers[name] = value
+        elif _is_schedule(value):
+            schedules[name] = value
+        else:
+            fixed[name] = value
+    return _Arguments(numbers, schedules, fixed)
+
+
+def _call(factory: Callable, signature: inspect.Signature, arguments: dict[str, Any]) -> Any:
+    bound = inspect.BoundArguments(signature, dict(arguments))
+    return factory(*bound.args, **bound.kwargs)
+
+
+def _scheduled_value(name: str, schedule: Callable, count: jax.Array, dtype: Any) -> jax.Array:
+    value = jnp.asarray(schedule(count))
+    if value.shape != ():
+        raise _checks.GradchainError(
+            f"the schedule given as {name} returned shape {value.shape}; a schedule must "
+            "return a scalar"
+        )
+    return value.astype(dtype)
+
+
+def _state_class(factory: Callable, validate: Callable) -> type:
+    """A ``LiveState`` subclass for one factory: ``AdamState`` for ``adam``. Its class knows
+    how to check a value for ``set_hyperparam`` (the constructor's checks, by construction),
+    and the type is the same for every optimizer this factory builds, so states compare."""
+    words = "".join(c if c.isalnum() else " " for c in getattr(factory, "__name__", "live"))
+    name = "".join(w[:1].upper() + w[1:] for w in words.split()) or "Live"
+    return type(
+        f"{name}State",
+        (LiveState,),
+        {"__slots__": (), "__module__": __name__, "validate": staticmethod(validate)},
+    )
+
+
+def _make_live(
+    factory: Callable, static: Iterable[str], only_floats: bool, dtype: Any
+) -> Callable[..., GradientTransformation]:
+    static = frozenset(static) | ALWAYS_STATIC
+    signature = inspect.signature(factory)
+    checked = _checks.names_arguments(factory)  # refusals under the user's argument names
+
+    def validate(name: str, value: Any, current: dict[str, Any]) -> None:
+        """Run the constructor's checks on ``value`` for argument ``name``, the other live
+        values as they are now and the fixed arguments at their defaults."""
+        try:
+            checked(**{**current, name: value})
+        except TypeError:  # a fixed argument without a default: the generic check only
+            _checks.check_hyperparam(name, value)
+
+    state_class = _state_class(factory, validate)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> GradientTransformation:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{factory.__name__}(): {error}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        given = _sort_arguments(signature, arguments, static, only_floats)
+        example = checked(*bound.args, **bound.kwargs)  # the constructor's checks
+        store = dtype or hyperparam_dtype()
+
+        def kept_as(value: Any) -> Any:
+            # Optax's rule when no dtype is given: an integer hyperparameter stays an integer.
+            integer = isinstance(value, (int, np.integer)) or jnp.issubdtype(
+                jnp.result_type(value), jnp.integer
+            )
+            return jnp.int32 if integer and not only_floats and dtype is None else store
+
+        def values_now(hyperparams: dict[str, jax.Array]) -> dict[str, Any]:
+            return {
+                k: v if isinstance(v, jax.core.Tracer) else hyperparams[k]
+                for k, v in given.numbers.items()
+            }
+
+        def init(params):
+            start = {k: _scheduled_value(k, s, jnp.zeros([], jnp.int32), store)
+                     for k, s in given.schedules.items()}
+            inner = _call(factory, signature, {**arguments, **start})
+            return state_class(
+                count=jnp.zeros([], jnp.int32) if given.schedules else None,
+                hyperparams={k: jnp.asarray(v, kept_as(v)) for k, v in given.numbers.items()},
+                scheduled=start,
+                inner=inner.init(params),
+            )
+
+        def update(updates, state, params=None, **extra):
+            if not isinstance(state, LiveState):
+                raise _checks.GradchainError(
+                    f"this state does not belong to this optimizer: {factory.__name__} expects "
+                    f"its {state_class.__name__}, got {type(state).__name__}"
+                )
+            numbers = values_now(state.hyperparams)
+            scheduled = {
+                k: _scheduled_value(k, s, state.count, store) for k, s in given.schedules.items()
+            }
+            inner = _call(factory, signature, {**given.fixed, **numbers, **scheduled})
+            updates, inner_state = inner.update(updates, state.inner, params, **extra)
+            kept = {k: jnp.asarray(v, state.hyperparams[k].dtype) for k, v in numbers.items()}
+            count = increment(state.count) if given.schedules else None
+            return updates, state_class(count, kept, scheduled, inner_state)
+
+        transform = GradientTransformation(
+            init,
+            update,
+            name=getattr(factory, "__name__", "live"),
+            preprocessing=getattr(example, "preprocessing", False),
+            children=(Child(None, example, ("inner",)),),
+        )
+        transform.hyperparameters = (*given.numbers, *given.schedules)
+        return transform
+
+    build.__wrapped__ = factory
+    build.live = True
+    return build
+
+
+def live(
+    factory: Callable[..., Any] | None = None, *, static: Iterable[str] = ()
+) -> Any:
+    """Decorator: make a factory's hyperparameters live, under its own argument names.
+
+    ``factory`` is any function of hyperparameters returning a transform (a chain, a named
+    optimizer, one transform). The decorated function takes the same arguments, checks them
+    as the factory does, and returns a transform whose state is ``<Name>State(count,
+    hyperparams, scheduled, inner)`` (a ``LiveState``): one 0-d array per live argument (see
+    the module docstring for which are live), read with ``gradchain.get_hyperparams`` and set
+    with ``gradchain.set_hyperparam`` -- which runs the factory's own checks on the new value.
+
+    Args:   static -- argument names that are never live (besides ``mask``): shapes, counts,
+            choices that change the program.
+    The undecorated factory stays reachable as ``decorated.__wrapped__``, to call inside
+    another live factory without storing the numbers twice.
+
+    >>> import gradchain
+    >>> opt = gradchain.live(lambda learning_rate: gradchain.scale_by_learning_rate(learning_rate))(0.1)
+    >>> sorted(gradchain.get_hyperparams(opt.init(1.0)))
+    ['learning_rate']
+    """
+    if factory is None:
+        return functools.partial(live, static=static)
+    factory = getattr(factory, "__wrapped__", factory) if getattr(factory, "live", False) else factory
+    return _make_live(factory, static, only_floats=True, dtype=None)
+
+
+def inject_hyperparams(
+    inner_factory: Callable[..., Any],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: Any = None,
+) -> Callable[..., GradientTransformation]:
+    """Optax's ``inject_hyperparams``, for people coming from Optax: every numeric argument
+    (integers included) and every schedule of ``inner_factory`` becomes live, except
+    ``static_args``; values are kept in ``hyperparam_dtype`` (default: float32, float64 under
+    x64). The state is gradchain's ``LiveState`` (read it with ``get_hyperparams``), not
+    Optax's ``InjectHyperparamsState``. ``gradchain.live`` is the same with the named
+    optimizers' rule for integers.
+    """
+    if isinstance(static_args, str):
+        static_args = (static_args,)
+    if getattr(inner_factory, "live", False):
+        inner_factory = inner_factory.__wrapped__
+    return _make_live(inner_factory, static_args, only_floats=False, dtype=hyperparam_dtype)

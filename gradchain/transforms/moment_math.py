@@ -1,0 +1,69 @@
+"""The arithmetic every moment shares: the dtype it runs in, |g|**2, a guarded division.
+
+Moment math runs in at least float32 whatever the params' dtype, so that b2 = 0.999 does not
+round to 1.0 in bfloat16 and eps does not underflow in float16; each result is cast back to
+the dtype of the state or update it belongs to, so dtypes never change between steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+
+__all__ = [
+    "abs_sq",
+    "compute_dtype",
+    "divide",
+    "increment",
+    "moment_dtype",
+    "real_dtype",
+]
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype moment math runs in: the widest of ``dtypes`` and float32."""
+    # Our own dtype arithmetic, made once per leaf at trace time: the user's promotion mode
+    # (often "strict") rules their math, not this choice.
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.result_type(jnp.float32, *dtypes))
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real counterpart of a complex dtype (the dtype of ``|g|**2``)."""
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise _checks.GradchainError(
+            f"a moment needs a floating or complex dtype, got {jnp.dtype(dtype).name} "
+            "(keep integer leaves out of the optimizer)"
+        )
+    return jnp.finfo(dtype).dtype
+
+
+def moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
+    """The storage dtype of a second moment of ``param``: ``dtype``, or the param's real dtype."""
+    return jnp.dtype(dtype) if dtype is not None else real_dtype(jnp.result_type(param))
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at its dtype's maximum instead of wrapping to a negative step."""
+    return jnp.where(count < jnp.iinfo(count.dtype).max, count + 1, count)
+
+
+def abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
+    """|g|**2 in the real ``dtype``: g * conj(g) for complex gradients."""
+    g = g.astype(compute_dtype(g.dtype))
+    return (g * jnp.conj(g)).real.astype(dtype) if jnp.iscomplexobj(g) else (g * g).astype(dtype)
+
+
+def divide(u: jax.Array, denom: jax.Array) -> jax.Array:
+    """u / denom in u's dtype, and 0 where denom == 0 (eps = 0 and a zero statistic).
+
+    Only an exact zero is guarded: a NaN or infinite denominator (from a non-finite gradient)
+    gives NaN or 0 as IEEE arithmetic says, so a fault stays visible instead of becoming a
+    quiet zero that freezes the parameter."""
+    c = compute_dtype(u.dtype)
+    quotient = u.astype(c) / denom.astype(c)
+    return jnp.where(denom == 0, jnp.zeros_like(quotient), quotient).astype(u.dtype)
