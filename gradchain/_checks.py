@@ -27,6 +27,12 @@ class GradchainError(ValueError):
     value: Any = None
 
 
+class CheckpointError(GradchainError):
+    """Raised by ``gradchain.checkpoint`` for a file it will not restore: damaged, crafted,
+    written in another format version, or not matching the targets. The message names the
+    file and the problem."""
+
+
 def _refuse(name: str, value: Any, message: str) -> GradchainError:
     """The error for a refused hyperparameter; ``message`` starts with ``name``."""
     error = GradchainError(message)
@@ -86,7 +92,11 @@ def _concrete(value: Any) -> float | None:
         raise GradchainError(f"expected a scalar hyperparameter, got shape {array.shape}")
     if array.dtype == np.bool_:
         raise GradchainError(f"expected a number, got the bool {value!r}")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    # np.issubdtype does not know bfloat16 or the float8s; jax.numpy's does
+    if not (
+        jax.numpy.issubdtype(array.dtype, jax.numpy.floating)
+        or jax.numpy.issubdtype(array.dtype, jax.numpy.integer)
+    ):
         raise GradchainError(f"expected a real number, got {_kind(value)}")
     return float(array)
 

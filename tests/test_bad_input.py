@@ -81,7 +81,8 @@ def time_limit(seconds):
 def call_cleanly(fn, *args, **kwargs):
     """Call; a return is fine, a ValueError/TypeError must carry a message, nothing else may
     escape (a checkpoint may also report a missing file). Returns the exception or None."""
-    clean = CLEAN + (FileNotFoundError,) if fn in (gradchain.checkpoint.restore,) else CLEAN
+    reads_a_file = (gradchain.checkpoint.restore, gradchain.checkpoint.restore_params)
+    clean = CLEAN + (FileNotFoundError,) if fn in reads_a_file else CLEAN
     try:
         with time_limit(20):
             fn(*args, **kwargs)
@@ -484,3 +485,24 @@ def test_float0_gradients_from_allow_int_are_refused_by_the_optimizer():
 def test_global_norm_refuses_non_arrays():
     with pytest.raises(gradchain.GradchainError, match="type str"):
         gradchain.global_norm({"a": "abc"})
+
+
+@pytest.mark.parametrize(
+    "factory, dtype",
+    [(gradchain.sgd, jnp.bfloat16), (gradchain.adam, jnp.float16), (gradchain.sgd, np.float16)],
+)
+def test_a_low_precision_0d_array_is_a_learning_rate(factory, dtype):
+    # np.issubdtype does not know bfloat16: such a learning rate was "not a real number"
+    lr = jnp.asarray(0.1 if factory is gradchain.sgd else 1e-3, dtype)
+    opt = factory(lr)
+    params = {"w": jnp.ones(3)}
+    updates, _ = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+    assert updates["w"].dtype == jnp.float32
+    assert bool(jnp.all(updates["w"] < 0))
+
+
+def test_a_complex_or_bool_0d_array_is_still_refused():
+    with pytest.raises(gradchain.GradchainError, match="expected a real number"):
+        gradchain.sgd(jnp.asarray(0.1 + 0j))
+    with pytest.raises(gradchain.GradchainError, match="bool"):
+        gradchain.sgd(jnp.asarray(True))

@@ -2,7 +2,10 @@
 resume, atomic writes that survive a crash mid-save, and clear errors on any mismatch or a
 damaged file."""
 
+import fcntl
+import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -276,3 +279,280 @@ def test_round_trip_is_exact_for_random_trees(name, spec, seed):
     assert step == seed
     assert_trees_identical(p, params)
     assert_trees_identical(s, state)
+
+
+# --- faults are never silent (issue 15): crafted files, stale temporaries, modes, placement --
+
+
+def members_of(path):
+    """Every member of a checkpoint, name -> the raw bytes of its .npy file."""
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def npy_bytes(array=None, *, header_for=None, payload=b""):
+    """An .npy file: ``array``'s, or the header of ``header_for`` followed by ``payload``."""
+    import io
+
+    buf = io.BytesIO()
+    if array is not None:
+        np.lib.format.write_array(buf, array, allow_pickle=False)
+        return buf.getvalue()
+    np.lib.format.write_array_header_1_0(buf, header_for)
+    return buf.getvalue() + payload
+
+
+def rewrite(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def edit_metadata(path, change):
+    members = members_of(path)
+    meta = json.loads(np.load(path)["__gradchain__"].tobytes().decode())
+    change(meta)
+    raw = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    members["__gradchain__.npy"] = npy_bytes(raw)
+    rewrite(path, members)
+
+
+@pytest.fixture
+def bytes_inflated(monkeypatch):
+    """The largest single read from any zip member during the test, in bytes."""
+    largest = [0]
+    read = zipfile.ZipExtFile.read
+
+    def counting(self, n=-1):
+        data = read(self, n)
+        largest[0] = max(largest[0], len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting)
+    return largest
+
+
+def test_an_extra_compressed_entry_is_refused_before_it_is_inflated(saved, bytes_inflated):
+    path, params, state = saved
+    members = members_of(path)
+    bomb = np.zeros(16 * 2**20, np.uint8)  # 16 MiB of zeros, a few KiB deflated
+    members["bomb.npy"] = npy_bytes(bomb)
+    rewrite(path, members, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 2**20
+    unnamed = r"1 entry that its metadata does not name: 'bomb.npy'"
+    with pytest.raises(checkpoint.CheckpointError, match=unnamed) as e:
+        checkpoint.restore(path, params, state)
+    assert str(path) in str(e.value)
+    assert bytes_inflated[0] < 2**16  # the metadata only
+
+
+def test_a_member_inflating_past_its_header_is_refused_unread(saved, bytes_inflated):
+    path, params, state = saved
+    members = members_of(path)
+    header = {"descr": "<f4", "fortran_order": False, "shape": (4, 3)}
+    members["params['w'].npy"] = npy_bytes(header_for=header, payload=bytes(16 * 2**20))
+    rewrite(path, members, zipfile.ZIP_DEFLATED)
+    with pytest.raises(checkpoint.CheckpointError, match=r"params at \['w'\] is \d+ bytes"):
+        checkpoint.restore(path, params, state)
+    assert bytes_inflated[0] < 2**16
+
+
+def test_a_header_claiming_1e12_elements_is_refused_unread(saved, bytes_inflated):
+    path, params, state = saved
+    members = members_of(path)
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+    members["params['w'].npy"] = npy_bytes(header_for=header, payload=bytes(48))
+    rewrite(path, members)
+    with pytest.raises(checkpoint.CheckpointError, match=r"params at \['w'\] is 176 bytes"):
+        checkpoint.restore(path, params, state)
+    assert bytes_inflated[0] < 2**16
+
+
+def test_a_header_disagreeing_with_the_metadata_is_refused(saved):
+    path, params, state = saved
+    members = members_of(path)
+    members["params['w'].npy"] = npy_bytes(np.zeros((3, 4), np.float32))
+    rewrite(path, members)
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds float32\[3, 4\], its metadata"):
+        checkpoint.restore(path, params, state)
+
+
+def test_a_plain_npy_file_is_refused_clearly(tmp_path, saved):
+    _, params, state = saved
+    plain = tmp_path / "plain.npy"
+    np.save(plain, np.ones(3))
+    with pytest.raises(checkpoint.CheckpointError, match=r"plain.npy is not a readable"):
+        checkpoint.restore(plain, params, state)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda m: m["params"][0].pop("shape"), r"metadata of params at .* not a key, a shape"),
+        (lambda m: m["params"].__setitem__(0, "w"), r"entry 0 of its params metadata has no path"),
+        (lambda m: m["opt_state"][1].update(dtype="float33"), r"unknown dtype 'float33'"),
+        (lambda m: m["params"][0].update(shape=[4, -3]), r"not a key, a shape \(integers >= 0\)"),
+        (lambda m: m.update(step=-3), r"its step is -3, not an integer >= 0"),
+        (lambda m: m.update(step="5"), r"its step is '5'"),
+        (lambda m: m.pop("params"), r"no list of params leaves"),
+        (lambda m: m["params"][1].update(stored_as="float64"), r"stored as float64, which"),
+    ],
+)
+def test_hand_edited_metadata_gives_the_checkpoints_own_error(saved, change, problem):
+    path, params, state = saved
+    edit_metadata(path, change)
+    with pytest.raises(checkpoint.CheckpointError, match=problem) as e:
+        checkpoint.restore(path, params, state)
+    assert str(e.value).startswith(f"{path} ")
+
+
+def test_checkpoint_error_is_a_gradchain_error():
+    assert issubclass(checkpoint.CheckpointError, gradchain.GradchainError)
+
+
+def test_a_later_save_removes_only_its_own_stale_temporaries(tmp_path):
+    params = make_params()
+    state = gradchain.sgd(0.1).init(params)
+    # what kill -9 during a save leaves: mkstemp's own names beside the target
+    stale = [tempfile.mkstemp(dir=tmp_path, prefix=".c.npz.", suffix=".tmp") for _ in range(2)]
+    for fd, _ in stale:
+        os.write(fd, b"PK\x03\x04 half of a zip")
+        os.close(fd)
+    live_fd, live = tempfile.mkstemp(dir=tmp_path, prefix=".c.npz.", suffix=".tmp")
+    others = [".d.npz.abcd1234.tmp", ".c.npz.abc.tmp", "c.npz.abcd1234.tmp", ".c.npz.abcd1234"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"not ours")
+    with open(live_fd, "wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # a save in progress in another process
+        checkpoint.save(tmp_path / "c.npz", params, state, 1)
+        assert sorted(os.listdir(tmp_path)) == sorted([*others, "c.npz", os.path.basename(live)])
+
+
+KILLED_MID_SAVE = """
+import os, signal, sys
+import jax.numpy as jnp
+from gradchain import checkpoint
+
+def killed(file, **arrays):
+    file.write(b"PK\\x03\\x04 half of a zip")
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no finally, no except runs
+
+checkpoint.np.savez = killed
+checkpoint.save(sys.argv[1], {"w": jnp.ones(3)}, (), 1)
+"""
+
+
+def test_a_save_killed_by_sigkill_is_cleaned_up_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.npz"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+    seen = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(path)], env=env)
+        assert done.returncode == -9
+        seen.append(os.listdir(tmp_path))
+    # each killed save leaves its temporary; the next save, even one killed later, removes it
+    assert all(len(left) == 1 and left[0].startswith(".c.npz.") for left in seen)
+    assert seen[0] != seen[1]
+    checkpoint.save(path, {"w": jnp.ones(3)}, (), 2)
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_save_creates_missing_folders(tmp_path, monkeypatch):
+    params = make_params()
+    state = gradchain.sgd(0.1).init(params)
+    monkeypatch.chdir(tmp_path)
+    checkpoint.save("run/ckpt.npz", params, state, 3)  # the README's own path
+    checkpoint.save(tmp_path / "a" / "b" / "c.npz", params, state, 4)
+    assert checkpoint.restore("run/ckpt.npz", params, state)[2] == 3
+    assert checkpoint.restore(tmp_path / "a/b/c.npz", params, state)[2] == 4
+
+
+@pytest.fixture
+def umask_027():
+    before = os.umask(0o027)
+    yield
+    os.umask(before)
+
+
+def test_a_new_file_follows_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path, umask_027):
+    params = make_params()
+    state = gradchain.sgd(0.1).init(params)
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, params, state, 1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    path.chmod(0o604)
+    checkpoint.save(path, params, state, 2)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
+
+
+def run_and_count_programs(opt, params, state, steps=3):
+    """Train with one jitted step; return how many programs it compiled."""
+    step = jax.jit(opt.update)
+    apply = jax.jit(gradchain.apply_updates)
+    for k in range(steps):
+        updates, state = step(grads_at(params, k), state, params)
+        params = apply(params, updates)
+    return step, apply, params, state
+
+
+def test_a_resumed_run_compiles_nothing_new(tmp_path):
+    opt = gradchain.adam(0.01)
+    params = make_params()
+    step, apply, p, s = run_and_count_programs(opt, params, opt.init(params))
+    assert step._cache_size() == 1 and apply._cache_size() == 1
+    checkpoint.save(tmp_path / "c.npz", p, s, 3)
+    # the README's way: the params as the template, the state from eval_shape
+    p, s, _ = checkpoint.restore(tmp_path / "c.npz", params, jax.eval_shape(opt.init, params))
+    for k in range(3):
+        updates, s = step(grads_at(p, k), s, p)
+        p = apply(p, updates)
+    assert step._cache_size() == 1 and apply._cache_size() == 1
+
+
+def test_restored_arrays_are_placed_as_their_targets(tmp_path):
+    opt = gradchain.adam(0.01)
+    device = jax.devices()[0]
+    params = jax.device_put(make_params(), device)  # committed, as a sharded run's are
+    state = opt.init(params)  # moments committed (zeros_like the params), counts not
+    checkpoint.save(tmp_path / "c.npz", params, state, 0)
+    p, s, _ = checkpoint.restore(tmp_path / "c.npz", params, state)
+    placed = lambda t: [(x.committed, x.sharding) for x in jax.tree.leaves(t)]  # noqa: E731
+    assert placed(p) == placed(params) and placed(s) == placed(state)
+    # a ShapeDtypeStruct with a sharding commits the restored array to it
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+    _, s, _ = checkpoint.restore(tmp_path / "c.npz", params, like)
+    assert all(x.committed and x.sharding == sharding for x in jax.tree.leaves(s))
+
+
+def test_the_format_version_is_2():
+    assert checkpoint.VERSION == 2
+
+
+@pytest.mark.parametrize("version", [1, None])
+def test_an_older_checkpoint_is_refused_and_its_params_restore(saved, version):
+    path, params, state = saved
+    edit_metadata(path, lambda m: m.update(version=version) if version else m.pop("version"))
+    written = "version 1" if version else "no format version"
+    with pytest.raises(checkpoint.CheckpointError, match=written) as e:
+        checkpoint.restore(path, params, state)
+    message = str(e.value)
+    assert "this gradchain reads version 2" in message
+    assert "gradchain.checkpoint.restore_params(path, params)" in message
+    p, step = checkpoint.restore_params(path, params)
+    assert step == 5
+    assert_trees_identical(p, params)
+
+
+def test_a_newer_checkpoint_asks_for_an_upgrade(saved):
+    path, params, state = saved
+    edit_metadata(path, lambda m: m.update(version=3))
+    with pytest.raises(checkpoint.CheckpointError, match=r"version 3; .* upgrade gradchain"):
+        checkpoint.restore(path, params, state)
+    with pytest.raises(checkpoint.CheckpointError, match=r"version 3"):
+        checkpoint.restore_params(path, params)

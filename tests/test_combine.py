@@ -471,9 +471,22 @@ def test_skip_non_finite_raises_after_max_consecutive():
     _, state = step({"w": jnp.ones(2)}, state, params)  # a finite step resets the run
     for _ in range(2):
         _, state = step(nan, state, params)
-    with pytest.raises(Exception, match="3 non-finite gradients in a row"):
+    # traced, only a host callback can raise: JAX wraps our error in its own
+    with pytest.raises(jax.errors.JaxRuntimeError, match="3 non-finite gradients in a row"):
         _, state = step(nan, state, params)
         jax.block_until_ready(state)
+
+
+@pytest.mark.parametrize("wrap", [lambda opt: opt, lambda opt: gradchain.chain(opt)])
+def test_skip_non_finite_raises_its_own_error_when_called_eagerly(wrap):
+    params = {"w": jnp.ones(2)}
+    opt = wrap(gradchain.skip_non_finite(gradchain.sgd(0.1), max_consecutive=2))
+    state = opt.init(params)
+    nan = {"w": jnp.full(2, jnp.nan)}
+    for _ in range(2):
+        _, state = opt.update(nan, state, params)
+    with pytest.raises(gradchain.GradchainError, match="3 non-finite gradients in a row, more"):
+        opt.update(nan, state, params)
 
 
 def test_skip_non_finite_checks_the_gradient_keyword_too():

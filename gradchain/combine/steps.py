@@ -130,10 +130,16 @@ def skip_non_finite(
                 Memory: 0x params.
     Args:       transform -- the optimizer to protect.
                 max_consecutive -- None (skip forever), or an integer >= 0: when more than
-                that many steps in a row are skipped, the step raises ``GradchainError`` on
-                the host (through ``jax.debug.callback``, which runs only then). Under jit
-                the error reaches Python when the step's results are read, wrapped in a
-                ``JaxRuntimeError`` whose message contains ours.
+                that many steps in a row are skipped, the step fails with the message
+                ``N non-finite gradients in a row, more than max_consecutive=M``. Called
+                eagerly, ``update`` raises ``GradchainError`` (a ``ValueError``) itself.
+                Traced (under ``jit``, ``scan``, ``vmap``...), it can only raise from a
+                ``jax.debug.callback`` (which runs only on that step: no host round trip
+                otherwise), and JAX hands it to the caller as a
+                ``jax.errors.JaxRuntimeError`` (a ``RuntimeError``, not a ``ValueError``:
+                ``except ValueError`` misses it) whose message contains ours; it is raised
+                by the jitted call itself, or, where JAX dispatches asynchronously, when
+                the step's results are first waited for (``jax.block_until_ready``).
                 axis_name -- under ``shard_map`` with sharded leaves, the verdict is agreed
                 over that mesh axis, so that every shard skips the same steps.
     Note:       Optax's ``apply_if_finite`` applies the update anyway after too many
@@ -171,7 +177,10 @@ def skip_non_finite(
         consecutive = jnp.where(
             finite, jnp.zeros_like(state.consecutive), increment(state.consecutive)
         )
-        if max_consecutive is not None:
+        if max_consecutive is not None and not isinstance(consecutive, jax.core.Tracer):
+            if int(consecutive) > max_consecutive:  # eager: our own error, raised here
+                _raise_too_many(consecutive, limit)
+        elif max_consecutive is not None:  # traced: only a host callback can raise
             jax.lax.cond(
                 consecutive > max_consecutive,
                 lambda c: jax.debug.callback(functools.partial(_raise_too_many, limit=limit), c),
