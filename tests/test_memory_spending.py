@@ -563,3 +563,48 @@ def test_live_alpha_changes_without_recompiling():
     want0, _ = reference.update(grads, reference.init(params), params)
     assert max_abs_diff(u0, want0) <= 1e-7 and max_abs_diff(u0, u5) > 1e-6  # 5e-6 at step 1
     assert step._cache_size() == 1
+
+
+# --- live hyperparameters: set_hyperparam acts as a fresh optimizer built with the value ------
+
+# A valid new value for every live argument of these optimizers (different from its default).
+NEW_VALUES = {
+    "learning_rate": 0.05, "b1": 0.8, "b2": 0.95, "b3": 0.95, "alpha": 2.0, "eps": 0.5,
+    "eps_root": 1e-4, "weight_decay": 0.05, "threshold": 3.0, "trust_coefficient": 0.02,
+    "momentum": 0.5, "rho": 0.7, "eta_minus": 0.4, "eta_plus": 1.3, "min_step_size": 6e-3,
+    "max_step_size": 0.02, "weight_lr_power": 1.0,
+}
+LEARNING_RATE = {"lars": 0.1, "adadelta": 1.0}  # the others: 0.01
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_set_hyperparam_equals_a_fresh_optimizer_without_recompiling(name):
+    factory = getattr(gradchain, name)
+    lr = LEARNING_RATE.get(name, 0.01)
+    params = make_params(jnp.float32)
+    # 8 steps: RAdam's rectification starts at step 6, ADOPT's first update is 0.
+    grads = steps_of(grads_sequence(params, jnp.float32, steps=8))
+    opt = factory(lr)
+    live_names = sorted(gradchain.get_hyperparams(opt.init(params)))
+    assert live_names and set(live_names) <= set(NEW_VALUES)
+    if name == "rprop":  # its learning rate is the initial step size: read once, at init
+        assert "learning_rate" not in live_names
+
+    def steps(step, state):
+        p, out = params, []
+        for g in grads:
+            updates, state = step(g, state, p)
+            p = gradchain.apply_updates(p, updates)
+            out.append(updates)
+        return out
+
+    step = jax.jit(opt.update)
+    unchanged = steps(step, opt.init(params))
+    for arg in live_names:
+        value = NEW_VALUES[arg]
+        got = steps(step, gradchain.set_hyperparam(opt.init(params), arg, value))
+        fresh = factory(**{"learning_rate": lr, arg: value})
+        want = steps(jax.jit(fresh.update), fresh.init(params))
+        assert max_abs_diff(got, want) == 0, arg
+        assert max_abs_diff(got, unchanged) > 0, f"{arg} changed nothing in 8 steps"
+    assert step._cache_size() == 1  # every value ran through the one compiled step
