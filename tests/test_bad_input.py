@@ -319,7 +319,7 @@ def test_names_arguments_reports_the_optimizers_own_argument_name():
         with pytest.raises(gradchain.GradchainError) as info:
             adam(**{"learning_rate": 0.1, **kwargs})
         assert str(info.value).startswith(text), str(info.value)
-    assert adam(0.1).name == "chain"  # valid arguments: the optimizer, untouched
+    assert adam(0.1).name == "adam"  # valid arguments: the (live) optimizer, untouched
 
 
 def test_infinite_clipping_thresholds_mean_no_clipping():
@@ -332,7 +332,8 @@ def test_infinite_clipping_thresholds_mean_no_clipping():
 def test_bfloat16_moment_dtype_is_accepted():
     params = {"w": jnp.ones(3, jnp.float32)}
     opt = gradchain.adam(0.1, mu_dtype=jnp.bfloat16)
-    assert opt.init(params)[0].mu["w"].dtype == jnp.bfloat16
+    assert opt.init(params).inner[0].mu["w"].dtype == jnp.bfloat16
+    assert gradchain.get_slot(opt.init(params), "mu")["mu"]["w"].dtype == jnp.bfloat16
 
 
 def test_a_schedule_returning_a_vector_is_refused():
