@@ -18,9 +18,11 @@ import numpy as np
 
 from gradchain import _checks, base
 from gradchain import state as state_lib
+from gradchain.text_table import format_table
 
 __all__ = [
     "Comparison",
+    "abstract_params",
     "MemoryReport",
     "Row",
     "compare",
@@ -119,7 +121,7 @@ class MemoryReport:
             f"({self.param_dtypes}, {format_bytes(self.param_bytes)})\n"
         )
         main = [r for r in self.rows if r.kind not in ("scalar", "hyperparameter")]
-        table = _table(
+        table = format_table(
             ["transform", "slot", "kind", "dtype", "elements", "bytes", "x params", "meaning"],
             [
                 [
@@ -135,18 +137,20 @@ class MemoryReport:
                 for r in main
             ],
             right=(4, 5, 6),
+            ruled=False,
         )
         scalars: dict[str, list[Row]] = {}
         for r in self.rows:
             if r.kind in ("scalar", "hyperparameter"):
                 scalars.setdefault(r.transform, []).append(r)
-        small = _table(
+        small = format_table(
             ["transform", "scalars", "bytes"],
             [
                 [t, ", ".join(r.slot for r in rs), format_bytes(sum(r.bytes for r in rs))]
                 for t, rs in scalars.items()
             ],
             right=(2,),
+            ruled=False,
         )
         return (
             f"{head}\n{table}\n\nScalars (step counts, live hyperparameters; "
@@ -174,26 +178,12 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _table(headers: list[str], rows: list[list[str]], right: Sequence[int] = ()) -> str:
-    """Columns padded to their widest cell; columns in ``right`` aligned right. A row of one
-    cell is a heading, printed as it is."""
-    cells = [list(r) + [""] * (len(headers) - len(r)) for r in rows if len(r) > 1]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *cells)]
-
-    def line(cells):
-        out = [
-            str(c).rjust(w) if i in right else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(headers), *(line(r) if len(r) > 1 else r[0] for r in rows)])
-
-
 # --- the report -------------------------------------------------------------------------
 
 
-def _abstract(params: Any) -> Any:
+def abstract_params(params: Any) -> Any:
+    """``params`` as ``jax.ShapeDtypeStruct`` leaves (shapes and dtypes only; nothing is
+    allocated), refusing leaves that are neither arrays nor numbers."""
     def leaf(x):
         if not (hasattr(x, "shape") and hasattr(x, "dtype")) and not isinstance(x, (int, float)):
             raise _checks.GradchainError(
@@ -284,7 +274,7 @@ def memory_report(optimizer: Any, params: Any) -> MemoryReport:
         raise TypeError(
             f"memory_report takes an optimizer (an object with init and update), got {optimizer!r}"
         )
-    abstract = _abstract(params)
+    abstract = abstract_params(params)
     param_leaves, param_def = jax.tree.flatten(abstract)
     state = jax.eval_shape(optimizer.init, abstract)
     n_params = sum(_size(p) for p in param_leaves)
@@ -359,7 +349,7 @@ class Comparison(NamedTuple):
         return self.baseline_bytes - self.candidate_bytes
 
     def __str__(self) -> str:
-        body = _table(
+        body = format_table(
             ["transform", "slot", "baseline", "this", "saved"],
             [
                 [
@@ -372,6 +362,7 @@ class Comparison(NamedTuple):
                 for t, s, a, b in self.rows
             ],
             right=(2, 3, 4),
+            ruled=False,
         )
         saved = self.saved_bytes
         pct = 100 * saved / self.baseline_bytes if self.baseline_bytes else 0.0

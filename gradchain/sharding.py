@@ -36,6 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from gradchain import _checks
 from gradchain import state as state_lib
+from gradchain.memory import abstract_params
 
 __all__ = [
     "bytes_per_device",
@@ -61,10 +62,6 @@ def param_shardings(params: Any) -> Any:
             )
         out.append(sharding)
     return jax.tree.unflatten(treedef, out)
-
-
-def _abstract(params: Any) -> Any:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params)
 
 
 def _replicated_like(shardings: list[Any]) -> Any:
@@ -163,10 +160,10 @@ def state_shardings(optimizer: Any, params: Any, *, shardings: Any = None) -> An
     """
     if shardings is None:
         shardings = param_shardings(params)
-    param_leaves, param_def = jax.tree.flatten(_abstract(params))
+    param_leaves, param_def = jax.tree.flatten(abstract_params(params))
     sharding_leaves = param_def.flatten_up_to(shardings)
     replicated = _replicated_like(sharding_leaves)
-    state = jax.eval_shape(optimizer.init, _abstract(params))
+    state = jax.eval_shape(optimizer.init, abstract_params(params))
 
     def for_slot(slot: state_lib.Slot) -> Any:
         value = slot.value
@@ -218,9 +215,9 @@ def zero1_shardings(
     if shardings is None:
         shardings = param_shardings(params)
     base = state_shardings(optimizer, params, shardings=shardings)
-    param_leaves, param_def = jax.tree.flatten(_abstract(params))
+    param_leaves, param_def = jax.tree.flatten(abstract_params(params))
     sharding_leaves = param_def.flatten_up_to(shardings)
-    state = jax.eval_shape(optimizer.init, _abstract(params))
+    state = jax.eval_shape(optimizer.init, abstract_params(params))
     same = {(tuple(p.shape), id(s)) for p, s in zip(param_leaves, sharding_leaves)}
 
     def widen(s, leaf):
@@ -261,5 +258,5 @@ def state_bytes_per_device(
         layout = state_shardings(optimizer, params, shardings=shardings)
     else:
         layout = zero1_shardings(optimizer, params, zero1_axis, shardings=shardings)
-    state = jax.eval_shape(optimizer.init, _abstract(params))
+    state = jax.eval_shape(optimizer.init, abstract_params(params))
     return bytes_per_device(state, layout)

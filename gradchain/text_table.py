@@ -1,4 +1,5 @@
-"""Text tables, as the race, the training demo and the ladder print them."""
+"""Text tables: the one formatter behind the memory report, the ladder, the race and the
+training demo."""
 
 from __future__ import annotations
 

@@ -40,8 +40,7 @@ class _Step(NamedTuple):
     number: str  # "3" or, inside a wrapper, "2.1"
     label: str  # what the step is called: "scale_by_rms", or "[adam] scale_by_rms" in a group
     transform: Any
-    owner: str  # its rows' ``transform`` in the memory report
-    prefix: str | None  # its rows' path prefix (the chain index), None when not in a chain
+    owner: str  # its rows' ``transform`` in the memory report: group labels, then its name
     expanded: bool  # a wrapper whose inner transforms are steps of their own
 
 
@@ -49,32 +48,31 @@ def _name(t: Any) -> str:
     return getattr(t, "name", None) or type(t).__name__
 
 
+def _is_live(t: Any) -> bool:
+    return getattr(t, "hyperparameters", None) is not None
+
+
 def _steps(optimizer: Any) -> list[_Step]:
-    """The transforms to explain, in order: a chain's members, and inside a wrapper that
-    holds chains or groups (``.inner``), their members too."""
+    """The transforms to explain, in order, following what each holds (``base.walk``'s
+    children): a chain's members, and inside a wrapper its inner transforms' members."""
+    steps: list[_Step] = []
 
-    def expand(t, number, label, owner, prefix):
-        inner = getattr(t, "inner", None)
-        chains = isinstance(inner, dict) and any(
-            key != "inner" or getattr(sub, "members", ()) for key, sub in inner.items()
-        )
-        if not chains:
-            return [_Step(number, label, t, owner, prefix, False)]
-        steps = [_Step(number, label, t, owner, prefix, True)]
+    def expand(t: Any, number: str, labels: tuple[str, ...], group: str) -> None:
+        name = _name(t)
+        children = () if getattr(t, "members", ()) else getattr(t, "children", ())
+        steps.append(_Step(number, group + name, t, "/".join((*labels, name)), bool(children)))
         k = 0
-        for key, sub in inner.items():
-            base, group = (owner, "") if key == "inner" else (f"{owner}/{key}", f"[{key}] ")
-            for m in getattr(sub, "members", ()) or (sub,):
+        for child in children:
+            inner_labels = labels if child.label is None else (*labels, child.label)
+            inner_group = group if child.label is None else f"[{child.label}] "
+            for m in getattr(child.transform, "members", ()) or (child.transform,):
                 k += 1
-                steps += expand(m, f"{number}.{k}", group + _name(m), f"{base}/{_name(m)}", prefix)
-        return steps
+                expand(m, f"{number}.{k}", inner_labels, inner_group)
 
-    members = getattr(optimizer, "members", ())
-    if not members:
-        return expand(optimizer, "1", _name(optimizer), _name(optimizer), None)
-    return [
-        s for i, m in enumerate(members) for s in expand(m, str(i + 1), _name(m), _name(m), str(i))
-    ]
+    top = optimizer.children[0].transform if _is_live(optimizer) else optimizer
+    for i, m in enumerate(getattr(top, "members", ()) or (top,), start=1):
+        expand(m, str(i), (), "")
+    return steps
 
 
 def _doc_of(transform: Any) -> tuple[str, str]:
@@ -83,9 +81,9 @@ def _doc_of(transform: Any) -> tuple[str, str]:
     ``quantized_moments(scale_by_rms, nu=uint8)`` -- takes the equation of what it wraps."""
     name = getattr(transform, "name", None) or ""
     own = _factory_doc(name.split("(")[0]) if name else ""
-    inner = getattr(transform, "inner", None)
-    if isinstance(inner, dict) and list(inner) == ["inner"]:
-        wrapped = getattr(inner["inner"], "name", None) or ""
+    children = getattr(transform, "children", ())
+    if len(children) == 1 and children[0].label is None and not getattr(transform, "members", ()):
+        wrapped = getattr(children[0].transform, "name", None) or ""
     else:
         wrapped = name.partition("(")[2].split(",")[0].split(")")[0].strip()
     wrapped_doc = _factory_doc(wrapped.split("(")[0]) if wrapped else ""
@@ -111,23 +109,23 @@ def explain(name: str, params: Any) -> str:
         f"{name}: {summary}",
         "",
         f"{name}(learning_rate) = "
-        + (f"chain({', '.join(names)})" if getattr(optimizer, "members", ()) else names[0]),
+        + (f"chain({', '.join(names)})" if len(names) > 1 else names[0]),
         f"state for {ladder.describe_model(params)}: "
         f"{format_bytes(report.per_parameter_bytes)} = {report.params_multiple:.3g}x params "
         f"in per-parameter slots, plus {format_bytes(report.scalar_bytes)} of scalars",
     ]
+    own_rows = [r for r in report.rows if r.transform == _name(optimizer)]
+    if _is_live(optimizer) and own_rows:
+        shown = ", ".join(f"{r.slot}={float(values[r.path]):g}" for r in own_rows)
+        nbytes = format_bytes(sum(r.bytes for r in own_rows))
+        out.append(f"hyperparameters (live, one place for the whole chain): {shown} ({nbytes})")
     for step in _steps(optimizer):
         own, doc = _doc_of(step.transform)
         first = inspect.cleandoc(own).split("\n")[0] if own else "(not a gradchain transform)"
         indent = "   " + "  " * step.number.count(".")
         out += ["", f"{indent[:-3]}{step.number}. {step.label} -- {first}"]
 
-        def mine(r, step=step):
-            in_chain = step.prefix is None or r.path.split(".")[0] == step.prefix
-            nested = not step.expanded and r.transform.startswith(step.owner + "/")
-            return in_chain and (r.transform == step.owner or nested)
-
-        rows = [r for r in report.rows if mine(r)]
+        rows = [r for r in report.rows if r.transform == step.owner]
         if not step.expanded:
             out += _section(doc, "Update", indent)
         adds = [r for r in rows if r.per_parameter]

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.memory import MemoryReport, _abstract, format_bytes, memory_report
-from gradchain.teaching.table import format_table
+from gradchain.memory import MemoryReport, abstract_params, format_bytes, memory_report
+from gradchain.text_table import format_table
 
 __all__ = [
     "LADDER",
@@ -220,7 +220,7 @@ def _as_params(params: Any, dtype: Any) -> Any:
     if isinstance(params, int):
         _checks.check_dtype("dtype", dtype)
         return model_of_size(params, dtype)
-    return _abstract(params)  # refuses leaves that are not arrays
+    return abstract_params(params)  # refuses leaves that are not arrays
 
 
 def _slot_labels(report: MemoryReport) -> Counter:
@@ -283,21 +283,29 @@ def hierarchy(params: Any, dtype: Any = jnp.float32, ladder: list[Rung] | None =
     )
 
 
+def _built_chain(t: Any) -> Any:
+    """What a live optimizer (``gradchain.live``) builds from its numbers; anything else."""
+    while getattr(t, "hyperparameters", None) is not None and t.children:
+        t = t.children[0].transform
+    return t
+
+
 def chain_names(optimizer: Any) -> tuple[str, ...]:
-    """The names of a chain's members (a single transform: its own name). A wrapper that
-    lists what it wraps in ``.inner`` shows it: ``partition(adam: ...; muon: ...)``."""
-    members = getattr(optimizer, "members", ()) or (optimizer,)
+    """The names of the chain an optimizer is (a single transform: its own name). A wrapper
+    shows what it holds (``base.walk``'s children): ``partition(adam: ...; muon: ...)``."""
+    built = _built_chain(optimizer)
+    members = getattr(built, "members", ()) or (built,)
     return tuple(_transform_name(m) for m in members)
 
 
 def _transform_name(t: Any) -> str:
     name = getattr(t, "name", None) or type(t).__name__
-    inner = getattr(t, "inner", None)
-    if not isinstance(inner, dict) or not inner:
+    children = getattr(t, "children", ())
+    if not children or getattr(t, "members", ()):
         return name
     parts = [
-        ("" if key == "inner" else f"{key}: ") + " -> ".join(chain_names(sub))
-        for key, sub in inner.items()
+        ("" if c.label is None else f"{c.label}: ") + " -> ".join(chain_names(c.transform))
+        for c in children
     ]
     return f"{name}({'; '.join(parts)})"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradchain.teaching import table
+from gradchain import text_table as table
 from gradchain.teaching.race.defaults import default_learning_rate
 from gradchain.teaching.race.landscapes import FUNCTIONS
 from gradchain.teaching.race.lr_sweep import best
