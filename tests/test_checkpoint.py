@@ -96,8 +96,10 @@ def test_round_trip_keeps_dtypes_none_slots_and_state_types(tmp_path):
 
     p, s, step = checkpoint.restore(tmp_path / "c.npz", params, opt.init(params))
     assert step == 1 and p["frozen"] is None
-    assert type(s[2]) is gradchain.RmsState and s[2].nu_max is None  # None slot kept
-    assert s[0].mu["w"].dtype == jnp.bfloat16
+    assert type(s[0]) is type(state[0]) and type(s[0]).__name__ == "AdamState"
+    assert s[0].count is None  # no schedule: the live state's None count is kept
+    assert type(s[0].inner[2]) is gradchain.RmsState and s[0].inner[2].nu_max is None
+    assert s[0].inner[0].mu["w"].dtype == jnp.bfloat16
     assert_trees_identical(p, params)
     assert_trees_identical(s, state)
 
@@ -116,7 +118,8 @@ def test_file_is_plain_npz_without_pickles(tmp_path):
     opt = gradchain.adam(0.01)
     checkpoint.save(tmp_path / "c.npz", params, opt.init(params), 0)
     with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
-        assert "params['w']" in z.files and "opt_state[0].mu['w']" in z.files
+        assert "params['w']" in z.files and "opt_state.inner[0].mu['w']" in z.files
+        assert "opt_state.hyperparams['b1']" in z.files  # live hyperparameters, by name
         assert z["params['w']"].dtype == np.uint16  # bfloat16 stored as its raw bits
         assert all(z[k].dtype != object for k in z.files)
 
