@@ -32,21 +32,29 @@ def newton_schulz(x: jax.Array, coeffs: Any = NS_COEFFS, steps: int = 5, eps: fl
                 A = X X^H ;  X_{k+1} = a X + (b A + c A A) X      (a, b, c = coeffs[k])
                 computed on the wide orientation (rows <= columns), transposed back.
     Args:       coeffs -- one (a, b, c) for every step, or a sequence of ``steps`` triples.
+                steps -- a Python int (the loop is unrolled), or with one triple an integer
+                array, traced or not (a ``fori_loop``: Optax's ``inject_hyperparams``).
     Reference:  Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024;
                 Bernstein & Newhouse, "Old Optimizer, New Norm", 2024.
     """
     _checks.check_array("x", x, ndim=2)
     table = np.asarray(coeffs, dtype=np.float64)
-    if table.ndim == 1:
-        table = np.tile(table, (steps, 1))
     tall = x.shape[0] > x.shape[1]
     c = compute_dtype(x.dtype)
     y = (x.T if tall else x).astype(c)
     norm = jnp.linalg.norm(y)  # real, also for complex y
     y = y / (norm + jnp.asarray(eps, norm.dtype)).astype(c)
-    for a, b, k in jnp.asarray(table, c):  # unrolled: steps is small and static
+
+    def step(abc, y):
+        a, b, k = abc
         gram = y @ jnp.conj(y.T)
-        y = a * y + (b * gram + k * (gram @ gram)) @ y
+        return a * y + (b * gram + k * (gram @ gram)) @ y
+
+    if table.ndim == 1 and not isinstance(steps, (int, np.integer)):  # a count given as an array
+        y = jax.lax.fori_loop(0, steps, lambda _, y: step(jnp.asarray(table, c), y), y)
+    else:
+        for abc in jnp.asarray(table if table.ndim == 2 else np.tile(table, (steps, 1)), c):
+            y = step(abc, y)  # unrolled: steps is small and static
     return (y.T if tall else y).astype(x.dtype)
 
 
@@ -68,14 +76,18 @@ def scale_by_newton_schulz(
                 spectral norm.
     State:      none.   Memory: 0 (a few transient matrices of the leaf's size).
     Args:       ns_coeffs -- (a, b, c), or ``ns_steps`` such triples (one per step).
-                ns_steps -- >= 1.  eps -- >= 0, guards the Frobenius normalisation of 0.
+                ns_steps -- >= 1 (an array, traced or not, with a single triple).  eps -- >= 0,
+                guards the Frobenius normalisation of 0.
     Sharding:   the matrix products need the whole matrix: a leaf sharded inside
                 ``shard_map`` is refused at trace time. Under ``jit`` over sharded arrays
                 GSPMD inserts the gathers.
     Reference:  Jordan et al., 2024 (Muon).
     """
-    _checks.check_int("ns_steps", ns_steps, minimum=1)
     table = np.asarray(ns_coeffs, dtype=np.float64)
+    if isinstance(ns_steps, (bool, int, np.integer)) or table.ndim == 2:  # it selects triples
+        _checks.check_int("ns_steps", ns_steps, minimum=1)
+    else:  # an array (Optax's inject_hyperparams): only a loop count
+        _checks.check_positive("ns_steps", ns_steps)
     if table.shape[-1:] != (3,) or table.ndim > 2:
         raise _checks.GradchainError(
             f"ns_coeffs must be (a, b, c) or a sequence of such triples, got shape {table.shape}"

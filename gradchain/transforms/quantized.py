@@ -173,6 +173,25 @@ def _is_quantized(x: Any) -> bool:
     return isinstance(x, QuantizedArray)
 
 
+def _check_size(name: str, value: Any, minimum: int) -> None:
+    """A size given as an array (Optax's ``inject_hyperparams``) is checked when it is known."""
+    if isinstance(value, (bool, int, np.integer)):
+        _checks.check_int(name, value, minimum)
+    elif not isinstance(value, jax.core.Tracer):
+        _checks.check_int(name, int(np.asarray(value)), minimum)
+
+
+def _size(name: str, value: Any) -> int:
+    """A size that sets shapes, as a Python int: it must be known when ``init`` runs. (A
+    TypeError, not a GradchainError: a chain's trace-time state check then skips this member.)"""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} sets the shape of the quantized state, so it cannot be traced at init: "
+            f"keep it a Python int (optax.inject_hyperparams(..., static_args=({name!r},)))"
+        )
+    return int(np.asarray(value))
+
+
 def quantized_moments(
     transform: GradientTransformation,
     *,
@@ -190,7 +209,8 @@ def quantized_moments(
                 at least ``min_size`` entries, the slot's usual array for smaller leaves.
                 Memory: ~0.25x of a float32 slot (1 byte + 4 / block_size bytes per entry).
     Args:       transform -- a gradchain transform whose state is a NamedTuple with the slots.
-                block_size -- entries per scale along each row's last axis (> 0).
+                block_size -- entries per scale along each row's last axis (> 0). It and
+                min_size are read at ``init`` only (concrete arrays are accepted there).
                 min_size -- smaller leaves stay unquantized (their scales would cost more than
                 they save; bitsandbytes uses 4096).
                 slot=code -- which slots, and their code: "int8" for signed moments (mu),
@@ -203,8 +223,8 @@ def quantized_moments(
         raise _checks.GradchainError('quantized_moments() needs at least one slot, e.g. nu="uint8"')
     for slot, code in slot_codes.items():
         _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
-    _checks.check_int("block_size", block_size, minimum=1)
-    _checks.check_int("min_size", min_size)
+    _check_size("block_size", block_size, 1)
+    _check_size("min_size", min_size, 0)
     inner_name = getattr(transform, "name", "transform")
 
     def check_slots(state):
@@ -217,10 +237,12 @@ def quantized_moments(
             )
 
     def encode_slot(tree, code):
-        def leaf(x):
-            if jnp.size(x) < min_size or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        def leaf(x):  # update re-encodes with each leaf's own block size: sizes are for init
+            if jnp.size(x) < _size("min_size", min_size):
                 return x
-            return quantize(x, code, block_size)
+            if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+                return x
+            return quantize(x, code, _size("block_size", block_size))
 
         return jax.tree.map(leaf, tree)
 
