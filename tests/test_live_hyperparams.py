@@ -354,7 +354,7 @@ NAMED = sorted(gradchain.optimizers.__all__)
 
 @pytest.mark.parametrize("name", NAMED)
 def test_optax_inject_hyperparams_works_for_every_named_optimizer(name):
-    static = {"adafactor": ("min_dim_size_to_factor",)}.get(name, ())
+    static = {"adafactor": ("min_dim_size_to_factor",), "adopt": ("clip_value_fn",)}.get(name, ())
     factory = getattr(gradchain, name)
     params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)

@@ -90,13 +90,17 @@ class _Arguments(NamedTuple):
 
 
 def _sort_arguments(
-    signature: inspect.Signature, arguments: dict[str, Any], static: frozenset, only_floats: bool
+    signature: inspect.Signature,
+    arguments: dict[str, Any],
+    static: frozenset,
+    only_floats: bool,
+    own_schedules: frozenset = frozenset(),
 ) -> _Arguments:
     numbers, schedules, fixed = {}, {}, {}
     for name, value in arguments.items():
         parameter = signature.parameters[name]
         variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-        if variadic or name in static:
+        if variadic or name in static or (name in own_schedules and _is_schedule(value)):
             fixed[name] = value
         elif _is_number(value) and (not only_floats or _may_be_fractional(value, parameter)):
             numbers[name] = value
@@ -136,9 +140,14 @@ def _state_class(factory: Callable, validate: Callable) -> type:
 
 
 def _make_live(
-    factory: Callable, static: Iterable[str], only_floats: bool, dtype: Any
+    factory: Callable,
+    static: Iterable[str],
+    only_floats: bool,
+    dtype: Any,
+    own_schedules: Iterable[str] = (),
 ) -> Callable[..., GradientTransformation]:
     static = frozenset(static) | ALWAYS_STATIC
+    own_schedules = frozenset(own_schedules)
     signature = inspect.signature(factory)
     checked = _checks.names_arguments(factory)  # refusals under the user's argument names
 
@@ -160,7 +169,7 @@ def _make_live(
             raise TypeError(f"{factory.__name__}(): {error}") from None
         bound.apply_defaults()
         arguments = dict(bound.arguments)
-        given = _sort_arguments(signature, arguments, static, only_floats)
+        given = _sort_arguments(signature, arguments, static, only_floats, own_schedules)
         example = checked(*bound.args, **bound.kwargs)  # the constructor's checks
         store = dtype or hyperparam_dtype()
 
@@ -220,7 +229,10 @@ def _make_live(
 
 
 def live(
-    factory: Callable[..., Any] | None = None, *, static: Iterable[str] = ()
+    factory: Callable[..., Any] | None = None,
+    *,
+    static: Iterable[str] = (),
+    own_schedules: Iterable[str] = (),
 ) -> Any:
     """Decorator: make a factory's hyperparameters live, under its own argument names.
 
@@ -233,6 +245,9 @@ def live(
 
     Args:   static -- argument names that are never live (besides ``mask``): shapes, counts,
             choices that change the program.
+            own_schedules -- arguments whose schedule the factory reads itself (it needs
+            more than this step's value, e.g. the next step's): a function given for one is
+            passed through as it is; a number given for one is still live.
     The undecorated factory stays reachable as ``decorated.__wrapped__``, to call inside
     another live factory without storing the numbers twice.
 
@@ -242,9 +257,9 @@ def live(
     ['learning_rate']
     """
     if factory is None:
-        return functools.partial(live, static=static)
+        return functools.partial(live, static=static, own_schedules=own_schedules)
     factory = getattr(factory, "__wrapped__", factory) if getattr(factory, "live", False) else factory
-    return _make_live(factory, static, only_floats=True, dtype=None)
+    return _make_live(factory, static, only_floats=True, dtype=None, own_schedules=own_schedules)
 
 
 def inject_hyperparams(

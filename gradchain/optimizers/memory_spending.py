@@ -129,7 +129,7 @@ def adan(
     )
 
 
-@live(static=("warmup_steps",))
+@live(static=("warmup_steps",), own_schedules=("learning_rate",))  # reads lr(t + 1) too
 def schedule_free_adamw(
     learning_rate: LearningRate = 0.0025,
     warmup_steps: int | None = None,
