@@ -11,6 +11,7 @@ from gradchain import (
     averaging,
     base,  # noqa: F401 -- the toolkit for writing your own transforms
     checkpoint,
+    checks,
     combine,
     fused,
     memory,
@@ -50,6 +51,7 @@ __all__ = [
     "GradientTransformation",
     "apply_updates",
     "checkpoint",
+    "checks",
     "chain",
     "describe",
     "identity",

@@ -107,6 +107,12 @@ class GradientTransformation(_Pair):
     def __repr__(self) -> str:
         if self.members:
             return f"chain({', '.join(_name_of(t) for t in self.members)})"
+        if self.children:  # a wrapper or a live optimizer: what it holds
+            held = ", ".join(
+                repr(c.transform) if c.label is None else f"{c.label}={c.transform!r}"
+                for c in self.children
+            )
+            return f"{self.name}({held})"
         return f"<{self.name}>"
 
 

@@ -8,7 +8,8 @@ Names are the user's own. A slot's *path* is the labels of the parameter groups 
 (``gradchain.partition``), then its name: ``nu``, or ``backbone.nu``. Chains and the wrappers
 the user did not name (``skip_non_finite``, ``accumulate``, ``masked``) add nothing. Where two
 slots would get one path (Adam has a step count in its bias correction and in its second
-moment), the owner's state type is added before the name: ``BiasCorrectState.count``.
+moment), the owner's state type is added before the name: ``BiasCorrectState.count``; for a
+hyperparameter, the optimizer's name (``adam.learning_rate`` beside ``sgd.learning_rate``).
 
 Hyperparameters are kept once per optimizer, under its own argument names (see
 ``gradchain.live``): ``learning_rate``, ``b1``, or ``backbone.learning_rate`` in a group.
@@ -62,6 +63,7 @@ class Slot(NamedTuple):
     labels: the parameter-group labels it sits in, outermost first.
     settable: True for a hyperparameter that ``set_hyperparam`` may change (not one that a
             schedule sets every step).
+    owner_optimizer: for a hyperparameter, the name of the optimizer it belongs to.
     """
 
     path: str
@@ -73,6 +75,7 @@ class Slot(NamedTuple):
     hyperparameter: bool
     labels: tuple[str, ...]
     settable: bool = False
+    owner_optimizer: str = ""
 
 
 def _is_namedtuple(x: Any) -> bool:
@@ -144,6 +147,7 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
                                 _ndim(v) == 0,
                                 labels,
                                 settable and _ndim(v) == 0,
+                                getattr(cls, "optimizer", ""),
                             )
                         )
                         for k, v in value.items()
@@ -170,6 +174,14 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
     return fn(Slot(".".join((*labels, name)), route, "", name, "", node, False, labels))
 
 
+def _qualifier(slot: Slot) -> str:
+    """What tells two slots of one name apart: the optimizer that owns a hyperparameter
+    (``adam.learning_rate``), the state type that holds any other slot."""
+    if slot.hyperparameter and slot.owner_optimizer:
+        return slot.owner_optimizer
+    return slot.owner or "state"
+
+
 def _unique(found: list[Slot]) -> list[Slot]:
     """Make paths unique: where a path is shared, add the owner's type before the name, and
     then, if still shared, the position among them."""
@@ -177,9 +189,7 @@ def _unique(found: list[Slot]) -> list[Slot]:
     for s in found:
         counts[s.path] = counts.get(s.path, 0) + 1
     found = [
-        s
-        if counts[s.path] == 1 or s.hyperparameter
-        else s._replace(path=".".join((*s.labels, s.owner or "state", s.name)))
+        s if counts[s.path] == 1 else s._replace(path=".".join((*s.labels, _qualifier(s), s.name)))
         for s in found
     ]
     seen: dict[str, int] = {}

@@ -96,7 +96,7 @@ def test_round_trip_keeps_dtypes_none_slots_and_state_types(tmp_path):
 
     p, s, step = checkpoint.restore(tmp_path / "c.npz", params, opt.init(params))
     assert step == 1 and p["frozen"] is None
-    assert type(s[0]) is type(state[0]) and type(s[0]).__name__ == "AdamState"
+    assert type(s[0]) is type(state[0]) and type(s[0]).__name__ == "AdamLiveState"
     assert s[0].count is None  # no schedule: the live state's None count is kept
     assert type(s[0].inner[2]) is gradchain.RmsState and s[0].inner[2].nu_max is None
     assert s[0].inner[0].mu["w"].dtype == jnp.bfloat16

@@ -53,7 +53,7 @@ def test_grouped_steps_equal_per_leaf_steps(name, dtype, rng, x64):
 def test_state_is_one_buffer_per_dtype_plus_the_large_leaves(rng):
     params = _tree(rng, np.float32)
     state = gradchain.group_leaves(gradchain.adam(1e-3), max_leaf_size=100).init(params)
-    mu = state.inner.inner[0].mu  # group_leaves(AdamState(..., inner=(MomentumState, ...)))
+    mu = state.inner.inner[0].mu  # group_leaves(AdamLiveState(..., inner=(MomentumState, ...)))
     assert set(mu) == {"float32", "bfloat16", "large"}
     assert mu["float32"].shape == (12 + 5 + 1,) and mu["bfloat16"].shape == (6,)
     assert [x.shape for x in mu["large"]] == [(40, 3)]

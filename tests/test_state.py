@@ -40,7 +40,7 @@ def test_slots_of_adam_by_path_owner_and_meaning():
     )
     assert nu.meaning == gradchain.RmsState.meanings["nu"]
     assert found["eps"].hyperparameter and found["learning_rate"].hyperparameter
-    assert found["b1"].route == ("hyperparams", "b1") and found["b1"].owner == "AdamState"
+    assert found["b1"].route == ("hyperparams", "b1") and found["b1"].owner == "AdamLiveState"
     assert not found["BiasCorrectState.count"].hyperparameter
 
 

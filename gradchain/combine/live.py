@@ -127,15 +127,20 @@ def _scheduled_value(name: str, schedule: Callable, count: jax.Array, dtype: Any
 
 
 def _state_class(factory: Callable, validate: Callable) -> type:
-    """A ``LiveState`` subclass for one factory: ``AdamState`` for ``adam``. Its class knows
+    """A ``LiveState`` subclass for one factory: ``AdamLiveState`` for ``adam``. Its class knows
     how to check a value for ``set_hyperparam`` (the constructor's checks, by construction),
     and the type is the same for every optimizer this factory builds, so states compare."""
     words = "".join(c if c.isalnum() else " " for c in getattr(factory, "__name__", "live"))
     name = "".join(w[:1].upper() + w[1:] for w in words.split()) or "Live"
     return type(
-        f"{name}State",
+        f"{name}LiveState",
         (LiveState,),
-        {"__slots__": (), "__module__": __name__, "validate": staticmethod(validate)},
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "validate": staticmethod(validate),
+            "optimizer": getattr(factory, "__name__", "live"),
+        },
     )
 
 
@@ -198,10 +203,14 @@ def _make_live(
             )
 
         def update(updates, state, params=None, **extra):
-            if not isinstance(state, LiveState):
+            if type(state) is not state_class or set(state.hyperparams) != set(given.numbers):
+                found = type(state).__name__
+                if isinstance(state, LiveState):
+                    found += f" with hyperparameters {sorted(state.hyperparams)}"
                 raise _checks.GradchainError(
                     f"this state does not belong to this optimizer: {factory.__name__} expects "
-                    f"its {state_class.__name__}, got {type(state).__name__}"
+                    f"its {state_class.__name__} (hyperparameters {sorted(given.numbers)}), "
+                    f"got {found} (was it built by another optimizer's init?)"
                 )
             numbers = values_now(state.hyperparams)
             scheduled = {
@@ -239,7 +248,7 @@ def live(
     ``factory`` is any function of hyperparameters returning a transform (a chain, a named
     optimizer, one transform). The decorated function takes the same arguments, checks them
     as the factory does, and returns a transform whose state is ``<Name>State(count,
-    hyperparams, scheduled, inner)`` (a ``LiveState``): one 0-d array per live argument (see
+    hyperparams, scheduled, inner)`` (a ``LiveState``, e.g. ``AdamLiveState``): one 0-d array per live argument (see
     the module docstring for which are live), read with ``gradchain.get_hyperparams`` and set
     with ``gradchain.set_hyperparam`` -- which runs the factory's own checks on the new value.
 

@@ -175,10 +175,14 @@ def _is_quantized(x: Any) -> bool:
 
 def _check_size(name: str, value: Any, minimum: int) -> None:
     """A size given as an array (Optax's ``inject_hyperparams``) is checked when it is known."""
-    if isinstance(value, (bool, int, np.integer)):
-        _checks.check_int(name, value, minimum)
-    elif not isinstance(value, jax.core.Tracer):
-        _checks.check_int(name, int(np.asarray(value)), minimum)
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (np.ndarray, jax.Array)) and np.shape(value) == ():
+        x = np.asarray(value)
+        real = jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
+        if real and np.isfinite(x) and float(x).is_integer():
+            value = int(x)  # a whole number given as a 0-d array (Optax's inject_hyperparams)
+    _checks.check_int(name, value, minimum)
 
 
 def _size(name: str, value: Any) -> int:
