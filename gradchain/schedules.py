@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import Schedule, hyperparam_dtype as hyper_dtype
+from gradchain.base import Schedule, hyperparam_dtype
 
 __all__ = [
     "constant_schedule",
@@ -38,7 +38,7 @@ __all__ = [
 
 
 def _float(x: Any) -> jax.Array:
-    return jnp.asarray(x).astype(hyper_dtype())
+    return jnp.asarray(x).astype(hyperparam_dtype())
 
 
 def constant_schedule(value: float) -> Schedule:

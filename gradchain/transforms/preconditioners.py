@@ -283,7 +283,3 @@ def scale_by_inf_norm(
         return out, InfNormState(nu=nu)
 
     return GradientTransformation(init, update, name="scale_by_inf_norm")
-
-
-# TEMPORARY aliases for modules not yet moved to moment_math (removed at the end).
-_abs_sq, _divide, _moment_dtype = abs_sq, divide, moment_dtype
