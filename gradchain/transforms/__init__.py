@@ -20,6 +20,12 @@ from gradchain.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
+from gradchain.transforms.low_precision import (
+    KahanState,
+    StochasticRoundingState,
+    kahan_summation,
+    stochastic_rounding,
+)
 from gradchain.transforms.momentum import (
     BiasCorrectState,
     LionMomentumState,
@@ -143,4 +149,8 @@ __all__ = [
     "scale_by_schedule_free",
     "scale_by_trust_ratio",
     "schedule_free_eval_params",
+    "KahanState",
+    "StochasticRoundingState",
+    "kahan_summation",
+    "stochastic_rounding",
 ]
