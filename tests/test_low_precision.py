@@ -152,6 +152,22 @@ def test_stochastic_rounding_is_unbiased_between_the_two_neighbours(dtype, rng):
         assert abs(row.mean(dtype=np.float64) - xi) <= 5 * sigma + 1e-12
 
 
+def test_stochastic_rounding_of_an_update_in_the_params_dtype():
+    # bfloat16 update and params: p + u is formed in float32 (exact here) and rounded from there
+    n = 8192
+    p = jnp.ones((n,), jnp.bfloat16)
+    u = jnp.full((n,), 1e-3, jnp.bfloat16)
+    opt = stochastic_rounding(seed=5)
+    d, _ = opt.update(u, opt.init(p), p)
+    assert d.dtype == jnp.bfloat16
+    landed = np.asarray(apply_updates(p, d).astype(jnp.float32))
+    x = 1.0 + float(u[0])
+    assert set(np.unique(landed)) == {1.0, 1.0 + 2.0**-7}
+    q = (x - 1.0) / 2.0**-7
+    sigma = 2.0**-7 * np.sqrt(q * (1 - q) / n)
+    assert abs(landed.mean(dtype=np.float64) - x) <= 5 * sigma  # measured 0.5 sigma
+
+
 def test_stochastic_rounding_passes_float32_params_through():
     p = jnp.asarray([1.0, 2.0], jnp.float32)
     u = jnp.asarray([1e-9, -3e-8], jnp.float32)
