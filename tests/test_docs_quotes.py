@@ -65,14 +65,21 @@ def float_for_int():
     gradchain.apply_updates({"n": jnp.asarray([1], jnp.int32)}, {"n": jnp.ones(1)})
 
 
-def foreign_tuple():
+def foreign_live():
     params = {"w": jnp.ones(2)}
-    gradchain.momentum(0.1).update(params, gradchain.adam(0.1).init(params), params)
+    gradchain.adamax(0.1).update(params, gradchain.adam(0.1).init(params), params)
+
+
+def foreign_tuple():  # the chains themselves, as a user builds them
+    params = {"w": jnp.ones(2)}
+    momentum = gradchain.momentum.__wrapped__(0.1)
+    momentum.update(params, gradchain.adam.__wrapped__(0.1).init(params), params)
 
 
 def foreign_member():
     params = {"w": jnp.ones(2)}
-    gradchain.adamax(0.1).update(params, gradchain.adam(0.1).init(params), params)
+    adamax = gradchain.adamax.__wrapped__(0.1)
+    adamax.update(params, gradchain.adam.__wrapped__(0.1).init(params), params)
 
 
 def other_tree():
@@ -89,6 +96,12 @@ def other_shape():
 def vector_schedule():
     opt = gradchain.sgd(lambda count: jnp.ones(3, jnp.float32))
     opt.update(P, opt.init(P), P)
+
+
+def vector_schedule_in_its_transform():
+    gradchain.scale_by_learning_rate(lambda count: jnp.ones(3)).update(
+        jnp.ones(3), gradchain.scale_by_learning_rate(lambda count: jnp.ones(3)).init(jnp.ones(3))
+    )
 
 
 def string_leaf():
@@ -182,6 +195,10 @@ PRODUCERS = {
     "at ['n']: a float32 update for a parameter of dtype int32 would be truncated; ...": (
         float_for_int
     ),
+    "this state does not belong to this optimizer: adamax expects its AdamaxLiveState "
+    "(hyperparameters ['b1', 'b2', 'eps', 'learning_rate']), got AdamLiveState with "
+    "hyperparameters ['b1', 'b2', 'eps', 'eps_root', 'learning_rate'] (was it built by "
+    "another optimizer's init?)": foreign_live,
     "this state does not belong to this optimizer: chain(scale_by_momentum, ...) expects a "
     "tuple of 2 member states, got 4": foreign_tuple,
     "member 2 (scale_by_inf_norm) expects a state of type InfNormState, got RmsState": (
@@ -190,8 +207,10 @@ PRODUCERS = {
     "the state of member 0 (scale_by_momentum) does not fit these updates (only in the state: "
     ".mu['v']): was it built by another optimizer, or for another params tree?": other_tree,
     "... at .mu['w'] has shape (3,) but these updates need (3, 2)": other_shape,
+    "the schedule given as learning_rate returned shape (3,) at a step; a schedule must "
+    "return a scalar": vector_schedule,
     "the learning-rate schedule returned shape (3,) at a step; a schedule must return a "
-    "scalar": vector_schedule,
+    "scalar": vector_schedule_in_its_transform,
     "at ['name']: params has a leaf of type str; leaves must be arrays (or Python floats)": (
         string_leaf
     ),
@@ -219,7 +238,7 @@ PRODUCERS = {
         gradchain.adam(0.1, b2=1.0)
     ),
     "3 non-finite gradients in a row, more than max_consecutive=2": eager_skips,
-    "opt_state has another tree structure than the target (only in the file: [0].mu['b'], "
+    "opt_state has another tree structure than the target (only in the file: .hyperparams['b1'], "
     "...)": restore_into_other_state,
     "params at ['w'] has shape (3, 2) in the file, (2, 3) in the target": restore_other_shape,
     "... has dtype float32 in the file, bfloat16 in the target": restore_other_dtype,

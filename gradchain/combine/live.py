@@ -120,8 +120,8 @@ def _scheduled_value(name: str, schedule: Callable, count: jax.Array, dtype: Any
     value = jnp.asarray(schedule(count))
     if value.shape != ():
         raise _checks.GradchainError(
-            f"the schedule given as {name} returned shape {value.shape}; a schedule must "
-            "return a scalar"
+            f"the schedule given as {name} returned shape {value.shape} at a step; a schedule "
+            "must return a scalar"
         )
     return value.astype(dtype)
 
