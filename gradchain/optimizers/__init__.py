@@ -8,9 +8,10 @@ Adam/AdamW/Lion).
 ...) or change what Adam's slots hold (AdaBelief, Yogi, RAdam, ADOPT, LAMB, ...).
 """
 
-from gradchain.optimizers import memory_saving, memory_spending, textbook
+from gradchain.optimizers import kronecker, memory_saving, memory_spending, textbook
+from gradchain.optimizers.kronecker import *  # noqa: F403
 from gradchain.optimizers.memory_saving import *  # noqa: F403
 from gradchain.optimizers.memory_spending import *  # noqa: F403
 from gradchain.optimizers.textbook import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__]

@@ -20,6 +20,7 @@ from gradchain.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
+from gradchain.transforms.kronecker import ShampooState, SoapState, scale_by_shampoo, scale_by_soap
 from gradchain.transforms.low_precision import (
     KahanState,
     StochasticRoundingState,
@@ -65,6 +66,7 @@ from gradchain.transforms.scaling import (
     global_norm,
     scale,
     scale_by_learning_rate,
+    scale_by_schedule,
     scale_by_sign,
 )
 from gradchain.transforms.schedule_free import (
@@ -115,6 +117,7 @@ __all__ = [
     "scale",
     "scale_by_inf_norm",
     "scale_by_learning_rate",
+    "scale_by_schedule",
     "scale_by_lion_momentum",
     "scale_by_momentum",
     "scale_by_rms",
@@ -153,4 +156,8 @@ __all__ = [
     "StochasticRoundingState",
     "kahan_summation",
     "stochastic_rounding",
+    "ShampooState",
+    "SoapState",
+    "scale_by_shampoo",
+    "scale_by_soap",
 ]
