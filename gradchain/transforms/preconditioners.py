@@ -35,13 +35,6 @@ __all__ = [
 ]
 
 
-def _root(nu: jax.Array, eps: Any, eps_root: Any, eps_in_sqrt: bool, c: Any) -> jax.Array:
-    """sqrt(nu + eps_root + eps) with eps inside the root, else sqrt(nu + eps_root) + eps."""
-    if eps_in_sqrt:
-        return jnp.sqrt(nu + jnp.asarray(eps_root, c) + jnp.asarray(eps, c))
-    return jnp.sqrt(nu + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)
-
-
 @describe(
     nu="second moment: moving average of g**2, one array per parameter",
     nu_max="AMSGrad's running maximum of nu (bias-corrected); None unless amsgrad=True",
@@ -54,16 +47,10 @@ class RmsState(NamedTuple):
 
 
 def scale_by_rms(
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True,
-    bias_correction: bool = False,
-    *,
-    eps_root: float = 0.0,
-    amsgrad: bool = False,
+    decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0, eps_in_sqrt: bool = True,
+    bias_correction: bool = False, *, eps_root: float = 0.0, amsgrad: bool = False,
     nu_dtype: Any = None,
-) -> GradientTransformation:
+) -> GradientTransformation:  # fmt: skip
     r"""Divide by the root of a moving average of squared gradients.
 
     Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
@@ -88,15 +75,12 @@ def scale_by_rms(
     _checks.check_non_negative("initial_scale", initial_scale)
     _checks.check_dtype("nu_dtype", nu_dtype)
 
+    eps_inside, eps_outside = (eps_root + eps, 0.0) if eps_in_sqrt else (eps_root, eps)
+
     def init(params):
-        nu = jax.tree.map(
-            lambda p: jnp.full_like(p, initial_scale, moment_dtype(p, nu_dtype)), params
-        )
-        return RmsState(
-            nu=nu,
-            nu_max=tree_zeros_like(nu) if amsgrad else None,
-            count=jnp.zeros([], jnp.int32) if bias_correction else None
-        )
+        nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale, moment_dtype(p, nu_dtype)), params)
+        count = jnp.zeros([], jnp.int32) if bias_correction else None
+        return RmsState(nu=nu, nu_max=tree_zeros_like(nu) if amsgrad else None, count=count)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         grads = updates if gradient is None else gradient
@@ -110,7 +94,7 @@ def scale_by_rms(
             nu_hat = nu_new / (1 - d ** count.astype(c)) if bias_correction else nu_new
             if amsgrad:
                 nu_hat = jnp.maximum(nu_max.astype(c), nu_hat)
-            denom = _root(nu_hat, eps, eps_root, eps_in_sqrt, c)
+            denom = jnp.sqrt(nu_hat + jnp.asarray(eps_inside, c)) + jnp.asarray(eps_outside, c)
             return divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
 
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
@@ -159,6 +143,7 @@ def scale_by_stddev(
     _checks.check_non_negative("initial_scale", initial_scale)
     _checks.check_dtype("mu_dtype", mu_dtype)
     _checks.check_dtype("nu_dtype", nu_dtype)
+    eps_inside, eps_outside = (eps_root + eps, 0.0) if eps_in_sqrt else (eps_root, eps)
 
     def init(params):
         nu = jax.tree.map(
@@ -182,7 +167,7 @@ def scale_by_stddev(
                 t = count.astype(cr)
                 mu_hat, nu_hat = mu_new / (1 - d ** t.astype(c)), nu_new / (1 - dr**t)
             var = nu_hat - abs_sq(mu_hat, cr)
-            denom = _root(var, eps, eps_root, eps_in_sqrt, cr)
+            denom = jnp.sqrt(var + jnp.asarray(eps_inside, cr)) + jnp.asarray(eps_outside, cr)
             return divide(u, denom), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
 
         out, mu, nu = tree_map_split(step, 3, updates, grads, state.mu, state.nu)

@@ -22,6 +22,7 @@ __all__ = [
     "global_norm",
     "scale",
     "scale_by_learning_rate",
+    "scale_by_schedule",
     "scale_by_sign",
 ]
 
@@ -48,53 +49,66 @@ def scale(step_size: float) -> GradientTransformation:
     return GradientTransformation(init, update, name="scale", preprocessing=True)
 
 
-@describe(count="steps taken so far (int32 scalar): the schedule's argument")
-class LearningRateState(NamedTuple):
-    count: jax.Array
-
-
 def scale_by_learning_rate(
     learning_rate: float | Callable[[jax.Array], Any], *, flip_sign: bool = True
 ) -> GradientTransformation:
     r"""Multiply by -learning_rate: turn a direction into a descent step.
 
-    Update:     u_t = -lr_t * u_t, with lr_t = learning_rate, or learning_rate(count) for a
-                schedule
-    State:      none for a number; count (int32 scalar) for a schedule.   Memory: 0x params.
+    Update:     u_t = -lr * u_t   (+lr with ``flip_sign=False``)
+    State:      none for a number; a schedule is ``scale_by_schedule``'s (its count).
+    Memory:     0x params.
     Args:       learning_rate -- a number >= 0, or a schedule: a function of the int32 step
                 count (0 at the first step) returning a scalar.
                 flip_sign -- False gives +lr (gradient ascent, or torch's maximize=True).
-    Note:       Inside a named optimizer the schedule is evaluated once per optimizer, by its
+    Note:       Inside a named optimizer a schedule is evaluated once per optimizer, by its
                 live hyperparameters (``gradchain.live``), and this transform gets the value.
     """
     _checks.check_learning_rate(learning_rate)
     sign = -1.0 if flip_sign else 1.0
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * jnp.asarray(learning_rate(count)))
 
-    if not callable(learning_rate):
+    def init(params):
+        return EmptyState()
 
-        def init(params):
-            return EmptyState()
+    def update(updates, state, params=None, **extra):
+        factor = sign * jnp.asarray(learning_rate)
+        return jax.tree.map(lambda u: _times(u, factor), updates), state
 
-        def update(updates, state, params=None, **extra):
-            factor = sign * jnp.asarray(learning_rate)
-            return jax.tree.map(lambda u: _times(u, factor), updates), state
+    return GradientTransformation(init, update, name="scale_by_learning_rate")
 
-        return GradientTransformation(init, update, name="scale_by_learning_rate")
 
-    def init_counted(params):
+@describe(count="steps taken so far (int32 scalar): the schedule's argument")
+class LearningRateState(NamedTuple):
+    count: jax.Array
+
+
+def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTransformation:
+    r"""Multiply by a factor that a schedule gives for each step (Optax's ``scale_by_schedule``).
+
+    Update:     u_t = step_size_fn(count) * u_t ;  count_t = count_{t-1} + 1 (0 at the first step)
+    State:      count -- int32 scalar.   Memory: one scalar.
+    Args:       step_size_fn -- a function of the int32 step count returning a scalar.
+    """
+    if not callable(step_size_fn) or isinstance(step_size_fn, type):
+        raise _checks.GradchainError(
+            f"scale_by_schedule takes a function of the step count, got {step_size_fn!r}"
+        )
+
+    def init(params):
         return LearningRateState(count=jnp.zeros([], jnp.int32))
 
-    def update_counted(updates, state, params=None, **extra):
-        lr = jnp.asarray(learning_rate(state.count))
-        if lr.shape != ():
+    def update(updates, state, params=None, **extra):
+        factor = jnp.asarray(step_size_fn(state.count))
+        if factor.shape != ():
             raise _checks.GradchainError(
-                f"the learning-rate schedule returned shape {lr.shape} at a step; "
+                f"the learning-rate schedule returned shape {factor.shape} at a step; "
                 "a schedule must return a scalar"
             )
-        out = jax.tree.map(lambda u: _times(u, sign * lr), updates)
+        out = jax.tree.map(lambda u: _times(u, factor), updates)
         return out, LearningRateState(count=increment(state.count))
 
-    return GradientTransformation(init_counted, update_counted, name="scale_by_learning_rate")
+    return GradientTransformation(init, update, name="scale_by_schedule")
 
 
 def scale_by_sign() -> GradientTransformation:
