@@ -38,7 +38,16 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation
 from gradchain.transforms.moment_math import compute_dtype
 
-__all__ = ["CODES", "QuantizedArray", "dequantize", "quantize", "quantized_moments"]
+__all__ = [
+    "CODES",
+    "Quantized",
+    "QuantizedArray",
+    "as_blocks",
+    "dequantize",
+    "from_blocks",
+    "quantize",
+    "quantized_moments",
+]
 
 
 class _LogCode:
@@ -80,8 +89,22 @@ CODES = {
 }
 
 
+class Quantized:
+    """A moment array kept in fewer bits: what ``quantized_moments`` decodes before a step and
+    re-encodes after it. ``QuantizedArray`` (8-bit) is one; a code of another module (e.g. the
+    4-bit codes of ``gradchain.transforms.quantized_4bit``) brings its own."""
+
+    def decode(self) -> jax.Array:
+        """The array it stands for, in the dtype it was quantized from."""
+        raise NotImplementedError
+
+    def encode(self, x: jax.Array) -> Quantized:
+        """``x`` (of the same shape and dtype) stored the same way: same code, same blocks."""
+        raise NotImplementedError
+
+
 @jax.tree_util.register_pytree_node_class
-class QuantizedArray:
+class QuantizedArray(Quantized):
     """One moment array stored in 8 bits: ``codes`` (the param's shape, int8 or uint8) and
     ``scales`` (float32, one absmax per block of ``block_size`` along the last axis).
 
@@ -104,6 +127,12 @@ class QuantizedArray:
         """The real bytes it holds: one per code, four per scale."""
         return int(np.prod(self.logical_shape)) + 4 * int(np.prod(jnp.shape(self.scales)))
 
+    def decode(self) -> jax.Array:
+        return dequantize(self)
+
+    def encode(self, x: jax.Array) -> QuantizedArray:
+        return quantize(x, self.code, self.block_size)
+
     def tree_flatten(self):
         return (self.codes, self.scales), (self.code, self.block_size, self.logical_dtype)
 
@@ -125,8 +154,9 @@ def _blocks(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
     return size, -(-n // size)
 
 
-def _as_blocks(x: jax.Array, block_size: int) -> jax.Array:
-    """(..., n) -> (..., nb, size), zero-padded at the end of the last axis."""
+def as_blocks(x: jax.Array, block_size: int) -> jax.Array:
+    """(..., n) -> (..., nb, size): the last axis cut into blocks of ``min(block_size, n)``,
+    zero-padded at its end (a 0-d array is one block of one)."""
     x = x.reshape(x.shape or (1,))
     size, nb = _blocks(x.shape, block_size)
     pad = nb * size - x.shape[-1]
@@ -135,7 +165,8 @@ def _as_blocks(x: jax.Array, block_size: int) -> jax.Array:
     return x.reshape(*x.shape[:-1], nb, size)
 
 
-def _from_blocks(xb: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def from_blocks(xb: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """The inverse of ``as_blocks``: (..., nb, size) -> ``shape``, the padding dropped."""
     n = shape[-1] if shape else 1
     flat = xb.reshape(*xb.shape[:-2], -1)[..., :n]
     return flat.reshape(shape)
@@ -150,27 +181,29 @@ def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> Quanti
     _checks.check_int("block_size", block_size, minimum=1)
     book = CODES[code]
     c = compute_dtype(x.dtype)
-    xb = _as_blocks(jnp.asarray(x).astype(c), block_size)
+    xb = as_blocks(jnp.asarray(x).astype(c), block_size)
     absmax = jnp.max(jnp.abs(xb), axis=-1, keepdims=True).astype(jnp.float32)
     scale = absmax.astype(c)
     r = jnp.where(scale > 0, xb / jnp.where(scale > 0, scale, 1), 0)
-    codes = _from_blocks(book.encode(r), jnp.shape(x))
+    codes = from_blocks(book.encode(r), jnp.shape(x))
     return QuantizedArray(codes, absmax[..., 0], code, block_size, jnp.result_type(x))
 
 
-def dequantize(q: QuantizedArray) -> jax.Array:
-    """Decode to the dtype the array had when it was quantized."""
-    if not isinstance(q, QuantizedArray):
+def dequantize(q: Quantized) -> jax.Array:
+    """Decode to the dtype the array had when it was quantized (8-bit, or any ``Quantized``)."""
+    if not isinstance(q, Quantized):
         raise TypeError(f"dequantize() takes a QuantizedArray, got {type(q).__name__}")
+    if not isinstance(q, QuantizedArray):
+        return q.decode()
     book = CODES[q.code]
     c = compute_dtype(q.logical_dtype)
-    values = book.decode(_as_blocks(q.codes, q.block_size), c)
+    values = book.decode(as_blocks(q.codes, q.block_size), c)
     values = values * q.scales[..., None].astype(c)
-    return _from_blocks(values, q.logical_shape).astype(q.logical_dtype)
+    return from_blocks(values, q.logical_shape).astype(q.logical_dtype)
 
 
 def _is_quantized(x: Any) -> bool:
-    return isinstance(x, QuantizedArray)
+    return isinstance(x, Quantized)
 
 
 def _check_size(name: str, value: Any, minimum: int) -> None:
@@ -218,7 +251,9 @@ def quantized_moments(
                 min_size -- smaller leaves stay unquantized (their scales would cost more than
                 they save; bitsandbytes uses 4096).
                 slot=code -- which slots, and their code: "int8" for signed moments (mu),
-                "uint8" for non-negative ones (nu).
+                "uint8" for non-negative ones (nu); or a code object, anything with a ``name``
+                and ``quantize(x, block_size)`` returning a ``Quantized`` (the 4-bit codes of
+                ``gradchain.transforms.quantized_4bit``).
     Example:    quantized_moments(scale_by_rms(0.999, bias_correction=True), nu="uint8")
     Reference:  Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
                 Quantization", ICLR 2022.
@@ -226,7 +261,8 @@ def quantized_moments(
     if not slot_codes:
         raise _checks.GradchainError('quantized_moments() needs at least one slot, e.g. nu="uint8"')
     for slot, code in slot_codes.items():
-        _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
+        if isinstance(code, str) or not callable(getattr(code, "quantize", None)):
+            _checks.check_choice(f"the code of slot {slot}", code, tuple(CODES))
     _check_size("block_size", block_size, 1)
     _check_size("min_size", min_size, 0)
     inner_name = getattr(transform, "name", "transform")
@@ -246,7 +282,8 @@ def quantized_moments(
                 return x
             if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
                 return x
-            return quantize(x, code, _size("block_size", block_size))
+            size = _size("block_size", block_size)
+            return quantize(x, code, size) if isinstance(code, str) else code.quantize(x, size)
 
         return jax.tree.map(leaf, tree)
 
@@ -269,7 +306,7 @@ def quantized_moments(
         updates, new_state = transform.update(updates, state._replace(**decoded), params, **extra)
 
         def reencode(old, new):
-            return quantize(new, old.code, old.block_size) if _is_quantized(old) else new
+            return old.encode(new) if _is_quantized(old) else new
 
         encoded = {
             s: jax.tree.map(
@@ -279,7 +316,7 @@ def quantized_moments(
         }
         return updates, new_state._replace(**encoded)
 
-    slots = ", ".join(f"{s}={c}" for s, c in slot_codes.items())
+    slots = ", ".join(f"{s}={getattr(c, 'name', c)}" for s, c in slot_codes.items())
     return GradientTransformation(
         init,
         update,
