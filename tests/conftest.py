@@ -4,6 +4,7 @@ The Optax reference runs under "standard" promotion (see ``reference_promotion``
 import contextlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -32,3 +33,11 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture(params=[jnp.float32, jnp.float64], ids=["float32", "float64"])
+def dtype(request):
+    """float32, then float64 (under x64): most numerical tests run in both."""
+    if request.param == jnp.float64:
+        request.getfixturevalue("x64")
+    return request.param

@@ -13,13 +13,6 @@ from tests.conftest import reference_promotion
 TOL = {jnp.float32: 1e-6, jnp.float64: 1e-14}
 
 
-@pytest.fixture(params=[jnp.float32, jnp.float64], ids=["float32", "float64"])
-def dtype(request):
-    if request.param == jnp.float64:
-        request.getfixturevalue("x64")
-    return request.param
-
-
 def params_sequence(dtype, steps=6):
     rng = np.random.default_rng(3)
     return [

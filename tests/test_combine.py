@@ -21,13 +21,6 @@ STEPS = 12
 TOL = {jnp.float32: 2e-6, jnp.float64: 2e-15}
 
 
-@pytest.fixture(params=[jnp.float32, jnp.float64], ids=["float32", "float64"])
-def dtype(request):
-    if request.param == jnp.float64:
-        request.getfixturevalue("x64")
-    return request.param
-
-
 def make_params(dtype):
     rng = np.random.default_rng(1)
     return {

@@ -165,13 +165,6 @@ def max_abs_diff(a, b):
     )
 
 
-@pytest.fixture(params=[jnp.float32, jnp.float64], ids=["float32", "float64"])
-def dtype(request):
-    if request.param == jnp.float64:
-        request.getfixturevalue("x64")
-    return request.param
-
-
 # Variants (a schedule, Nesterov, an option) run in float64 only, where agreement is exact.
 VARIANTS = {
     "ademamix_scheduled",
