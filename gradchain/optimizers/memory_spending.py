@@ -28,9 +28,9 @@ from gradchain.transforms.adadelta import scale_by_adadelta
 from gradchain.transforms.extra_moments import (
     add_slow_momentum,
     scale_by_additive_rms,
-    scale_by_belief,
     scale_by_gradient_difference,
 )
+from gradchain.transforms.optax_names import scale_by_belief
 from gradchain.transforms.rectified import (
     _quarter_power,
     scale_by_previous_rms,
@@ -176,18 +176,18 @@ def adabelief(
     eps: float = 1e-16,
     eps_root: float = 1e-16,
     *,
+    nesterov: bool = False,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
     """AdaBelief: Adam whose second moment is of the surprise g - mu. Memory: 2x params.
 
     Same memory as Adam; the slot holds the gradient's variance around the momentum instead
     of its raw second moment, so the step is large where gradients are predictable.
-    Optax's ``nesterov=True`` form is not offered.
+    ``nesterov`` (Optax's keyword): NAdam's look-ahead numerator.
     """
     return chain(
-        scale_by_momentum(b1, ema=True),  # first moment mu             (+1x params)
-        scale_by_belief(b2, eps, eps_root, nu_dtype=nu_dtype),  # reads mu: (g - mu)**2 (+1x)
-        bias_correct(b1),  # a scalar: commutes with the per-coordinate division
+        # mu and the surprise's (g - mu)**2                        (+2x params)
+        scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 

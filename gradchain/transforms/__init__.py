@@ -10,8 +10,8 @@ from gradchain.transforms.extra_moments import (
     SlowMomentumState,
     add_slow_momentum,
     scale_by_additive_rms,
-    scale_by_belief,
     scale_by_gradient_difference,
+    scale_by_surprise_rms,
 )
 from gradchain.transforms.factored import (
     FactoredMoment,
@@ -21,6 +21,7 @@ from gradchain.transforms.factored import (
     scale_by_param_block_rms,
 )
 from gradchain.transforms.kronecker import ShampooState, SoapState, scale_by_shampoo, scale_by_soap
+from gradchain.transforms.layerwise import LayerwiseRmsState, scale_by_layerwise_rms
 from gradchain.transforms.low_precision import (
     KahanState,
     StochasticRoundingState,
@@ -35,6 +36,8 @@ from gradchain.transforms.momentum import (
     scale_by_lion_momentum,
     scale_by_momentum,
 )
+from gradchain.transforms import optax_names
+from gradchain.transforms.optax_names import *  # noqa: F403 -- Optax's names, see the module
 from gradchain.transforms.orthogonal import newton_schulz, scale_by_newton_schulz, scale_by_shape
 from gradchain.transforms.preconditioners import (
     InfNormState,
@@ -146,7 +149,7 @@ __all__ = [
     "add_slow_momentum",
     "scale_by_adadelta",
     "scale_by_additive_rms",
-    "scale_by_belief",
+    "scale_by_surprise_rms",
     "scale_by_gradient_difference",
     "scale_by_previous_rms",
     "scale_by_rectified_rms",
@@ -161,4 +164,7 @@ __all__ = [
     "SoapState",
     "scale_by_shampoo",
     "scale_by_soap",
+    "LayerwiseRmsState",
+    "scale_by_layerwise_rms",
+    *optax_names.__all__,
 ]

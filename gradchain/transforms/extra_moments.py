@@ -4,7 +4,7 @@
   thousands of steps ago (b3 = 0.9999) next to Adam's fast one.
 - ``scale_by_gradient_difference``: Adan's moment of gradient differences (a cheap Nesterov
   look-ahead) and its second moment of the extrapolated gradient.
-- ``scale_by_belief``: AdaBelief's second moment of the *surprise* ``g - mu`` instead of ``g``.
+- ``scale_by_surprise_rms``: AdaBelief's second moment of the *surprise* ``g - mu`` instead of ``g``.
 - ``scale_by_additive_rms``: Yogi's second moment, which moves by at most ``(1 - b2) g**2``
   per step, so it cannot forget a large past gradient as fast as Adam's can.
 
@@ -37,8 +37,8 @@ __all__ = [
     "SlowMomentumState",
     "add_slow_momentum",
     "scale_by_additive_rms",
-    "scale_by_belief",
     "scale_by_gradient_difference",
+    "scale_by_surprise_rms",
 ]
 
 HyperOrSchedule = float | Callable[[jax.Array], Any]
@@ -193,27 +193,38 @@ class BeliefState(NamedTuple):
     count: jax.Array
 
 
-def scale_by_belief(
-    b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16, *, nu_dtype: Any = None
+def scale_by_surprise_rms(
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov_decay: float | None = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
-    r"""Divide the momentum by how far gradients stray from it (AdaBelief).
+    r"""Divide the momentum by how far gradients stray from it (AdaBelief's denominator).
 
     Update:     s_t = b2 * s_{t-1} + (1 - b2) * |g_t - u_t|**2 + eps_root
                 u_t = u_t / (sqrt(s_t / (1 - b2**t)) + eps)
+                nesterov_decay = b1: the numerator is Nesterov's, bias-corrected here,
+                u_t = (b1 u_t / (1 - b1**(t+1)) + (1 - b1) g_t / (1 - b1**t)) / (same denom)
     State:      belief -- like params (real dtype, or ``nu_dtype``), starts at 0.
                 count -- int32 scalar.   Memory: +1x params.
-    Args:       b2 -- in [0, 1).  eps, eps_root -- >= 0.
+    Args:       b2 -- in [0, 1).  eps, eps_root -- >= 0.  nesterov_decay -- None, or b1 in
+                [0, 1) for AdaBelief's Nesterov form (then put no ``bias_correct`` after it).
     Note:       The incoming update u_t must be the first moment mu_t itself: place it right
                 after ``scale_by_momentum(b1, ema=True)`` and *before* ``bias_correct(b1)``
                 (division by a per-coordinate factor commutes with the scalar correction).
                 Where the gradient agrees with the momentum the step is large, where it
                 surprises the step is small. eps_root accumulates in the state, as in Optax.
+                ``gradchain.scale_by_belief`` is the whole of Optax's transform (with b1).
     Reference:  Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
                 Observed Gradients", 2020, Algorithm 2.
     """
     _checks.check_unit_interval("b2", b2)
     _checks.check_non_negative("eps", eps)
     _checks.check_non_negative("eps_root", eps_root)
+    if nesterov_decay is not None:
+        _checks.check_unit_interval("nesterov_decay", nesterov_decay)
     _checks.check_dtype("nu_dtype", nu_dtype)
 
     def init(params):
@@ -230,12 +241,16 @@ def scale_by_belief(
             surprise = abs_sq(g.astype(c) - u.astype(c), cr)
             s_new = d * s.astype(cr) + (1 - d) * surprise + jnp.asarray(eps_root, cr)
             denom = jnp.sqrt(s_new / (1 - d**t)) + jnp.asarray(eps, cr)
+            if nesterov_decay is not None:
+                b1, tc = jnp.asarray(nesterov_decay, c), count.astype(c)
+                ahead = b1 * u.astype(c) / (1 - b1 ** (tc + 1))
+                u = (ahead + (1 - b1) * g.astype(c) / (1 - b1**tc)).astype(u.dtype)
             return divide(u, denom), s_new.astype(s.dtype)
 
         out, belief = tree_map_split(step, 2, updates, grads, state.belief)
         return out, BeliefState(belief=belief, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_belief")
+    return GradientTransformation(init, update, name="scale_by_surprise_rms")
 
 
 # --- Yogi ----------------------------------------------------------------------------------
