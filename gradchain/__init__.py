@@ -22,6 +22,7 @@ from gradchain import (
     teaching,
     torch,  # noqa: F401 -- not in __all__: a star import must not shadow the real torch
     transforms,
+    tree,
 )
 from gradchain._checks import GradchainError
 from gradchain.averaging import *  # noqa: F403
@@ -42,6 +43,9 @@ from gradchain.sharding import *  # noqa: F403
 from gradchain.state import *  # noqa: F403
 from gradchain.teaching.ladder import *  # noqa: F403 -- the ladder's names are public API
 from gradchain.transforms import *  # noqa: F403
+from gradchain.tree import *  # noqa: F403
+
+tree_utils = tree  # Optax's module name: gradchain.tree_utils.tree_get, as optax.tree_utils
 
 __version__ = "0.1.0"
 
@@ -65,4 +69,5 @@ __all__ = [
     *state.__all__,
     *teaching.ladder.__all__,
     *transforms.__all__,
+    *tree.__all__,
 ]
