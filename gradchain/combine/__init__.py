@@ -29,6 +29,8 @@ from gradchain.combine.masks import (
     set_to_zero,
 )
 from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip_non_finite
+from gradchain.combine import optax_names
+from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see the module
 
 __all__ = [
     "AccumulateState",
@@ -44,4 +46,5 @@ __all__ = [
     "partition",
     "set_to_zero",
     "skip_non_finite",
+    *optax_names.__all__,
 ]

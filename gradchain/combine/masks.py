@@ -95,20 +95,29 @@ class MaskedState(NamedTuple):
     inner: Any
 
 
-def masked(transform: GradientTransformation, mask: Any) -> GradientTransformation:
+def masked(
+    transform: GradientTransformation | None = None,
+    mask: Any = None,
+    *,
+    inner: GradientTransformation | None = None,
+    mask_compatible_extra_args: bool = False,
+) -> GradientTransformation:
     r"""Apply ``transform`` to the leaves where ``mask`` is True; pass the others through.
 
     Update:     u_i = transform(u)_i where mask_i, else u_i unchanged
     State:      inner -- the transform's state over the masked-in leaves only: a masked-out
                 leaf is a ``MaskedNode()`` (no array) in every per-parameter slot.
                 Memory: the transform's, on the masked-in leaves.
-    Args:       transform -- any transform (gradchain's or Optax's).
+    Args:       transform -- any transform (gradchain's or Optax's); ``inner=`` is Optax's
+                name for it.
                 mask -- a tree of Python bools shaped like the params, or a prefix of them
                 (one bool for a whole subtree), or a function of the params returning one
                 (called at init with the params, at each update with the params if given,
                 else the updates).
     Note:       A mask that does not fit the params raises ``GradchainError`` naming the
-                first path where they differ. Optax: ``optax.masked`` (same semantics).
+                first path where they differ. Optax: ``optax.masked`` (same semantics);
+                ``mask_compatible_extra_args`` is accepted and changes nothing: keyword
+                arguments reach the inner transform unchanged here.
 
     >>> import jax.numpy as jnp, gradchain
     >>> params = {"w": jnp.ones(2), "b": jnp.ones(1)}
@@ -118,7 +127,16 @@ def masked(transform: GradientTransformation, mask: Any) -> GradientTransformati
     >>> updates["w"].tolist(), updates["b"].tolist()
     ([0.5, 0.5], [0.0])
     """
-    inner = _as_transform(transform)
+    if (transform is None) == (inner is None):
+        raise _checks.GradchainError(
+            "masked takes the transform once: masked(transform, mask) or "
+            "masked(inner=..., mask=...)"
+        )
+    if mask is None:
+        raise _checks.GradchainError(
+            "masked needs a mask: a tree of bools, or a function of the params"
+        )
+    inner = _as_transform(transform if inner is None else inner)
     call = updater(inner)
 
     def init(params):
@@ -146,7 +164,11 @@ class PartitionState(NamedTuple):
 
 
 def partition(
-    transforms: Mapping[Hashable, GradientTransformation], labels: Any
+    transforms: Mapping[Hashable, GradientTransformation],
+    labels: Any = None,
+    *,
+    param_labels: Any = None,
+    mask_compatible_extra_args: bool = False,
 ) -> GradientTransformation:
     r"""Parameter groups: every leaf gets the transform of its label, and only that one.
 
@@ -157,7 +179,7 @@ def partition(
     Args:       transforms -- ``{label: transform}``.
                 labels -- a tree of labels shaped like the params (or a prefix of them), or
                 a function of the params returning one. Every label must be a key of
-                ``transforms``.
+                ``transforms``. ``param_labels=`` is Optax's name for it.
     Note:       Each group's transform runs as if it were the only optimizer of its leaves:
                 a global norm, a count or a schedule is per group. Optax:
                 ``optax.multi_transform`` (same semantics; the state keeps no per-group
@@ -177,6 +199,12 @@ def partition(
         raise _checks.GradchainError(
             f"partition takes a non-empty dict {{label: transform}}, got {transforms!r}"
         )
+    if (labels is None) == (param_labels is None):
+        raise _checks.GradchainError(
+            "partition takes the labels once: partition(transforms, labels) or "
+            "partition(transforms, param_labels=...)"
+        )
+    labels = param_labels if labels is None else labels
     groups = {label: _as_transform(t) for label, t in transforms.items()}
     calls = {label: updater(t) for label, t in groups.items()}
 

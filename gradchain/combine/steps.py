@@ -28,7 +28,11 @@ class AccumulateState(NamedTuple):
 
 
 def accumulate(
-    transform: GradientTransformation, every_k: int, *, acc_dtype: Any = None
+    transform: GradientTransformation,
+    every_k: int,
+    *,
+    acc_dtype: Any = None,
+    use_grad_mean: bool = True,
 ) -> GradientTransformation:
     r"""Gradient accumulation: apply ``transform`` once every ``every_k`` calls, to the mean.
 
@@ -39,6 +43,9 @@ def accumulate(
                 the params').  inner -- the transform's state.   Memory: +1x params.
     Args:       transform -- the optimizer to run on the mean.  every_k -- integer >= 1.
                 acc_dtype -- e.g. jnp.float32 to accumulate bfloat16 gradients in float32.
+                use_grad_mean -- False: the inner transform gets the sum, not the mean.
+                every_k may be a traced integer (``gradchain.MultiSteps`` passes its
+                ``every_k_schedule``'s value this way).
     Note:       Wrap the whole optimizer, or put it first in a chain: the inner transform
                 reads the accumulated mean as its gradient, so a chain that hands it a
                 different gradient (it follows a non-pre-processing transform) is refused.
@@ -48,7 +55,8 @@ def accumulate(
     """
     inner = _as_transform(transform)
     call = updater(inner)
-    _checks.check_int("every_k", every_k, minimum=1)
+    if not isinstance(every_k, jax.core.Tracer):
+        _checks.check_int("every_k", every_k, minimum=1)
     _checks.check_dtype("acc_dtype", acc_dtype)
 
     def init(params):
@@ -71,6 +79,8 @@ def accumulate(
         def running_mean(a, u):
             c = compute_dtype(a.dtype, u.dtype)
             a_c = a.astype(c)
+            if not use_grad_mean:
+                return (a_c + u.astype(c)).astype(a.dtype)
             return (a_c + (u.astype(c) - a_c) / (n + 1).astype(c)).astype(a.dtype)
 
         acc = jax.tree.map(running_mean, state.acc, updates)
