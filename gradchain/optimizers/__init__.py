@@ -13,5 +13,7 @@ from gradchain.optimizers.kronecker import *  # noqa: F403
 from gradchain.optimizers.memory_saving import *  # noqa: F403
 from gradchain.optimizers.memory_spending import *  # noqa: F403
 from gradchain.optimizers.textbook import *  # noqa: F403
+from gradchain.optimizers import line_search
+from gradchain.optimizers.line_search import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__]

@@ -89,6 +89,15 @@ from gradchain.transforms.torch_forms import (
     scale_by_sgd_momentum,
 )
 from gradchain.transforms.trust_ratio import scale_by_trust_ratio
+from gradchain.transforms.line_search import (
+    BacktrackingLinesearchState,
+    LbfgsState,
+    ZoomLinesearchState,
+    scale_by_backtracking_linesearch,
+    scale_by_lbfgs,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+)
 
 __all__ = [
     "FactoredMoment",
@@ -167,4 +176,11 @@ __all__ = [
     "LayerwiseRmsState",
     "scale_by_layerwise_rms",
     *optax_names.__all__,
+    "BacktrackingLinesearchState",
+    "LbfgsState",
+    "ZoomLinesearchState",
+    "scale_by_backtracking_linesearch",
+    "scale_by_lbfgs",
+    "scale_by_zoom_linesearch",
+    "value_and_grad_from_state",
 ]

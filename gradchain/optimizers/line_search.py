@@ -1,0 +1,50 @@
+"""Optimizers that call the objective: L-BFGS with a line search.
+
+Their ``update`` takes the extra arguments ``value``, ``grad`` and ``value_fn`` (and keyword
+arguments for ``value_fn``), exactly as Optax's. Use them full-batch, with
+``gradchain.value_and_grad_from_state`` to reuse what the line search computed::
+
+    opt = gradchain.lbfgs()
+    value_and_grad = gradchain.value_and_grad_from_state(f)
+    value, grad = value_and_grad(params, state=state)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain.base import GradientTransformation, chain, identity
+from gradchain.combine.live import live
+from gradchain.transforms.line_search import scale_by_lbfgs, scale_by_zoom_linesearch
+from gradchain.transforms.scaling import scale, scale_by_learning_rate
+
+__all__ = ["lbfgs"]
+
+# Optax's default: a zoom line search that starts every search at a step of 1.
+_ZOOM = scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")
+
+
+@live
+def lbfgs(
+    learning_rate: float | Callable[[Any], Any] | None = None,
+    memory_size: int = 10,
+    scale_init_precond: bool = True,
+    linesearch: Any = _ZOOM,
+) -> GradientTransformation:
+    """L-BFGS: a quasi-Newton direction, its step chosen by a line search.
+
+    Memory: (3 + 2 * memory_size)x params (the last params and gradient, memory_size pairs
+    of differences, and the gradient the line search keeps).
+    ``learning_rate`` -- None (the line search alone sets the step), or a factor (or
+    schedule) applied before it. ``linesearch`` -- a line search transform
+    (``scale_by_zoom_linesearch``, ``scale_by_backtracking_linesearch``), or None for none.
+    Note: Optax's ``lbfgs``, same keywords and defaults; equal to it to float tolerance (see
+    tests/test_optax_catalogue.py).
+    """
+    return chain(
+        scale_by_lbfgs(memory_size, scale_init_precond),  # differences (+(2 + 2m)x params)
+        scale(-1.0) if learning_rate is None else scale_by_learning_rate(learning_rate),
+        identity() if linesearch is None else linesearch,  # step size (+1x params: grad)
+    )
