@@ -220,7 +220,7 @@ def scale_by_rss(
             s_new = s.astype(c) + abs_sq(g, c)
             denom = jnp.sqrt(s_new + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)
             # Optax's adagrad emits 0 while the accumulator is still 0.
-            denom = jnp.where(s_new > 0, denom, 0)
+            denom = jnp.where(s_new == 0, 0, denom)  # (a NaN sum is not 0: it shows)
             return divide(u, denom), s_new.astype(s.dtype)
 
         out, acc = tree_map_split(step, 2, updates, grads, state.sum_of_squares)

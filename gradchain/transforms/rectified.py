@@ -159,7 +159,9 @@ def scale_by_previous_rms(
             out = u.astype(cu) / jnp.maximum(jnp.sqrt(nu_c), jnp.asarray(eps, c)).astype(cu)
             if clip_value_fn is not None:
                 limit = jnp.asarray(clip_value_fn(state.count.astype(c))).astype(cu)
-                out = jnp.clip(out, -limit, limit)
+                # an infinite ratio stays infinite: clipped, it would hide a moment that is
+                # now infinite for good (nu_t), and the param would stop moving silently
+                out = jnp.where(jnp.isfinite(out), jnp.clip(out, -limit, limit), out)
             out = jnp.where(started, out, 0).astype(u.dtype)
             return out, (d * nu_c + (1 - d) * abs_sq(g, c)).astype(nu.dtype)
 

@@ -114,16 +114,24 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
 def scale_by_sign() -> GradientTransformation:
     r"""Keep only the sign of each update coordinate.
 
-    Update:     u_t = sign(u_t)
+    Update:     u_t = sign(u_t), and NaN where u_t is +-inf
     State:      none.   Memory: 0.
+    Note:       jnp.sign, Optax and torch give +-1 for +-inf. Here an infinite update is NaN:
+                after a momentum (Lion, Signum) an infinite gradient leaves the moment
+                infinite for good, and +-1 would then move the param the same way at every
+                step from then on, whatever its gradient says, with nothing to show for it.
+                A NaN update shows the fault (or ``skip_non_finite`` skips the step).
     Reference:  Bernstein et al., "signSGD", 2018.
     """
 
     def init(params):
         return EmptyState()
 
+    def sign(u):
+        return jnp.where(jnp.isinf(u), jnp.nan, jnp.sign(u)).astype(u.dtype)
+
     def update(updates, state, params=None, **extra):
-        return jax.tree.map(jnp.sign, updates), state
+        return jax.tree.map(sign, updates), state
 
     return GradientTransformation(init, update, name="scale_by_sign")
 
@@ -220,6 +228,8 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
                 ``psum``-ed (replicated leaves counted once), so every shard sees the true
                 global norm. Without it, a leaf sharded over a mesh axis is refused at trace
                 time (each shard would clip by its own norm).
+    Note:       A NaN or infinite norm makes every entry NaN (0 / inf included), as in
+                Optax: a non-finite gradient shows instead of being scaled like the rest.
     Reference:  Pascanu, Mikolov & Bengio, 2013.
     """
     _checks.check_positive("max_norm", max_norm, allow_inf=True)
@@ -230,7 +240,7 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
     def update(updates, state, params=None, **extra):
         norm = global_norm(updates) if axis_name is None else global_norm_over(updates, axis_name)
         m = jnp.asarray(max_norm, norm.dtype)
-        factor = jnp.where(norm < m, 1.0, m / jnp.where(norm > 0, norm, 1.0))
+        factor = jnp.where(norm < m, 1.0, m / jnp.where(norm == 0, 1.0, norm))
         return jax.tree.map(lambda u: _times(u, factor), updates), state
 
     return GradientTransformation(init, update, name="clip_by_global_norm", preprocessing=True)

@@ -93,7 +93,9 @@ def scale_by_rprop(
             kept = step.astype(c)
             new_step = clipped if clip_every_step else jnp.where(agree == 0, kept, clipped)
             new_sign = jnp.where(agree < 0, 0, sign_g).astype(jnp.int8)
-            out = (new_step.astype(c) * new_sign.astype(c)).astype(g.dtype)
+            # the float sign, so that a NaN gradient (int8 sign 0) gives a NaN step, as in Optax
+            direction = jnp.where(agree < 0, 0, jnp.sign(g.astype(c)))
+            out = (new_step.astype(c) * direction).astype(g.dtype)
             return out, new_step.astype(step.dtype), new_sign
 
         out, step, previous = tree_map_split(leaf, 3, updates, state.step_size, state.previous_sign)
