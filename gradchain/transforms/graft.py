@@ -1,4 +1,8 @@
-"""Grafting: one transform's direction with another's per-leaf norm (Agarwal et al., 2020)."""
+"""Grafting: one transform's direction with another's per-leaf norm (Agarwal et al., 2020).
+
+It holds two transforms, as a wrapper does, but needs nothing of ``gradchain.combine``: it
+lives with the transforms so that ``gradchain.graft`` is public (explain, docs).
+"""
 
 from __future__ import annotations
 

@@ -18,6 +18,14 @@ reshape the leaf yourself. Fewer than two axes: no statistic, the rotation is th
 the named optimizers send such leaves to AdamW instead.
 
 Statistics and bases are kept in float32 at least (eigh needs it), whatever the params' dtype.
+
+Reproducibility. A factor of rank below its size (a 8 x 16 matrix's 16 x 16 G^T G, any factor
+after one step) has a degenerate eigenspace, whose basis eigh and QR pick by roundoff; SOAP's
+Adam is not invariant to that choice. So a sharded run (other summation order) follows a
+different trajectory: 3e-4 on the params of tests/sharding_cases.py after 3 steps (1.4%
+relative); Shampoo's roots differ by 3e-10 relative there. pytorch-optimizer behaves alike.
+Under an Explicit-axis mesh the factors' contractions over a sharded axis are refused
+(``ShardingTypeError``), as Muon's Newton-Schulz products are.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split
@@ -48,9 +57,9 @@ def kronecker_layout(
     shape: tuple[int, ...], block_size: int
 ) -> tuple[tuple[tuple[int, int], ...], ...]:
     """Per axis, the blocks it is cut into as ``(count, size)`` pairs; ``()`` for a leaf with
-    fewer than two axes. ``kronecker_layout((50000, 64), 1024)`` is
+    fewer than two axes or none of its own. ``kronecker_layout((50000, 64), 1024)`` is
     ``(((48, 1024), (1, 848)), ((1, 64),))``."""
-    if len(shape) < 2:
+    if len(shape) < 2 or 0 in shape:
         return ()
 
     def axis(d: int) -> tuple[tuple[int, int], ...]:
@@ -131,9 +140,43 @@ def _accumulate(stats, g, layout, decay, weight, c):
     )
 
 
-def _check_sizes(precondition_frequency: int, block_size: int) -> None:
-    _checks.check_int("precondition_frequency", precondition_frequency, minimum=1)
-    _checks.check_int("block_size", block_size, minimum=1)
+def _check_sizes(precondition_frequency: Any, block_size: Any) -> None:
+    """Integers >= 1; a whole number given as a 0-d array (Optax's ``inject_hyperparams``)
+    counts, a traced one is checked where it is used."""
+    for name, value in (
+        ("precondition_frequency", precondition_frequency),
+        ("block_size", block_size),
+    ):
+        if isinstance(value, jax.core.Tracer):
+            continue
+        if isinstance(value, (np.ndarray, jax.Array)) and np.shape(value) == ():
+            x = np.asarray(value)
+            if np.issubdtype(x.dtype, np.number) and np.isfinite(x) and float(x).is_integer():
+                value = int(x)
+        _checks.check_int(name, value, minimum=1)
+
+
+def _block_size(value: Any) -> int:
+    """``block_size`` as a Python int: it sets the state's shapes, so ``init`` must know it.
+    (A TypeError: a chain's trace-time state check then skips this member.)"""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            "block_size sets the shapes of the Kronecker factors, so it cannot be traced at "
+            "init: keep it a Python int "
+            "(optax.inject_hyperparams(..., static_args=('block_size',)))"
+        )
+    return int(np.asarray(value))
+
+
+def _layout_of(factors: Any) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The block layout a leaf's factors were built with (update reads it from the state, so
+    a block_size given as a traced array is never needed there)."""
+    return tuple(tuple((f.shape[0], f.shape[1]) for f in axis) for axis in factors)
+
+
+def _every(precondition_frequency: Any, count: jax.Array) -> jax.Array:
+    """count % precondition_frequency == 0, for a Python int or a (traced) array."""
+    return count % jnp.asarray(precondition_frequency).astype(count.dtype) == 0
 
 
 # --- SOAP ---------------------------------------------------------------------------------
@@ -206,6 +249,8 @@ def scale_by_soap(
     beta_s = b2 if shampoo_beta is None else shampoo_beta
 
     def init(params):
+        size = _block_size(block_size)
+
         def leaf(p):
             c = compute_dtype(p.dtype)
             mu = jnp.zeros_like(p, mu_dtype or p.dtype)
@@ -213,8 +258,8 @@ def scale_by_soap(
             return (
                 mu,
                 nu,
-                _stack(p.shape, block_size, c, "zeros"),
-                _stack(p.shape, block_size, c, "eye"),
+                _stack(p.shape, size, c, "zeros"),
+                _stack(p.shape, size, c, "eye"),
             )
 
         mu, nu, stats, basis = tree_map_split(leaf, 4, params)
@@ -226,7 +271,7 @@ def scale_by_soap(
         first = t == 0
 
         def adam_step(u, g, mu, nu, stats, basis):
-            layout = kronecker_layout(u.shape, block_size)
+            layout = _layout_of(stats)
             c = compute_dtype(u.dtype, mu.dtype, nu.dtype)
             d1, d2, ds = (jnp.asarray(x, c) for x in (b1, b2, beta_s))
             n = jnp.maximum(t, 1).astype(c)
@@ -246,10 +291,10 @@ def scale_by_soap(
         out, mu, nu, stats = tree_map_split(
             adam_step, 4, updates, grads, state.mu, state.nu, state.stats, state.basis
         )
-        which = jnp.where(first, 0, jnp.where(t % precondition_frequency == 0, 1, 2))
+        which = jnp.where(first, 0, jnp.where(_every(precondition_frequency, t), 1, 2))
         basis, nu = jax.lax.switch(
             which,
-            (_eigh_all, _power_all(block_size), lambda s, q, v: (q, v)),
+            (_eigh_all, _power_refresh, lambda s, q, v: (q, v)),
             stats,
             state.basis,
             nu,
@@ -270,33 +315,29 @@ def _eigh_all(stats, basis, nu):
     return jax.tree.map(_eigenvectors, stats), nu
 
 
-def _power_all(block_size):
+def _power_refresh(stats, basis, nu):
     """One power iteration + QR for every factor (Vyas et al., Algorithm 4)."""
 
-    def refresh(stats, basis, nu):
-        def leaf(v, s_leaf, q_leaf):
-            layout = kronecker_layout(v.shape, block_size)
-            new_q = []
-            for axis, (blocks, s_axis, q_axis) in enumerate(zip(layout, s_leaf, q_leaf)):
-                qs, orders = [], []
-                for s, q in zip(s_axis, q_axis):
-                    sq = jnp.matmul(s, q, precision=_HIGHEST)
-                    order = jnp.argsort(-jnp.sum(q * sq, axis=1), axis=-1)  # diag(Q^T S Q)
-                    qr, _ = jnp.linalg.qr(jnp.take_along_axis(sq, order[:, None, :], axis=2))
-                    qs.append(qr)
-                    orders.append(order)
-                parts = [
-                    jnp.take_along_axis(p, o[:, :, None], axis=1)
-                    for p, o in zip(_split(v, axis, blocks), orders)
-                ]
-                v = _unsplit(parts, axis, v.shape)
-                new_q.append(tuple(qs))
-            return tuple(new_q), v
+    def leaf(v, s_leaf, q_leaf):
+        new_q = []
+        for axis, (blocks, s_axis, q_axis) in enumerate(zip(_layout_of(s_leaf), s_leaf, q_leaf)):
+            qs, orders = [], []
+            for s, q in zip(s_axis, q_axis):
+                sq = jnp.matmul(s, q, precision=_HIGHEST)
+                order = jnp.argsort(-jnp.sum(q * sq, axis=1), axis=-1)  # diag(Q^T S Q)
+                qr, _ = jnp.linalg.qr(jnp.take_along_axis(sq, order[:, None, :], axis=2))
+                qs.append(qr)
+                orders.append(order)
+            parts = [  # nu's entries follow their eigenvectors
+                jnp.take_along_axis(p, o[:, :, None], axis=1)
+                for p, o in zip(_split(v, axis, blocks), orders)
+            ]
+            v = _unsplit(parts, axis, v.shape)
+            new_q.append(tuple(qs))
+        return tuple(new_q), v
 
-        basis, nu = tree_map_split(leaf, 2, nu, stats, basis)
-        return basis, nu
-
-    return refresh
+    basis, nu = tree_map_split(leaf, 2, nu, stats, basis)
+    return basis, nu
 
 
 # --- Shampoo ------------------------------------------------------------------------------
@@ -331,7 +372,7 @@ def scale_by_shampoo(
                 at least; count.
     Memory:     2 * sum over axes of (block count * block size**2) per leaf.
     Args:       b2 -- in [0, 1]: a discounted sum (no 1 - b2 factor: the scale is the graft's
-                business, see ``gradchain.combine.graft.graft``).  eps -- >= 0.
+                business, see ``gradchain.graft``).  eps -- >= 0.
                 precondition_frequency, block_size -- integers >= 1 (static).
     Note:       Leaves with fewer than two axes pass through unchanged. Its magnitude is not
                 Adam's: ``gradchain.shampoo`` grafts an AdaGrad or Adam norm onto it.
@@ -349,9 +390,11 @@ def scale_by_shampoo(
     _check_sizes(precondition_frequency, block_size)
 
     def init(params):
+        size = _block_size(block_size)
+
         def leaf(p):
             c = compute_dtype(p.dtype)
-            return _stack(p.shape, block_size, c, "zeros"), _stack(p.shape, block_size, c, "zeros")
+            return _stack(p.shape, size, c, "zeros"), _stack(p.shape, size, c, "zeros")
 
         stats, roots = tree_map_split(leaf, 2, params)
         return ShampooState(stats, roots, jnp.zeros([], jnp.int32))
@@ -361,9 +404,7 @@ def scale_by_shampoo(
 
         def accumulate(g, s):
             c = compute_dtype(g.dtype)
-            return _accumulate(
-                s, g, kronecker_layout(g.shape, block_size), jnp.asarray(b2, c), 1, c
-            )
+            return _accumulate(s, g, _layout_of(s), jnp.asarray(b2, c), 1, c)
 
         stats = jax.tree.map(accumulate, grads, state.stats)
 
@@ -374,13 +415,12 @@ def scale_by_shampoo(
             return jax.tree.map(leaf, grads, stats)
 
         roots = jax.lax.cond(
-            state.count % precondition_frequency == 0, refresh, lambda s, r: r, stats, state.roots
+            _every(precondition_frequency, state.count), refresh, lambda s, r: r, stats, state.roots
         )
 
         def precondition(u, r):
             c = compute_dtype(u.dtype)
-            layout = kronecker_layout(u.shape, block_size)
-            return _apply(u.astype(c), r, layout, "nij,njr->nir").astype(u.dtype)
+            return _apply(u.astype(c), r, _layout_of(r), "nij,njr->nir").astype(u.dtype)
 
         out = jax.tree.map(precondition, updates, roots)
         return out, ShampooState(stats, roots, increment(state.count))
