@@ -27,32 +27,33 @@ def torch64(x64):
     torch.set_default_dtype(before)
 
 
-def _problem(seed, steps=STEPS):
+def _problem(seed, steps=STEPS, shapes=SHAPES):
     rng = np.random.default_rng(seed)
-    params = {k: rng.normal(size=s) for k, s in SHAPES.items()}
+    params = {k: rng.normal(size=s) for k, s in shapes.items()}
     grads = []
     for _ in range(steps):
         # Varying magnitudes (AMSGrad's maximum matters), some exact zeros (Rprop's s = 0).
-        g = {k: rng.normal(size=s) * np.exp(rng.normal()) for k, s in SHAPES.items()}
-        g["b"][rng.integers(0, 4)] = 0.0
+        g = {k: rng.normal(size=s) * np.exp(rng.normal()) for k, s in shapes.items()}
+        if shapes is SHAPES:
+            g["b"][rng.integers(0, 4)] = 0.0
         grads.append(g)
     return params, grads
 
 
 def _torch_run(cls, kwargs, params, grads, scheduler=None, optimizer=None):
-    tensors = [torch.tensor(params[k]) for k in SHAPES]
+    tensors = [torch.tensor(params[k]) for k in params]
     for t in tensors:
         t.requires_grad_(True)
     opt = optimizer or cls(tensors, **kwargs)
     sched = scheduler(opt) if scheduler else None
     ordered = [t for group in opt.param_groups for t in group["params"]]
     for g in grads:
-        for t, k in zip(ordered, SHAPES):
+        for t, k in zip(ordered, params):
             t.grad = torch.tensor(g[k])
         opt.step()
         if sched is not None:
             sched.step()
-    final = {k: t.detach().numpy().copy() for k, t in zip(SHAPES, ordered)}
+    final = {k: t.detach().numpy().copy() for k, t in zip(params, ordered)}
     return final, opt
 
 
@@ -71,7 +72,7 @@ def _gradchain_run(opt, params, grads, state=None):
 
 
 def _max_diff(a, b):
-    return max(float(np.max(np.abs(np.asarray(a[k]) - b[k]))) for k in SHAPES)
+    return max(float(np.max(np.abs(np.asarray(a[k]) - b[k]))) for k in b)
 
 
 CASES = [
@@ -405,3 +406,250 @@ def test_param_groups_with_other_hyperparameters_are_refused(torch64):
     _, topt = _torch_run(None, None, params, grads, optimizer=torch.optim.Adam(groups, lr=1e-3))
     with pytest.raises(gradchain.GradchainError, match="different"):
         gt.from_torch_state_dict(gt.Adam(), topt.state_dict(), params)
+
+
+# --- Muon, Adafactor, ASGD (torch 2.13) ----------------------------------------------------
+
+MATRICES = {"a": (5, 3), "b": (3, 6), "c": (4, 4)}  # tall, wide, square: (out, in) as torch
+TENSORS = {"a": (), "b": (4,), "c": (5, 3), "d": (2, 3, 4)}  # Adafactor: 0 to 3 dims
+NEW = [
+    ("Muon", dict(lr=0.02), MATRICES),
+    ("Muon", dict(lr=0.02, nesterov=False, weight_decay=0.0, momentum=0.9), MATRICES),
+    ("Muon", dict(lr=0.02, adjust_lr_fn="match_rms_adamw", eps=1e-3, ns_steps=3), MATRICES),
+    ("Adafactor", dict(), TENSORS),
+    ("Adafactor", dict(lr=0.5, weight_decay=0.1), TENSORS),
+    ("Adafactor", dict(lr=0.05, beta2_decay=-0.5, eps=(1e-6, 1e-2), d=2.0, maximize=True,
+                       weight_decay=0.3), TENSORS),  # fmt: skip
+    ("ASGD", dict(), SHAPES),
+    ("ASGD", dict(lr=0.1, lambd=0.05, alpha=0.5, t0=10, weight_decay=0.1), SHAPES),
+    ("ASGD", dict(lr=0.05, t0=3.5, maximize=True), SHAPES),
+]
+
+
+@pytest.fixture
+def no_bfloat16_cast(monkeypatch):
+    """torch's Muon always iterates Newton–Schulz in bfloat16 (``grad.bfloat16()``): make that
+    cast a copy, so that the rest of torch's own code runs in float64."""
+    monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
+
+
+@pytest.mark.parametrize("case", NEW, ids=[_case_id(c[:2]) for c in NEW])
+def test_new_optimizers_equal_torch_over_30_steps(case, torch64, no_bfloat16_cast):
+    # Measured max |diff|: Muon 1.6e-15 (ns_dtype=None; torch without its bfloat16 cast),
+    # Adafactor 1.0e-15, ASGD 1.3e-15 (params) and 1.3e-15 (torch's ax, the average).
+    name, kwargs, shapes = case
+    params, grads = _problem(seed=11, steps=30, shapes=shapes)
+    expected, topt = _torch_run(getattr(torch.optim, name), kwargs, params, grads)
+    ours = {"ns_dtype": None} if name == "Muon" else {}
+    got, state = _gradchain_run(getattr(gt, name)(**kwargs, **ours), params, grads)
+    assert _max_diff(got, expected) <= TOL
+    if name == "ASGD":
+        ax = [topt.state[p]["ax"].numpy() for p in topt.param_groups[0]["params"]]
+        ours_ax = jax.tree.leaves(state.inner[-1].ax)
+        assert max(float(np.max(np.abs(a - np.asarray(b)))) for a, b in zip(ax, ours_ax)) <= TOL
+
+
+def test_muon_in_bfloat16_equals_torchs_own_bfloat16_iteration(torch64):
+    # Both defaults (bfloat16 Newton–Schulz, float64 params), torch unpatched: each product
+    # accumulated in float32 and rounded once to bfloat16, as torch's addmm. Measured 1.5e-7
+    # (one bfloat16 rounding, of 0.02-sized steps, over 25 steps); an iteration that rounds
+    # every operation (as bfloat16 jnp arithmetic does) is 1.6e-2 away.
+    params, grads = _problem(seed=12, steps=25, shapes=MATRICES)
+    for kwargs in (dict(lr=0.02), dict(lr=0.02, nesterov=False, momentum=0.9)):
+        expected, _ = _torch_run(torch.optim.Muon, kwargs, params, grads)
+        got, _ = _gradchain_run(gt.Muon(**kwargs), params, grads)
+        assert _max_diff(got, expected) <= 1e-6
+
+
+def test_new_constructors_take_torchs_defaults():
+    import inspect
+
+    for name in ("Muon", "Adafactor", "ASGD"):
+        ours = inspect.signature(getattr(gt, name)).parameters
+        theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
+        for arg, p in theirs.items():
+            if arg in ("self", "params", "foreach", "fused", "capturable", "differentiable"):
+                continue
+            assert arg in ours, f"{name} lacks torch's argument {arg}"
+            assert ours[arg].default == p.default, f"{name}({arg}=) default differs from torch's"
+
+
+def test_muon_refuses_a_leaf_that_is_not_a_matrix():
+    with pytest.raises(gradchain.GradchainError, match=r"2-D params only.*bias"):
+        gt.Muon().init({"w": jnp.zeros((3, 4)), "bias": jnp.zeros(4)})
+
+
+# --- the rest of torch's schedulers --------------------------------------------------------
+
+MORE_SCHEDULERS = [
+    (
+        "CosineAnnealingWarmRestarts",
+        lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=70),
+        lambda: gt.CosineAnnealingWarmRestarts(0.1, T_0=70),
+    ),
+    (
+        "CosineAnnealingWarmRestarts-T_mult=2",
+        lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=30, T_mult=2, eta_min=1e-3),
+        lambda: gt.CosineAnnealingWarmRestarts(0.1, T_0=30, T_mult=2, eta_min=1e-3),
+    ),
+    (
+        "CyclicLR-triangular2",
+        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=100, step_size_down=60,
+                                 mode="triangular2", cycle_momentum=False),
+        lambda: gt.CyclicLR(0.01, 0.1, step_size_up=100, step_size_down=60, mode="triangular2"),
+    ),  # fmt: skip
+    (
+        "CyclicLR-exp_range",
+        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=50, mode="exp_range",
+                                 gamma=0.998, cycle_momentum=False),
+        lambda: gt.CyclicLR(0.01, 0.1, step_size_up=50, mode="exp_range", gamma=0.998),
+    ),  # fmt: skip
+    (
+        "PolynomialLR",
+        lambda o: sched.PolynomialLR(o, total_iters=300, power=2.0),
+        lambda: gt.PolynomialLR(0.1, total_iters=300, power=2.0),
+    ),
+    (
+        "ConstantLR",
+        lambda o: sched.ConstantLR(o, factor=0.5, total_iters=200),
+        lambda: gt.ConstantLR(0.1, factor=0.5, total_iters=200),
+    ),
+    (
+        "MultiplicativeLR",
+        lambda o: sched.MultiplicativeLR(o, lambda e: 0.9 if e % 100 == 0 else 0.999),
+        lambda: gt.MultiplicativeLR(0.1, lambda t: jnp.where(t % 100 == 0, 0.9, 0.999)),
+    ),
+    (
+        "LambdaLR",
+        lambda o: sched.LambdaLR(o, lambda e: 1 / (1 + 0.01 * e)),
+        lambda: gt.LambdaLR(0.1, lambda t: 1 / (1 + 0.01 * t)),
+    ),
+    (
+        "ChainedScheduler",
+        lambda o: sched.ChainedScheduler([
+            sched.ConstantLR(o, factor=0.1, total_iters=20),
+            sched.ExponentialLR(o, gamma=0.999),
+            sched.StepLR(o, step_size=300, gamma=0.5),
+        ]),
+        lambda: gt.ChainedScheduler([
+            gt.ConstantLR(0.1, factor=0.1, total_iters=20),
+            gt.ExponentialLR(0.1, gamma=0.999),
+            gt.StepLR(0.1, 300, 0.5),
+        ]),
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("entry", MORE_SCHEDULERS, ids=[e[0] for e in MORE_SCHEDULERS])
+def test_more_schedulers_equal_torchs_over_1000_steps(entry, torch64):
+    # Measured: at most 4e-15 relative (ChainedScheduler: torch multiplies step by step).
+    test_scheduler_equals_torchs_learning_rates_over_1000_steps(entry, None)
+
+
+def test_chained_scheduler_refuses_a_schedule_that_sets_the_lr_outright():
+    with pytest.raises(gradchain.GradchainError, match="multiplicative"):
+        gt.ChainedScheduler([gt.StepLR(0.1, 10), gt.OneCycleLR(0.1, total_steps=100)])
+    with pytest.raises(gradchain.GradchainError, match="one non-zero lr"):
+        gt.ChainedScheduler([gt.StepLR(0.1, 10), gt.ExponentialLR(0.2, 0.9)])
+
+
+def test_one_cycle_refuses_a_phase_of_no_steps():
+    # torch raises ZeroDivisionError here; the phase end would be pct_start * total - 1 = 0.
+    with pytest.raises(gradchain.GradchainError, match="phase 1 of 2 has no steps"):
+        gt.OneCycleLR(0.5, total_steps=10, pct_start=0.1)
+    with pytest.raises(gradchain.GradchainError, match="phase 2 of 2 has no steps"):
+        gt.OneCycleLR(0.5, total_steps=10, pct_start=1.0)
+
+
+def test_one_cycle_holds_its_final_value_past_total_steps(torch64):
+    schedule = jax.jit(jax.vmap(gt.OneCycleLR(0.5, total_steps=100)))
+    lrs = np.asarray(schedule(jnp.arange(300)))
+    assert np.all(lrs[99:] == 0.5 / 25 / 1e4)  # was 0.41 at step 150 (the cosine continued)
+    np.testing.assert_allclose(lrs[:100], _torch_lrs(
+        lambda o: sched.OneCycleLR(o, max_lr=0.5, total_steps=100, cycle_momentum=False), 100),
+        rtol=1e-12)  # fmt: skip
+
+
+PLATEAUS = [
+    dict(),
+    dict(mode="max", threshold_mode="abs", threshold=0.05, patience=3, cooldown=4, factor=0.5),
+    dict(patience=2, cooldown=1, min_lr=2e-3, factor=0.3, eps=1e-3),
+]
+
+
+@pytest.mark.parametrize("kwargs", PLATEAUS, ids=[_case_id(("", k)) for k in PLATEAUS])
+def test_reduce_lr_on_plateau_equals_torchs_over_300_metrics(kwargs, torch64):
+    # Exact (the same float64 comparisons and products): measured difference 0.
+    rng = np.random.default_rng(13)
+    metrics = np.repeat(rng.normal(size=60).cumsum(), 5) + 0.01 * rng.normal(size=300)
+    p = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([p], lr=0.1)
+    tsched = sched.ReduceLROnPlateau(topt, **kwargs)
+    expected = []
+    for m in metrics:
+        tsched.step(m)
+        expected.append(topt.param_groups[0]["lr"])
+    plateau = gt.ReduceLROnPlateau(0.1, **kwargs)
+
+    def body(s, m):
+        s = plateau.update(s, m)
+        return s, s.lr
+
+    _, got = jax.jit(lambda ms: jax.lax.scan(body, plateau.init(), ms))(jnp.asarray(metrics))
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12)
+    assert len(set(expected)) > 2  # it did reduce, more than once
+    host = [float(plateau.step(m)) for m in metrics[:40]]  # the host-side form, as torch's
+    np.testing.assert_allclose(host, expected[:40], rtol=1e-12)
+
+
+def test_plateau_lr_is_set_on_the_optimizer_without_recompiling(torch64):
+    opt, plateau = gt.SGD(lr=0.1, momentum=0.9), gt.ReduceLROnPlateau(0.1, patience=0)
+    state, p_state = opt.init(jnp.zeros(2)), plateau.init()
+    for metric in (1.0, 2.0):  # the second is worse: reduce at once (patience 0)
+        p_state = plateau.update(p_state, metric)
+        state = gradchain.set_hyperparam(state, "lr", p_state.lr)
+    assert float(gradchain.get_hyperparams(state)["lr"]) == pytest.approx(0.01, rel=1e-12)
+
+
+# --- going back to torch ------------------------------------------------------------------
+
+EXPORT = [
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3), SHAPES),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1), SHAPES),
+    ("Adam", dict(lr=0.01), SHAPES),
+    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1), SHAPES),
+    ("AdamW", dict(lr=0.01), SHAPES),
+    ("NAdam", dict(lr=0.01), SHAPES),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01), SHAPES),
+    ("Muon", dict(lr=0.02), MATRICES),
+    ("Adafactor", dict(weight_decay=0.1), TENSORS),
+    ("ASGD", dict(t0=5), SHAPES),
+]
+
+
+@pytest.mark.parametrize("case", EXPORT, ids=[_case_id(c[:2]) for c in EXPORT])
+def test_export_to_torch_continues_as_torch_all_the_way(case, torch64, no_bfloat16_cast):
+    # gradchain 20 steps -> to_torch_state_dict -> torch 20 steps == torch 40 steps.
+    # Measured max |diff| 1.8e-15 (SGD), 1.3e-15 (AdamW), 2.2e-16 (Adam).
+    name, kwargs, shapes = case
+    params, grads = _problem(seed=14, steps=40, shapes=shapes)
+    expected, _ = _torch_run(getattr(torch.optim, name), kwargs, params, grads)
+    opt = getattr(gt, name)(**kwargs, **({"ns_dtype": None} if name == "Muon" else {}))
+    half, state = _gradchain_run(opt, params, grads[:20])
+    exported = gt.to_torch_state_dict(opt, state, half)
+    tensors = [torch.tensor(np.asarray(half[k]), requires_grad=True) for k in shapes]
+    topt = getattr(torch.optim, name)(tensors, **kwargs)
+    topt.load_state_dict(exported)
+    got, _ = _torch_run(None, None, jax.tree.map(np.asarray, half), grads[20:], optimizer=topt)
+    assert _max_diff(got, expected) <= TOL
+
+
+def test_export_round_trips_through_from_torch_state_dict(torch64):
+    params, grads = _problem(seed=15, steps=5)
+    opt = gt.Adam(lr=0.01, amsgrad=True)
+    half, state = _gradchain_run(opt, params, grads)
+    back = gt.from_torch_state_dict(opt, gt.to_torch_state_dict(opt, state, half), half)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(back)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(gradchain.GradchainError, match="gradchain.torch"):
+        gt.to_torch_state_dict(gradchain.adam(1e-3), state, half)

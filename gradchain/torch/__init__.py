@@ -9,8 +9,9 @@ steps on several tensors, to 1e-10 (``tests/test_torch_port.py``). The scheduler
 (``StepLR``, ``CosineAnnealingLR``, ...) are gradchain schedules -- functions of the step
 count -- with torch's step semantics: the learning rate of the step numbered ``t`` (0 first)
 is torch's ``lr`` after ``t`` calls of ``scheduler.step()``, one per optimizer step. Pass one
-as ``lr``. ``from_torch_state_dict`` turns a torch optimizer's ``state_dict()`` into the
-gradchain state, so a run continues in JAX.
+as ``lr``; ``ReduceLROnPlateau``, which needs the metric, returns the lr to set with
+``set_hyperparam``. ``from_torch_state_dict`` turns a torch optimizer's ``state_dict()`` into
+the gradchain state, so a run continues in JAX; ``to_torch_state_dict`` goes back.
 
 How torch's arguments become transforms (see docs/porting_from_torch.md for the table):
 
@@ -24,6 +25,9 @@ How torch's arguments become transforms (see docs/porting_from_torch.md for the 
 This module never imports torch: it reads torch tensors through ``numpy.asarray``.
 """
 
+from gradchain.torch.adafactor import Adafactor
+from gradchain.torch.asgd import ASGD
+from gradchain.torch.muon import Muon
 from gradchain.torch.optimizers import (
     SGD,
     Adadelta,
@@ -37,33 +41,53 @@ from gradchain.torch.optimizers import (
     Rprop,
 )
 from gradchain.torch.schedulers import (
+    ChainedScheduler,
+    ConstantLR,
     CosineAnnealingLR,
+    CosineAnnealingWarmRestarts,
+    CyclicLR,
     ExponentialLR,
+    LambdaLR,
     LinearLR,
+    MultiplicativeLR,
     MultiStepLR,
     OneCycleLR,
+    PolynomialLR,
+    ReduceLROnPlateau,
     SequentialLR,
     StepLR,
 )
-from gradchain.torch.state_dict import from_torch_state_dict
+from gradchain.torch.state_dict import from_torch_state_dict, to_torch_state_dict
 
 __all__ = [
+    "ASGD",
     "SGD",
+    "Adafactor",
     "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "ChainedScheduler",
+    "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "ExponentialLR",
+    "LambdaLR",
     "LinearLR",
     "MultiStepLR",
+    "MultiplicativeLR",
+    "Muon",
     "NAdam",
     "OneCycleLR",
+    "PolynomialLR",
     "RAdam",
     "RMSprop",
+    "ReduceLROnPlateau",
     "Rprop",
     "SequentialLR",
     "StepLR",
     "from_torch_state_dict",
+    "to_torch_state_dict",
 ]

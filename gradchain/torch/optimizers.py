@@ -14,6 +14,7 @@ slot (``torch_state_keys``), for ``gradchain.torch.from_torch_state_dict``.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,6 +67,10 @@ LearningRate = float | Callable[[Any], Any]
 _IMPLEMENTATION_ONLY = frozenset({"foreach", "fused", "capturable", "differentiable"})
 
 
+# gradchain's own arguments, which a torch param_group has no entry for.
+_NOT_TORCH_ARGUMENTS = frozenset({"implementation", "ns_dtype"})
+
+
 def _check_implementation_args(name: str, given: dict[str, Any]) -> None:
     unknown = sorted(set(given) - _IMPLEMENTATION_ONLY)
     if unknown:
@@ -100,11 +105,18 @@ def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight
 
     def decorate(factory: Callable[..., GradientTransformation]):
         built = live(factory, static=static)
+        signature = inspect.signature(factory)
 
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> GradientTransformation:
             transform = built(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
             transform.torch_state_keys, transform.torch_name = keys, factory.__name__
+            # torch's param_group entries, for to_torch_state_dict: torch's arguments only
+            transform.torch_arguments = {
+                k: v for k, v in bound.arguments.items() if k not in _NOT_TORCH_ARGUMENTS
+            }
             return transform
 
         make.live = True  # make.__wrapped__ is the chain's factory (functools.wraps)

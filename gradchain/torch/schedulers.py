@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +13,9 @@ import jax.numpy as jnp
 from gradchain import _checks
 from gradchain.base import hyperparam_dtype
 
-__all__ = ["CosineAnnealingLR", "ExponentialLR", "LinearLR", "MultiStepLR", "OneCycleLR",
-           "SequentialLR", "StepLR"]  # fmt: skip
+__all__ = ["ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
+           "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
+           "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SequentialLR", "StepLR"]  # fmt: skip
 
 # Each returns a function of the int32 step count t (0 at the first step) whose value is
 # torch's lr after t calls of scheduler.step(). They are closed forms (torch mostly updates
@@ -41,7 +42,7 @@ def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[Any], jax
     def schedule(count):
         return _const(lr) * _const(gamma) ** jnp.floor(_steps(count) / step_size)
 
-    return schedule
+    return _multiplicative(schedule, lr)
 
 
 def MultiStepLR(
@@ -58,7 +59,7 @@ def MultiStepLR(
         reached = sum((t >= m).astype(t.dtype) for m in marks) if marks else _const(0.0)
         return _const(lr) * _const(gamma) ** reached
 
-    return schedule
+    return _multiplicative(schedule, lr)
 
 
 def ExponentialLR(lr: float, gamma: float) -> Callable[[Any], jax.Array]:
@@ -67,7 +68,7 @@ def ExponentialLR(lr: float, gamma: float) -> Callable[[Any], jax.Array]:
     def schedule(count):
         return _const(lr) * _const(gamma) ** _steps(count)
 
-    return schedule
+    return _multiplicative(schedule, lr)
 
 
 def CosineAnnealingLR(lr: float, T_max: int, eta_min: float = 0.0) -> Callable[[Any], jax.Array]:
@@ -84,7 +85,7 @@ def CosineAnnealingLR(lr: float, T_max: int, eta_min: float = 0.0) -> Callable[[
         cosine = jnp.cos(math.pi * _steps(count) / T_max)
         return _const(eta_min) + (_const(lr) - eta_min) * (1 + cosine) / 2
 
-    return schedule
+    return _multiplicative(schedule, lr) if eta_min == 0 else schedule
 
 
 def LinearLR(
@@ -102,7 +103,7 @@ def LinearLR(
         done = jnp.minimum(_steps(count), total_iters) / max(total_iters, 1)
         return _const(lr) * (start_factor + (end_factor - start_factor) * done)
 
-    return schedule
+    return _multiplicative(schedule, lr)
 
 
 def OneCycleLR(
@@ -122,8 +123,16 @@ def OneCycleLR(
 
     Note: torch's ``cycle_momentum=True`` (its default) also cycles SGD's momentum or Adam's
     beta1 between 0.85 and 0.95; this schedule is the learning rate only, so a run matches
-    torch's with ``cycle_momentum=False``. Past total_steps torch raises; this schedule
-    continues the last phase's formula.
+    torch's with ``cycle_momentum=False``.
+
+    Past the end: torch raises when stepped more than total_steps times; this schedule holds
+    its final value, ``max_lr / div_factor / final_div_factor``, from step total_steps - 1 on
+    (the cosine continued would climb back: 0.41 of a 0.5 peak by step 150 of 100). At
+    t = total_steps, the one value past the end that torch still computes (after the
+    total_steps-th ``scheduler.step()``, used only by a step torch's own loop never takes),
+    torch continues the cosine: 2.5e-4 where this holds 2e-6 (max_lr 0.5, 100 steps).
+    Refused at construction: a phase of no steps (``pct_start * total_steps <= 1``, or
+    ``pct_start = 1``), where torch raises ZeroDivisionError.
     """
     _checks.check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
     if total_steps is None:
@@ -152,12 +161,20 @@ def OneCycleLR(
         return (end - start) * pct + start
 
     pieces, begin = [], 0.0
-    for end, lo, hi in phases:  # torch: each phase starts where the one before it ended
+    for i, (end, lo, hi) in enumerate(phases):  # torch: each starts where the last one ended
+        if end <= begin:  # torch divides by end - begin: ZeroDivisionError, or a NaN here
+            raise _checks.GradchainError(
+                f"OneCycleLR: phase {i + 1} of {len(phases)} has no steps (it would end at step "
+                f"{end:g}, where it starts): with total_steps={total_steps} and "
+                f"pct_start={pct_start}, pct_start * total_steps must be > 1"
+                + (" and < total_steps / 2 + 1 (three_phase)" if three_phase else "")
+                + " and pct_start < 1"
+            )
         pieces.append((begin, end, lo, hi))
         begin = end
 
     def schedule(count):
-        t = _steps(count)
+        t = jnp.minimum(_steps(count), total_steps - 1)  # past the end: the final value
         begin, end, lo, hi = pieces[-1]  # the last phase also covers any step past its end
         lr = anneal(lo, hi, (t - begin) / (end - begin))
         for begin, end, lo, hi in reversed(pieces[:-1]):
@@ -194,3 +211,280 @@ def SequentialLR(
         return lr
 
     return schedule
+
+
+# --- the rest of torch.optim.lr_scheduler --------------------------------------------------
+
+
+def _multiplicative(schedule: Callable[[Any], jax.Array], lr: float) -> Callable[[Any], jax.Array]:
+    """Mark a schedule whose torch scheduler multiplies the current lr by a factor each step,
+    so that ``ChainedScheduler`` may multiply it with others."""
+    schedule.base_lr = lr
+    return schedule
+
+
+def ConstantLR(
+    lr: float, factor: float = 1.0 / 3, total_iters: int = 5
+) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.ConstantLR: ``lr * factor`` before step total_iters, then lr."""
+    if not 0 <= factor <= 1:
+        raise _checks.GradchainError(f"ConstantLR needs 0 <= factor <= 1, got {factor}")
+
+    def schedule(count):
+        return jnp.where(_steps(count) < total_iters, _const(lr) * factor, _const(lr))
+
+    return _multiplicative(schedule, lr)
+
+
+def PolynomialLR(lr: float, total_iters: int = 5, power: float = 1.0) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.PolynomialLR: ``lr * (1 - min(t, T) / T) ** power``: 0 from T on."""
+    if total_iters < 1:
+        raise _checks.GradchainError(f"total_iters must be >= 1, got {total_iters}")
+
+    def schedule(count):
+        left = 1 - jnp.minimum(_steps(count), total_iters) / total_iters
+        return _const(lr) * left ** _const(power)
+
+    return _multiplicative(schedule, lr)
+
+
+def LambdaLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.LambdaLR: ``lr * lr_lambda(t)``.
+
+    ``lr_lambda`` receives the step count as a traced float array of whole numbers (torch: an
+    int): write it with ``jnp``, not ``math``, and no Python ``if`` on it. torch's list of lambdas (one per param group) is one
+    schedule per ``gradchain.partition`` group here.
+    """
+
+    def schedule(count):
+        return _const(lr) * jnp.asarray(lr_lambda(_steps(count))).astype(hyperparam_dtype())
+
+    return schedule
+
+
+def MultiplicativeLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.MultiplicativeLR: ``lr * lr_lambda(1) * ... * lr_lambda(t)``.
+
+    ``lr_lambda`` as for ``LambdaLR`` (a traced step count). The product is a loop of t
+    iterations (``fori_loop``): fine for the scalar a step needs, slow for millions of steps.
+    """
+
+    def schedule(count):
+        t = jnp.asarray(count).astype(jnp.int32)
+
+        def times(k, acc):
+            return acc * jnp.asarray(lr_lambda(_steps(k))).astype(acc.dtype)
+
+        return jax.lax.fori_loop(1, t + 1, times, _const(lr))
+
+    return _multiplicative(schedule, lr)
+
+
+def CosineAnnealingWarmRestarts(
+    lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0
+) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.CosineAnnealingWarmRestarts, stepped once per optimizer step:
+    ``eta_min + (lr - eta_min) (1 + cos(pi T_cur / T_i)) / 2``, T_cur the steps since the last
+    restart, T_i = T_0 T_mult**i the length of the current cycle.
+
+    The restarts are found in integer arithmetic (torch's ``step()`` counts T_cur up; its
+    ``step(epoch)`` form takes a float log, which can miss a restart by rounding).
+    """
+    if not isinstance(T_0, int) or T_0 < 1:
+        raise _checks.GradchainError(f"T_0 must be a positive int, got {T_0!r}")
+    if not isinstance(T_mult, int) or T_mult < 1:
+        raise _checks.GradchainError(f"T_mult must be an int >= 1, got {T_mult!r}")
+    starts, lengths = [0], [T_0]  # every restart that fits in int32
+    while T_mult > 1 and starts[-1] + lengths[-1] < 2**31 - 1:
+        starts.append(starts[-1] + lengths[-1])
+        lengths.append(lengths[-1] * T_mult)
+    starts_a, lengths_a = jnp.asarray(starts, jnp.int32), jnp.asarray(lengths, jnp.int32)
+
+    def schedule(count):
+        t = jnp.asarray(count).astype(jnp.int32)
+        if T_mult == 1:
+            t_cur, t_i = t % T_0, jnp.asarray(T_0)
+        else:
+            cycle = jnp.sum(t >= starts_a) - 1
+            t_cur, t_i = t - starts_a[cycle], lengths_a[cycle]
+        c = hyperparam_dtype()
+        cosine = jnp.cos(math.pi * t_cur.astype(c) / t_i.astype(c))
+        return _const(eta_min) + (_const(lr) - eta_min) * (1 + cosine) / 2
+
+    return schedule
+
+
+def CyclicLR(
+    base_lr: float,
+    max_lr: float,
+    step_size_up: int = 2000,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    scale_fn: Callable[[Any], Any] | None = None,
+    scale_mode: str = "cycle",
+) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.CyclicLR's learning rate: from base_lr up to max_lr in
+    step_size_up steps and down in step_size_down, the height scaled by ``mode``
+    ("triangular": 1, "triangular2": halved each cycle, "exp_range": gamma**t) or ``scale_fn``
+    (of the cycle number, or of t with ``scale_mode="iterations"``; a jnp function).
+
+    Note: as ``OneCycleLR``, the learning rate only: torch's ``cycle_momentum=True`` (its
+    default) also cycles the momentum; match a torch run built with ``cycle_momentum=False``.
+    torch sets the optimizer's lr to base_lr: the optimizer's own ``lr`` is ignored here too.
+    """
+    if scale_fn is None:
+        _checks.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+        scale_mode = "iterations" if mode == "exp_range" else "cycle"
+    _checks.check_choice("scale_mode", scale_mode, ("cycle", "iterations"))
+    up = float(step_size_up)
+    down = up if step_size_down is None else float(step_size_down)
+    total, ratio = up + down, up / (up + down)
+
+    def scale(x):
+        if scale_fn is not None:
+            return jnp.asarray(scale_fn(x)).astype(hyperparam_dtype())
+        if mode == "triangular":
+            return _const(1.0)
+        if mode == "triangular2":
+            return 1 / 2.0 ** (x - 1)
+        return _const(gamma) ** x
+
+    def schedule(count):
+        t = _steps(count)
+        cycle = jnp.floor(1 + t / total)
+        x = 1.0 + t / total - cycle
+        factor = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+        height = (_const(max_lr) - base_lr) * factor
+        return base_lr + height * scale(cycle if scale_mode == "cycle" else t)
+
+    return schedule
+
+
+def ChainedScheduler(schedules: Sequence[Callable[[Any], Any]]) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.ChainedScheduler: every scheduler stepped each step, each
+    multiplying the lr by its own factor: ``lr * prod_i (s_i(t) / lr)``.
+
+    The schedules must be built on the same ``lr`` and be of the multiplicative kind torch
+    chains: StepLR, MultiStepLR, ExponentialLR, ConstantLR, LinearLR, PolynomialLR,
+    MultiplicativeLR, CosineAnnealingLR with eta_min = 0. The others set the lr outright
+    (LambdaLR, OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts, ...): in torch the last of
+    those wins over the ones before it, which is rarely what a chain means; they are refused.
+    """
+    bases = [getattr(s, "base_lr", None) for s in schedules]
+    if not schedules or None in bases:
+        raise _checks.GradchainError(
+            "ChainedScheduler multiplies gradchain.torch's multiplicative schedules (StepLR, "
+            "MultiStepLR, ExponentialLR, ConstantLR, LinearLR, PolynomialLR, MultiplicativeLR, "
+            f"CosineAnnealingLR with eta_min=0); schedule {bases.index(None) if schedules else 0}"
+            " is not one of them"
+        )
+    if len(set(bases)) != 1 or bases[0] == 0:
+        raise _checks.GradchainError(
+            f"ChainedScheduler needs its schedules built on one non-zero lr, got {bases}"
+        )
+    lr = bases[0]
+
+    def schedule(count):
+        out = _const(lr)
+        for s in schedules:
+            out = out * (jnp.asarray(s(count)).astype(out.dtype) / lr)
+        return out
+
+    return schedule
+
+
+class PlateauState(NamedTuple):
+    """ReduceLROnPlateau's memory: 0-d arrays, a pytree (jit, checkpoint it)."""
+
+    lr: jax.Array  # the learning rate to set
+    best: jax.Array  # the best metric so far (inf or -inf before the first)
+    num_bad_epochs: jax.Array  # int32: calls since the best, cooldown excluded
+    cooldown_counter: jax.Array  # int32: calls left in the cooldown
+    last_epoch: jax.Array  # int32: calls of update so far
+
+
+class ReduceLROnPlateau:
+    """torch.optim.lr_scheduler.ReduceLROnPlateau: multiply the lr by ``factor`` when the
+    metric has not improved for more than ``patience`` calls.
+
+    It needs the metric, so it is not a function of the step count. It is a pair of pure
+    functions over a small state, ``init()`` and ``update(state, metric)`` (jit-safe: no
+    Python branching on the metric), and the lr it returns is set on the optimizer's state
+    with ``gradchain.set_hyperparam`` -- torch's ``param_group["lr"] = ...``, which is what
+    torch's scheduler does. The optimizer's ``lr`` must be a number (live), not a schedule::
+
+        plateau = gradchain.torch.ReduceLROnPlateau(lr=0.1, patience=5)
+        p_state = plateau.init()
+        for epoch in range(epochs):
+            ...  # train: opt_state from opt = gradchain.torch.SGD(lr=0.1, ...)
+            p_state = plateau.update(p_state, val_loss)           # scheduler.step(val_loss)
+            opt_state = gradchain.set_hyperparam(opt_state, "lr", p_state.lr)
+
+    Or host-side, as torch: ``lr = plateau.step(val_loss)`` keeps the state in the object.
+
+    Args:   torch's, same defaults; ``lr`` is the optimizer's initial lr (torch reads it from
+            the optimizer). ``min_lr`` is one number (one group: use one scheduler per
+            ``gradchain.partition`` group).
+    Note:   the comparisons run in the hyperparameter dtype (float32 without x64), torch's in
+            Python floats: a metric within float32 rounding of the threshold may be judged
+            differently without x64.
+    """
+
+    def __init__(
+        self,
+        lr: float,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+    ) -> None:
+        if factor >= 1.0:
+            raise _checks.GradchainError(f"factor must be < 1.0, got {factor}")
+        _checks.check_choice("mode", mode, ("min", "max"))
+        _checks.check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
+        _checks.check_int("patience", patience)
+        _checks.check_int("cooldown", cooldown)
+        self.lr, self.mode, self.factor, self.patience = lr, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
+        self.min_lr, self.eps = min_lr, eps
+        self.state = self.init()
+
+    def init(self) -> PlateauState:
+        worst = math.inf if self.mode == "min" else -math.inf
+        zero = jnp.zeros([], jnp.int32)
+        return PlateauState(_const(self.lr), _const(worst), zero, zero, zero)
+
+    def _is_better(self, metric: jax.Array, best: jax.Array) -> jax.Array:
+        if self.threshold_mode == "rel":
+            scale = 1.0 - self.threshold if self.mode == "min" else self.threshold + 1.0
+            target = best * scale
+        else:
+            target = best - self.threshold if self.mode == "min" else best + self.threshold
+        return metric < target if self.mode == "min" else metric > target
+
+    def update(self, state: PlateauState, metric: Any) -> PlateauState:
+        """torch's ``scheduler.step(metric)``: the next state, whose ``lr`` is the one to set."""
+        metric = jnp.asarray(metric).astype(hyperparam_dtype())
+        better = self._is_better(metric, state.best)
+        best = jnp.where(better, metric, state.best)
+        bad = jnp.where(better, 0, state.num_bad_epochs + 1)
+        cooling = state.cooldown_counter > 0
+        cooldown = jnp.where(cooling, state.cooldown_counter - 1, state.cooldown_counter)
+        bad = jnp.where(cooling, 0, bad)
+        reduce = bad > self.patience
+        new_lr = jnp.maximum(state.lr * self.factor, _const(self.min_lr))
+        lr = jnp.where(reduce & (state.lr - new_lr > self.eps), new_lr, state.lr)
+        cooldown = jnp.where(reduce, self.cooldown, cooldown)
+        bad = jnp.where(reduce, 0, bad)
+        return PlateauState(lr, best, bad.astype(jnp.int32), cooldown.astype(jnp.int32),
+                            state.last_epoch + 1)  # fmt: skip
+
+    def step(self, metric: Any) -> jax.Array:
+        """Host-side form, as torch's: update the state kept in the object, return the lr."""
+        self.state = self.update(self.state, metric)
+        return self.state.lr
