@@ -34,10 +34,13 @@ from gradchain.transforms.factored import (
 )
 from gradchain.transforms.orthogonal import NS_COEFFS, scale_by_newton_schulz, scale_by_shape
 from gradchain.transforms.quantized import quantized_moments
+from gradchain.transforms.quantized_4bit import DE4, RANK1_LINEAR4
 
 __all__ = [
     "adafactor",
+    "adam_4bit",
     "adam_8bit",
+    "adamw_4bit",
     "adamw_8bit",
     "lion_8bit",
     "muon",
@@ -307,5 +310,77 @@ def lion_8bit(
         ),  # fmt: skip
         scale_by_sign(),
         add_decayed_weights(weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+# --- 4-bit moments ----------------------------------------------------------------------
+
+
+@live(static=("block_size", "min_size"))
+def adam_4bit(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    block_size: int = 128,
+    min_size: int = 4096,
+) -> GradientTransformation:
+    """Adam with both moments stored in 4 bits (``quantized_moments`` with the 4-bit codes).
+
+    Update:     Adam's, on moments decoded from 4 bits and re-encoded after each step.
+    State:      mu -- DE4: a signed dynamic-exponent code, one float32 absmax per block of
+                ``block_size`` (128) along the last axis; nu -- RANK1_LINEAR4: a linear code
+                without zero, each entry scaled by min(its row's max, its column's max) (one
+                float32 vector per axis; blocks of ``block_size`` for 1-d leaves). Two codes per
+                uint8 byte. Leaves under ``min_size`` entries stay float32.
+                Memory: ~0.27x the params' bytes for float32 params (float32 Adam: 2x).
+    Note:       mu rounds stochastically (unbiased; the randomness a hash of the values, no
+                key kept) where the paper rounds to nearest: nearest measured 6.4% / 10.5% worst
+                loss gap to float32 AdamW on our test curves, stochastic 0.72% / 0.42%.
+                ``gradchain.transforms.quantized_4bit`` has the codes (DE4_NEAREST is the
+                paper's rounding), their error bounds and what a NaN or an overflow does (it
+                stays in its entry).
+    Reference:  Li, Chen & Zhu, "Memory Efficient Optimizers with 4-bit States", NeurIPS 2023.
+    """
+    return adamw_4bit.__wrapped__(
+        learning_rate, b1, b2, eps, eps_root, 0.0, block_size=block_size, min_size=min_size
+    )
+
+
+@live(static=("block_size", "min_size"))
+def adamw_4bit(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    weight_decay: float = 1e-4,
+    *,
+    block_size: int = 128,
+    min_size: int = 4096,
+) -> GradientTransformation:
+    """AdamW with both moments stored in 4 bits. Memory: ~0.27x the params' bytes.
+
+    The chain is AdamW's, its first moment in DE4 (blocks of 128) and its second in
+    RANK1_LINEAR4 (rank-1 normalised, no zero), as in the paper's 4-bit AdamW.
+    Reference:  Li, Chen & Zhu, 2023; Loshchilov & Hutter, 2019.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.adamw_4bit(1e-3)
+    >>> nu = opt.init({"w": jnp.zeros((1024, 1024))}).inner[2].nu["w"]
+    >>> nu.codes.shape, [s.shape for s in nu.scales]   # two codes a byte; a row and a column
+    ((1024, 512), [(1024,), (1024,)])
+    """
+    q = {"block_size": block_size, "min_size": min_size}
+    return chain(
+        quantized_moments(scale_by_momentum(b1, ema=True), mu=DE4, **q),  # mu (+~0.13x params)
+        bias_correct(b1),
+        quantized_moments(  # nu (+~0.13x params)
+            scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True), nu=RANK1_LINEAR4, **q
+        ),
+        add_decayed_weights(weight_decay),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )

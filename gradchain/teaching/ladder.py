@@ -85,6 +85,8 @@ LADDER: list[Rung] = [
     Rung("lion_8bit", "lion", "Lion's momentum in 8 bits, block-wise", "saves"),
     Rung("adam_8bit", "adam", "both moments in 8 bits, block-wise", "saves"),
     Rung("adamw_8bit", "adamw", "both moments in 8 bits, block-wise", "saves"),
+    Rung("adam_4bit", "adam_8bit", "4 bits: mu block-wise, nu rank-1 without zero", "saves"),
+    Rung("adamw_4bit", "adamw_8bit", "4 bits: mu block-wise, nu rank-1 without zero", "saves"),
     # spending more memory, on purpose
     Rung("ademamix", "adam", "a second, slow momentum (b3 = 0.9999)", "spends"),
     Rung("adan", "adam", "a momentum of gradient differences", "spends"),
@@ -183,7 +185,8 @@ class Hierarchy:
             f"(the params themselves: {format_bytes(self.param_bytes)})\n\n{table}\n\n"
             "state: every slot, step counts and hyperparameters included.\n"
             "x params: elements of per-parameter slots / parameter elements.\n"
-            "x bytes: per-parameter slot bytes / the params' bytes (8-bit: ~0.25 a moment).\n"
+            "x bytes: per-parameter slot bytes / the params' bytes "
+            "(8-bit: ~0.25 a moment, 4-bit: ~0.13).\n"
             "bf16 moments: the state with mu_dtype=nu_dtype=jnp.bfloat16 (- : no such option).\n"
             "slots it adds: over the optimizer in 'over'; -slot: one it drops; "
             "(reduced), (quantized): kept smaller than the param.\n\n"

@@ -271,7 +271,7 @@ def quantized_moments(
     min_size: int = 4096,
     **slot_codes: str,
 ) -> GradientTransformation:
-    r"""Store some of a transform's moment slots in 8 bits, block-wise.
+    r"""Store some of a transform's moment slots in 8 bits, block-wise (or in a 4-bit code).
 
     Update:     s <- dequantize(state.s) ; (u, state) <- transform.update(u, state) ;
                 state.s <- quantize(s)   for every named slot s. The transform's math is
