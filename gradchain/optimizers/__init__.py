@@ -15,5 +15,9 @@ from gradchain.optimizers.memory_spending import *  # noqa: F403
 from gradchain.optimizers.textbook import *  # noqa: F403
 from gradchain.optimizers import line_search
 from gradchain.optimizers.line_search import *  # noqa: F403
+from gradchain.optimizers import games, layerwise, optax_catalogue
+from gradchain.optimizers.games import *  # noqa: F403
+from gradchain.optimizers.layerwise import *  # noqa: F403
+from gradchain.optimizers.optax_catalogue import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__]

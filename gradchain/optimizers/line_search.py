@@ -1,7 +1,7 @@
-"""Optimizers that call the objective: L-BFGS with a line search.
+"""Optimizers that read the objective: L-BFGS with a line search, and SGD with Polyak's step.
 
-Their ``update`` takes the extra arguments ``value``, ``grad`` and ``value_fn`` (and keyword
-arguments for ``value_fn``), exactly as Optax's. Use them full-batch, with
+L-BFGS's ``update`` takes the extra arguments ``value``, ``grad`` and ``value_fn`` (and keyword
+arguments for ``value_fn``), exactly as Optax's; ``polyak_sgd`` takes ``value``. Use them full-batch, with
 ``gradchain.value_and_grad_from_state`` to reuse what the line search computed::
 
     opt = gradchain.lbfgs()
@@ -18,9 +18,10 @@ from typing import Any
 from gradchain.base import GradientTransformation, chain, identity
 from gradchain.combine.live import live
 from gradchain.transforms.line_search import scale_by_lbfgs, scale_by_zoom_linesearch
+from gradchain.transforms.polyak import scale_by_polyak
 from gradchain.transforms.scaling import scale, scale_by_learning_rate
 
-__all__ = ["lbfgs"]
+__all__ = ["lbfgs", "polyak_sgd"]
 
 # Optax's default: a zoom line search that starts every search at a step of 1.
 _ZOOM = scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")
@@ -47,4 +48,24 @@ def lbfgs(
         scale_by_lbfgs(memory_size, scale_init_precond),  # differences (+(2 + 2m)x params)
         scale(-1.0) if learning_rate is None else scale_by_learning_rate(learning_rate),
         identity() if linesearch is None else linesearch,  # step size (+1x params: grad)
+    )
+
+
+@live
+def polyak_sgd(
+    max_learning_rate: float = 1.0,
+    scaling: float | Callable[[Any], Any] = 1.0,
+    f_min: float = 0.0,
+    eps: float = 0.0,
+    variant: str = "sps",
+) -> GradientTransformation:
+    """SGD with the Polyak step size (f - f_min) / ||g||**2, capped. Memory: 0x params.
+
+    Its update needs ``value=f(params)``. Optax's ``polyak_sgd``: same keywords (it takes no
+    ``learning_rate``: ``max_learning_rate`` caps the step, ``scaling`` multiplies the
+    gradient first, so the step reads the norm of ``-scaling * g``).
+    """
+    return chain(
+        scale_by_learning_rate(scaling),  # -scaling * g
+        scale_by_polyak(f_min, max_learning_rate, eps, variant),  # the Polyak step
     )

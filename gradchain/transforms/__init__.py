@@ -99,6 +99,9 @@ from gradchain.transforms.line_search import (
     scale_by_zoom_linesearch,
     value_and_grad_from_state,
 )
+from gradchain.transforms.additive import AddNoiseState, ScaledParamsState, add_noise, add_scaled_params
+from gradchain.transforms.polyak import scale_by_polyak
+from gradchain.transforms.sm3 import Sm3State, scale_by_sm3
 
 __all__ = [
     "FactoredMoment",
@@ -186,4 +189,11 @@ __all__ = [
     "scale_by_lbfgs",
     "scale_by_zoom_linesearch",
     "value_and_grad_from_state",
+    "AddNoiseState",
+    "ScaledParamsState",
+    "add_noise",
+    "add_scaled_params",
+    "scale_by_polyak",
+    "Sm3State",
+    "scale_by_sm3",
 ]

@@ -1,0 +1,66 @@
+"""Optimizers whose step is set per leaf (per layer) by a norm: NovoGrad and Fromage.
+
+Keyword names and defaults follow Optax's optimizer of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain import _checks
+from gradchain.base import GradientTransformation, chain
+from gradchain.combine.live import live
+from gradchain.transforms.additive import add_scaled_params
+from gradchain.transforms.optax_names import scale_by_novograd
+from gradchain.transforms.scaling import scale_by_learning_rate
+from gradchain.transforms.trust_ratio import scale_by_trust_ratio
+
+__all__ = ["fromage", "novograd"]
+
+LearningRate = float | Callable[[Any], Any]
+
+
+@live
+def novograd(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.25,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """NovoGrad: a per-leaf normalised gradient plus decay, with heavy-ball momentum.
+
+    Memory: 1x params (the momentum) and one scalar per leaf (its ||g||**2 average).
+    Optax's ``novograd``, same keywords and defaults.
+    """
+    return chain(
+        scale_by_novograd(b1, b2, eps, eps_root, weight_decay),  # mu (+1x), ||g||**2 per leaf
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def fromage(learning_rate: LearningRate, min_norm: float = 1e-6) -> GradientTransformation:
+    """Fromage: a step of relative size lr per leaf, then a shrink by 1 / sqrt(1 + lr**2).
+
+    p_{t+1} = (p_t - lr * ||p_t|| / ||g_t|| * g_t) / sqrt(1 + lr**2), per leaf. Memory: 0x.
+    Optax's ``fromage``, same keywords and defaults.
+    Reference: Bernstein et al., "On the distance between two neural networks and the
+    stability of learning", NeurIPS 2020.
+    """
+    _checks.check_learning_rate(learning_rate)
+    if callable(learning_rate):  # a schedule (given to the raw factory): the same, per step
+        def shrink(count):
+            return 1 / (1 + learning_rate(count) ** 2) ** 0.5
+
+        step, pull = (lambda c: learning_rate(c) * shrink(c)), (lambda c: shrink(c) - 1)
+    else:
+        mult = 1 / (1 + learning_rate**2) ** 0.5
+        step, pull = learning_rate * mult, mult - 1
+    return chain(
+        scale_by_trust_ratio(min_norm),  # g * ||p|| / ||g||, per leaf
+        scale_by_learning_rate(step),
+        add_scaled_params(pull),  # shrink the params back toward the sphere
+    )

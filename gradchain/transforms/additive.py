@@ -1,0 +1,105 @@
+"""Terms added to the update that are not a preconditioner: annealed Gaussian noise (noisy
+SGD) and a multiple of the params of either sign (Fromage's shrink)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain import _checks
+from gradchain.base import EmptyState, GradientTransformation, describe
+from gradchain.transforms.moment_math import compute_dtype, increment
+
+__all__ = ["AddNoiseState", "ScaledParamsState", "add_noise", "add_scaled_params"]
+
+
+@describe(
+    count="steps taken so far (int32 scalar): the noise's annealing clock",
+    rng_key="the random key the next step splits (a typed jax.random key)",
+)
+class AddNoiseState(NamedTuple):
+    count: jax.Array
+    rng_key: jax.Array
+
+
+def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = None) -> GradientTransformation:
+    r"""Add Gaussian noise whose variance decays with the step count.
+
+    Update:     u_t = u_t + sqrt(eta / t**gamma) * n_t,  n_t ~ N(0, I), one fresh draw per
+                leaf (key_t, k = split(key_{t-1}); one key per leaf from split(k, leaves))
+    State:      count, rng_key.   Memory: 0x params (two scalars).
+    Args:       eta -- >= 0, the variance at t = 1.  gamma -- >= 0, the decay exponent.
+                key -- a jax.random key or an integer seed (None: seed 0).  seed -- Optax's
+                deprecated spelling of an integer key.
+    Note:       Optax's ``add_noise`` draw for draw (same keys, same samples).
+    Reference:  Neelakantan et al., "Adding Gradient Noise Improves Learning for Very Deep
+                Networks", 2015.
+    """
+    _checks.check_non_negative("eta", eta)
+    _checks.check_non_negative("gamma", gamma)
+    if seed is not None:
+        if key is not None:
+            raise _checks.GradchainError("give add_noise a key or a seed, not both")
+        key = seed
+    key = 0 if key is None else key
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed:
+        _checks.check_int("key", key)
+
+    def init(params):
+        return AddNoiseState(jnp.zeros([], jnp.int32), key if typed else jax.random.key(key))
+
+    def update(updates, state, params=None, **extra):
+        count = increment(state.count)
+        rng_key, draw = jax.random.split(state.rng_key)
+        leaves, treedef = jax.tree.flatten(updates)
+        keys = jax.random.split(draw, len(leaves))
+
+        def noisy(u, k):
+            c = compute_dtype(u.dtype)
+            std = jnp.sqrt(jnp.asarray(eta, c) / count.astype(c) ** jnp.asarray(gamma, c))
+            return (u + std.astype(u.dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(u.dtype)
+
+        out = treedef.unflatten([noisy(u, k) for u, k in zip(leaves, keys)])
+        return out, AddNoiseState(count, rng_key)
+
+    return GradientTransformation(init, update, name="add_noise", preprocessing=True)
+
+
+@describe(count="steps taken so far (int32 scalar): the schedule's argument")
+class ScaledParamsState(NamedTuple):
+    count: jax.Array
+
+
+def add_scaled_params(scale: float | Callable[[jax.Array], Any]) -> GradientTransformation:
+    r"""Add a multiple of the params, of either sign.
+
+    Update:     u_t = u_t + s_t * p_t,  s_t = scale, or scale(count) for a schedule
+    State:      none for a number; count (int32 scalar) for a schedule.   Memory: 0.
+    Args:       scale -- any finite number, or a schedule (``add_decayed_weights`` is the
+                scale >= 0 case, read as a decay; a negative scale shrinks the params).
+    Note:       Needs the params. Fromage's shrink is s = 1 / sqrt(1 + lr**2) - 1.
+    """
+    _checks.check_schedule_or("scale", scale, _checks.check_hyperparam)
+    schedule = scale if callable(scale) else None
+
+    def init(params):
+        return EmptyState() if schedule is None else ScaledParamsState(jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            _checks.refuse_missing_params("add_scaled_params")
+        _checks.check_same_structure("updates", updates, "params", params)
+        s = scale if schedule is None else schedule(state.count)
+
+        def add(u, p):
+            c = compute_dtype(u.dtype, jnp.result_type(p))
+            return (u.astype(c) + jnp.asarray(s).astype(c) * jnp.asarray(p).astype(c)).astype(u.dtype)
+
+        new_state = state if schedule is None else ScaledParamsState(increment(state.count))
+        return jax.tree.map(add, updates, params), new_state
+
+    return GradientTransformation(init, update, name="add_scaled_params")
