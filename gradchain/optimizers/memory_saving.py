@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradchain._checks import GradchainError
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine import partition
 from gradchain.combine.live import live
@@ -74,16 +75,23 @@ def sign_sgd(learning_rate: LearningRate) -> GradientTransformation:
 
 @live
 def signum(
-    learning_rate: LearningRate, beta: float = 0.9, mu_dtype: Any = None
+    learning_rate: LearningRate,
+    beta: float = 0.9,
+    mu_dtype: Any = None,
+    *,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformation:
     """Signum: the sign of a moving average of gradients.
 
     Update:     mu <- beta * mu + (1 - beta) * g ;  p <- p - lr * sign(mu)
     State:      mu -- like params.   Memory: 1x params.
-    Note:       no bias correction: it would not change the sign. Optax: ``signum``
-                (``accumulator_dtype`` is ``mu_dtype`` here).
+    Note:       no bias correction: it would not change the sign. Optax: ``signum``;
+                its ``accumulator_dtype`` is accepted, and is ``mu_dtype`` (give one).
     Reference:  Bernstein et al., 2018 (Signum).
     """
+    if accumulator_dtype is not None and mu_dtype is not None:
+        raise GradchainError("signum: give mu_dtype or accumulator_dtype, not both")
+    mu_dtype = accumulator_dtype if mu_dtype is None else mu_dtype
     return chain(
         scale_by_momentum(beta, ema=True, mu_dtype=mu_dtype),  # momentum      (+1x params)
         scale_by_sign(),
@@ -106,6 +114,7 @@ def adafactor(
     factored: bool = True,
     weight_decay_mask: Any = None,
     *,
+    dtype_momentum: Any = None,
     nu_dtype: Any = None,
     axis_name: Any = None,
 ) -> GradientTransformation:
@@ -125,7 +134,7 @@ def adafactor(
                 rate: the step is the parameter scale alone) and weight decay added after the
                 learning rate (not multiplied by it). The paper's relative step
                 min(1e-2, 1/sqrt(t)) is ``learning_rate=lambda t: jnp.minimum(1e-2,
-                jax.lax.rsqrt(t + 1.0))``. Optax's ``dtype_momentum`` is ``mu_dtype`` here.
+                jax.lax.rsqrt(t + 1.0))``. Optax's ``dtype_momentum`` keyword sets ``mu_dtype``.
     Args:       Optax's, plus: weight_decay_mask -- bools shaped like the params (or a
                 function of them): where False, no decay (``gradchain.masked``).
                 axis_name -- inside ``shard_map``, the mesh axis the leaves are split over:
@@ -141,6 +150,8 @@ def adafactor(
     >>> [x.shape for x in jax.tree.leaves(state.inner[0].nu)]   # a row and a column statistic
     [(256,), (512,)]
     """
+    if dtype_momentum is not None:
+        mu_dtype = dtype_momentum  # Optax's name (its position is mu_dtype's)
     factored_rms = scale_by_factored_rms(
         factored,
         decay_rate,

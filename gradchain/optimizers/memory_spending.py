@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gradchain._checks import GradchainError
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine.live import live
 from gradchain.optimizers.textbook import adamw
@@ -77,6 +78,7 @@ def ademamix(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
     weight_decay: float = 0.0,
+    mask: Any = None,
     *,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
@@ -86,6 +88,7 @@ def ademamix(
     better-generalising path on long runs at the price of one more param-sized slot.
 
     Note: Optax's ``mu_dtype`` also sets its nu's dtype; here ``nu_dtype`` does that.
+    ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``.
 
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.ademamix(0.1)
@@ -97,7 +100,7 @@ def ademamix(
         bias_correct(b1),
         add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow momentum (+1x)
         _adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
-        add_decayed_weights(weight_decay),  # decoupled decay
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )
 
@@ -111,6 +114,7 @@ def adan(
     eps: float = 1e-8,
     eps_root: float = 1e-8,
     weight_decay: float = 0.0,
+    mask: Any = None,
 ) -> GradientTransformation:
     """Adan: Adam's momentum plus a momentum of gradient differences. Memory: 4x params.
 
@@ -124,7 +128,7 @@ def adan(
         scale_by_momentum(b1, ema=True),  # momentum of g                    (+1x params)
         bias_correct(b1),
         scale_by_gradient_difference(b2, b3, eps, eps_root),  # v, n, previous g (+3x)
-        add_decayed_weights(weight_decay),  # decoupled decay
+        add_decayed_weights(weight_decay, mask),  # decoupled decay (mask: Optax's keyword)
         scale_by_learning_rate(learning_rate),
     )
 
@@ -138,6 +142,7 @@ def schedule_free_adamw(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     weight_lr_power: float = 2.0,
+    state_dtype: Any = None,
     *,
     z_dtype: Any = None,
 ) -> GradientTransformation:
@@ -148,7 +153,8 @@ def schedule_free_adamw(
     ``gradchain.schedule_free_eval_params(state, params)``, not at the params themselves.
 
     ``warmup_steps`` warms the learning rate up linearly from 0 (Optax's
-    ``warmup_constant_schedule``). Optax's ``state_dtype`` is ``z_dtype`` here.
+    ``warmup_constant_schedule``). ``state_dtype`` (Optax's keyword) and ``z_dtype`` (ours) both
+    set z's storage dtype; give one.
 
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.schedule_free_adamw(0.1)
@@ -159,6 +165,9 @@ def schedule_free_adamw(
     >>> gradchain.schedule_free_eval_params(state, params).tolist()
     [0.8999999761581421, -0.8999999761581421]
     """
+    if state_dtype is not None and z_dtype is not None:
+        raise GradchainError("schedule_free_adamw: give state_dtype or z_dtype, not both")
+    z_dtype = state_dtype if z_dtype is None else z_dtype
     if warmup_steps is not None:
         learning_rate = linear_schedule(0.0, learning_rate, warmup_steps)
     return chain(
@@ -266,14 +275,17 @@ def nadamw(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
     weight_decay: float = 1e-4,
+    mask: Any = None,
     *,
+    nesterov: bool = True,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
     """NAdamW: NAdam (Nesterov look-ahead in the bias correction) plus decoupled weight
     decay. Memory: 2x params.
 
     It is ``adamw(..., nesterov=True)``: the chain is AdamW's with ``bias_correct(b1,
-    nesterov=True)``.
+    nesterov=True)``. ``mask`` and ``nesterov`` are Optax's keywords (``nesterov=False`` is
+    AdamW).
     """
     return adamw.__wrapped__(
         learning_rate,
@@ -283,7 +295,8 @@ def nadamw(
         eps_root,
         mu_dtype,
         weight_decay,
-        nesterov=True,
+        mask,
+        nesterov=nesterov,
         nu_dtype=nu_dtype,
     )
 
@@ -295,16 +308,19 @@ def adamaxw(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 1e-4,
+    mask: Any = None,
     *,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """AdamaxW: Adamax (infinity-norm denominator) plus decoupled weight decay. Memory: 2x."""
+    """AdamaxW: Adamax (infinity-norm denominator) plus decoupled weight decay. Memory: 2x.
+
+    ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``."""
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment (+1x params)
         bias_correct(b1),
         scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
-        add_decayed_weights(weight_decay),  # decoupled decay
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )
 
@@ -317,19 +333,21 @@ def lamb(
     eps: float = 1e-6,
     eps_root: float = 0.0,
     weight_decay: float = 0.0,
+    mask: Any = None,
     *,
     axis_name: Any = None,
 ) -> GradientTransformation:
     """LAMB: AdamW's direction, rescaled per leaf to the leaf's norm. Memory: 2x params.
 
     The trust ratio adds no memory; it lets very large batches use one learning rate for
-    every layer. ``axis_name``: see ``scale_by_trust_ratio`` (for ``shard_map``).
+    every layer. ``axis_name``: see ``scale_by_trust_ratio`` (for ``shard_map``). ``mask``
+    (Optax's keyword) decays only the leaves it marks True.
     """
     return chain(
         scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
         bias_correct(b1),
         _adam_denominator(b2, eps, eps_root),  # second moment         (+1x params)
-        add_decayed_weights(weight_decay),  # decoupled decay, inside the ratio
+        add_decayed_weights(weight_decay, mask),  # decoupled decay, inside the ratio
         scale_by_trust_ratio(axis_name=axis_name),  # per leaf: ||p|| / ||u||  (+0)
         scale_by_learning_rate(learning_rate),
     )

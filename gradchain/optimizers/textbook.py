@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gradchain._checks import GradchainError
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine.live import live
 from gradchain.transforms import (
@@ -63,16 +64,17 @@ def nesterov(learning_rate: LearningRate, momentum: float = 0.9) -> GradientTran
     )
 
 
-_heavy_ball = momentum.__wrapped__  # sgd's `momentum` keyword shadows the function's name
-
-
 @live
 def sgd(
-    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False
+    learning_rate: LearningRate,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformation:
     """Stochastic gradient descent: ``p <- p - lr * g``. Memory: 0x params.
 
-    ``momentum`` (Optax's keyword) turns it into ``gradchain.momentum``.
+    ``momentum`` (Optax's keyword) turns it into ``gradchain.momentum``; ``accumulator_dtype``
+    (Optax's) is then the velocity's storage dtype.
 
     >>> import jax.numpy as jnp, gradchain
     >>> opt = gradchain.sgd(0.1)
@@ -81,7 +83,10 @@ def sgd(
     [-0.10000000149011612, 0.20000000298023224]
     """
     if momentum is not None:
-        return _heavy_ball(learning_rate, momentum, nesterov=nesterov)
+        return chain(
+            scale_by_momentum(momentum, nesterov=nesterov, mu_dtype=accumulator_dtype),  # +1x
+            scale_by_learning_rate(learning_rate),
+        )
     return chain(scale_by_learning_rate(learning_rate))
 
 
@@ -162,11 +167,10 @@ def adam(
     )
 
 
-def _second_moment(b2, eps, eps_root, nu_dtype, amsgrad=False) -> GradientTransformation:
+def _second_moment(b2, eps, eps_root, nu_dtype) -> GradientTransformation:
     """Adam's denominator: bias-corrected RMS of the gradient, eps outside the root."""
     return scale_by_rms(
-        b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root, amsgrad=amsgrad,
-        nu_dtype=nu_dtype,
+        b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root, nu_dtype=nu_dtype
     )
 
 
@@ -208,14 +212,23 @@ def amsgrad(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
     *,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """AMSGrad: Adam whose denominator never shrinks (running max of nu). Memory: 3x."""
+    """AMSGrad: Adam whose denominator never shrinks (running max of nu). Memory: 3x.
+
+    ``bias_correction_mu`` / ``bias_correction_nu`` (Optax's): False leaves that moment
+    uncorrected (the maximum is then of the raw nu).
+    """
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
-        bias_correct(b1),
-        _second_moment(b2, eps, eps_root, nu_dtype, amsgrad=True),  # nu and its max (+2x)
+        *([bias_correct(b1)] if bias_correction_mu else []),
+        scale_by_rms(  # nu and its running maximum                             (+2x params)
+            b2, eps, eps_in_sqrt=False, bias_correction=bias_correction_nu, eps_root=eps_root,
+            amsgrad=True, nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -229,18 +242,23 @@ def nadam(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
     *,
+    nesterov: bool = True,
     nu_dtype: Any = None,
     momentum_decay: float | None = None,
 ) -> GradientTransformation:
     """NAdam: Adam with a Nesterov look-ahead in the bias correction. Memory: 2x params.
 
+    ``nesterov=False`` (Optax's keyword) is plain Adam.
+
     ``momentum_decay=None`` is Optax's form (a constant b1). A number psi (torch's default is
     4e-3) gives torch.optim.NAdam's momentum schedule mu_t = b1 * (1 - 0.5 * 0.96**(t psi))
     through ``bias_correct_nadam``; see also ``gradchain.torch.NAdam``.
     """
+    if momentum_decay is not None and not nesterov:
+        raise GradchainError("nadam: momentum_decay (torch's NAdam) needs nesterov=True")
     if momentum_decay is None:
         return adam.__wrapped__(
-            learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True, nu_dtype=nu_dtype
+            learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
         )
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
