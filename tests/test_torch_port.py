@@ -418,8 +418,11 @@ NEW = [
     ("Muon", dict(lr=0.02, adjust_lr_fn="match_rms_adamw", eps=1e-3, ns_steps=3), MATRICES),
     ("Adafactor", dict(), TENSORS),
     ("Adafactor", dict(lr=0.5, weight_decay=0.1), TENSORS),
-    ("Adafactor", dict(lr=0.05, beta2_decay=-0.5, eps=(1e-6, 1e-2), d=2.0, maximize=True,
-                       weight_decay=0.3), TENSORS),  # fmt: skip
+    (
+        "Adafactor",
+        dict(lr=0.05, beta2_decay=-0.5, eps=(1e-6, 1e-2), d=2.0, maximize=True, weight_decay=0.3),
+        TENSORS,
+    ),  # fmt: skip
     ("ASGD", dict(), SHAPES),
     ("ASGD", dict(lr=0.1, lambd=0.05, alpha=0.5, t0=10, weight_decay=0.1), SHAPES),
     ("ASGD", dict(lr=0.05, t0=3.5, maximize=True), SHAPES),
@@ -494,14 +497,22 @@ MORE_SCHEDULERS = [
     ),
     (
         "CyclicLR-triangular2",
-        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=100, step_size_down=60,
-                                 mode="triangular2", cycle_momentum=False),
+        lambda o: sched.CyclicLR(
+            o,
+            0.01,
+            0.1,
+            step_size_up=100,
+            step_size_down=60,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
         lambda: gt.CyclicLR(0.01, 0.1, step_size_up=100, step_size_down=60, mode="triangular2"),
     ),  # fmt: skip
     (
         "CyclicLR-exp_range",
-        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=50, mode="exp_range",
-                                 gamma=0.998, cycle_momentum=False),
+        lambda o: sched.CyclicLR(
+            o, 0.01, 0.1, step_size_up=50, mode="exp_range", gamma=0.998, cycle_momentum=False
+        ),
         lambda: gt.CyclicLR(0.01, 0.1, step_size_up=50, mode="exp_range", gamma=0.998),
     ),  # fmt: skip
     (
@@ -526,16 +537,20 @@ MORE_SCHEDULERS = [
     ),
     (
         "ChainedScheduler",
-        lambda o: sched.ChainedScheduler([
-            sched.ConstantLR(o, factor=0.1, total_iters=20),
-            sched.ExponentialLR(o, gamma=0.999),
-            sched.StepLR(o, step_size=300, gamma=0.5),
-        ]),
-        lambda: gt.ChainedScheduler([
-            gt.ConstantLR(0.1, factor=0.1, total_iters=20),
-            gt.ExponentialLR(0.1, gamma=0.999),
-            gt.StepLR(0.1, 300, 0.5),
-        ]),
+        lambda o: sched.ChainedScheduler(
+            [
+                sched.ConstantLR(o, factor=0.1, total_iters=20),
+                sched.ExponentialLR(o, gamma=0.999),
+                sched.StepLR(o, step_size=300, gamma=0.5),
+            ]
+        ),
+        lambda: gt.ChainedScheduler(
+            [
+                gt.ConstantLR(0.1, factor=0.1, total_iters=20),
+                gt.ExponentialLR(0.1, gamma=0.999),
+                gt.StepLR(0.1, 300, 0.5),
+            ]
+        ),
     ),  # fmt: skip
 ]
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, chain, describe, tree_map_split
+from gradchain.torch.optimizers import LearningRate, _check_implementation_args, _ported
 from gradchain.transforms import add_decayed_weights, scale
 from gradchain.transforms.moment_math import compute_dtype, increment
-from gradchain.torch.optimizers import LearningRate, _check_implementation_args, _ported
 
 __all__ = ["Adafactor", "TorchAdafactorState", "scale_by_torch_adafactor"]
 
@@ -88,7 +88,9 @@ def scale_by_torch_adafactor(
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            _checks.refuse_missing_params("scale_by_torch_adafactor (its step is relative to RMS(p))")
+            _checks.refuse_missing_params(
+                "scale_by_torch_adafactor (its step is relative to RMS(p))"
+            )
         count = increment(state.count)
 
         def step(g, p, rows, cols, variance):

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, chain, describe, tree_map_split
+from gradchain.torch.optimizers import _check_implementation_args, _ported
 from gradchain.transforms import add_decayed_weights, scale
 from gradchain.transforms.moment_math import compute_dtype, increment
-from gradchain.torch.optimizers import _check_implementation_args, _ported
 
 __all__ = ["ASGD", "TorchAsgdState", "scale_by_torch_asgd"]
 
@@ -31,7 +31,8 @@ def scale_by_torch_asgd(
 ) -> GradientTransformation:
     r"""torch.optim.ASGD's step and average (the update is final: it includes lr).
 
-    Update:     t = count + 1 ;  eta = lr / (1 + lambd lr (t - 1))**alpha ;  mu = 1 / max(1, t - 1 - t0)
+    Update:     t = count + 1 ;  eta = lr / (1 + lambd lr (t - 1))**alpha
+                mu = 1 / max(1, t - 1 - t0)
                 u = -eta (g + lambd p) ;  ax <- ax + mu (p + u - ax)
     State:      count, ax (``TorchAsgdState``).   Memory: 1x params.
     Note:       torch computes eta and mu at the end of a step for the next one (from the lr

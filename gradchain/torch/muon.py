@@ -14,10 +14,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, chain
+from gradchain.torch.optimizers import LearningRate, _check_implementation_args, _ported
 from gradchain.transforms import (
     LearningRateState,
     MomentumState,
@@ -26,7 +26,6 @@ from gradchain.transforms import (
     scale_by_momentum,
 )
 from gradchain.transforms.moment_math import compute_dtype
-from gradchain.torch.optimizers import LearningRate, _check_implementation_args, _ported
 
 __all__ = ["Muon", "scale_by_torch_newton_schulz", "scale_by_torch_shape"]
 
@@ -167,9 +166,7 @@ def Muon(
     _check_implementation_args("Muon", implementation)
     _checks.check_non_negative("weight_decay", weight_decay)
     if len(tuple(ns_coefficients)) != 3:
-        raise _checks.GradchainError(
-            f"ns_coefficients must be (a, b, c), got {ns_coefficients!r}"
-        )
+        raise _checks.GradchainError(f"ns_coefficients must be (a, b, c), got {ns_coefficients!r}")
     parts = [
         scale_by_momentum(momentum, ema=True, nesterov=nesterov),  # momentum_buffer (+1x)
         scale_by_torch_newton_schulz(ns_coefficients, ns_steps, eps, ns_dtype),

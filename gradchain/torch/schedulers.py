@@ -252,8 +252,8 @@ def LambdaLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.
     """torch.optim.lr_scheduler.LambdaLR: ``lr * lr_lambda(t)``.
 
     ``lr_lambda`` receives the step count as a traced float array of whole numbers (torch: an
-    int): write it with ``jnp``, not ``math``, and no Python ``if`` on it. torch's list of lambdas (one per param group) is one
-    schedule per ``gradchain.partition`` group here.
+    int): write it with ``jnp``, not ``math``, and no Python ``if`` on it. torch's list of
+    lambdas (one per param group) is one schedule per ``gradchain.partition`` group here.
     """
 
     def schedule(count):

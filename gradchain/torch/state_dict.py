@@ -223,8 +223,7 @@ def to_torch_state_dict(
         if "mu_product" in entry:
             entry["mu_product"] = torch.tensor(entry["mu_product"])
     group = {
-        name: _group_value(name, given, state)
-        for name, given in optimizer.torch_arguments.items()
+        name: _group_value(name, given, state) for name, given in optimizer.torch_arguments.items()
     }
     group["params"] = list(range(len(leaves)))
     if optimizer.torch_name == "ASGD":  # torch keeps eta and mu for the next step; closed forms
