@@ -17,7 +17,7 @@ constant (a negative ``transition_steps``, ``decay_rate = 0``...) is refused at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -29,11 +29,17 @@ from gradchain.base import Schedule, hyperparam_dtype
 __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
+    "cosine_onecycle_schedule",
     "exponential_decay",
     "join_schedules",
+    "linear_onecycle_schedule",
     "linear_schedule",
     "piecewise_constant_schedule",
+    "polynomial_schedule",
+    "sgdr_schedule",
+    "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
 ]
 
 
@@ -253,5 +259,191 @@ def warmup_cosine_decay_schedule(
     warmup = linear_schedule(init_value, peak_value, warmup_steps)
     decay = cosine_decay_schedule(
         peak_value, decay_steps - warmup_steps, exponent=exponent, end_value=end_value
+    )
+    return join_schedules([warmup, decay], [warmup_steps])
+
+
+def polynomial_schedule(
+    init_value: float, end_value: float, power: float, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    """Go from init_value to end_value along a polynomial of the remaining fraction, then stay.
+
+    Value:      s = clip(t - transition_begin, 0, transition_steps)
+                v(t) = (init_value - end_value) * (1 - s / transition_steps)**power + end_value
+    Args:       init_value, end_value -- finite.  power -- finite (1 is linear_schedule).
+                transition_steps -- integer > 0.  transition_begin -- integer >= 0.
+    Note:       Optax turns transition_steps <= 0 into a constant and a negative
+                transition_begin into 0; here they are errors.
+    """
+    _checks.check_hyperparam("init_value", init_value)
+    _checks.check_hyperparam("end_value", end_value)
+    _checks.check_hyperparam("power", power)
+    _checks.check_int("transition_steps", transition_steps, minimum=1)
+    _checks.check_int("transition_begin", transition_begin)
+
+    def schedule(count):
+        s = jnp.clip(_float(count) - transition_begin, 0, transition_steps)
+        remaining = 1 - s / transition_steps
+        return (_float(init_value) - _float(end_value)) * remaining ** _float(power) + _float(end_value)
+
+    return schedule
+
+
+def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
+    """SGDR: warm restarts -- warmup-cosine cycles run one after another.
+
+    Value:      cycle i is ``warmup_cosine_decay_schedule(**cosine_kwargs[i])``, restarted at
+                the sum of the earlier cycles' decay_steps.
+    Args:       cosine_kwargs -- one dict of warmup_cosine_decay_schedule's arguments per cycle
+                (init_value, peak_value, warmup_steps, decay_steps, end_value, exponent).
+    Reference:  Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts",
+                ICLR 2017.
+    """
+    if isinstance(cosine_kwargs, Mapping) or not isinstance(cosine_kwargs, Iterable):
+        raise _checks.GradchainError(
+            f"sgdr_schedule takes a list of dicts of warmup_cosine_decay_schedule's "
+            f"arguments, one per cycle, got {type(cosine_kwargs).__name__}"
+        )
+    cycles, boundaries, start = [], [], 0
+    for i, kwargs in enumerate(cosine_kwargs):
+        if not isinstance(kwargs, Mapping) or "decay_steps" not in kwargs:
+            raise _checks.GradchainError(
+                f"cosine_kwargs[{i}] must be a dict of warmup_cosine_decay_schedule's arguments "
+                f"with decay_steps, got {kwargs!r}"
+            )
+        cycles.append(warmup_cosine_decay_schedule(**kwargs))
+        start += kwargs["decay_steps"]
+        boundaries.append(start)
+    if not cycles:
+        raise _checks.GradchainError("sgdr_schedule needs at least one cycle in cosine_kwargs")
+    return join_schedules(cycles, boundaries[:-1])
+
+
+def _interpolated_pieces(kind: str, init_value: float, boundaries_and_scales: dict) -> Schedule:
+    """Start at init_value; reach value * scale at each boundary, interpolating (``"linear"``
+    or ``"cosine"``) from the previous boundary; hold the last value."""
+    boundaries, scales = zip(*sorted(boundaries_and_scales.items()))
+
+    def between(start, end, pct):
+        if kind == "linear":
+            return (end - start) * pct + start
+        return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1)
+
+    def schedule(count):
+        t = _float(count)
+        knots = jnp.asarray((0, *boundaries)).astype(t.dtype)
+        values = jnp.cumprod(jnp.stack([_float(v) for v in (init_value, *scales)]))
+        inside = (knots[:-1] <= t) & (t < knots[1:])
+        pct = (t - knots[:-1]) / jnp.maximum(knots[1:] - knots[:-1], 1)
+        value = jnp.sum(jnp.where(inside, between(values[:-1], values[1:], pct), 0))
+        return value + jnp.where(knots[-1] <= t, values[-1], 0)
+
+    return schedule
+
+
+def _check_onecycle(transition_steps, peak_value, pct_start, div_factor, final_div_factor):
+    _checks.check_int("transition_steps", transition_steps, minimum=1)
+    _checks.check_hyperparam("peak_value", peak_value)
+    _checks.check_closed_unit_interval("pct_start", pct_start)
+    _checks.check_positive("div_factor", div_factor)
+    _checks.check_positive("final_div_factor", final_div_factor)
+
+
+def cosine_onecycle_schedule(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """One cycle, cosine-shaped: up from peak/div_factor to peak, then down far below.
+
+    Value:      0 .. floor(pct_start T): cosine from peak / div_factor up to peak
+                .. T: cosine down to peak / (div_factor * final_div_factor); then hold it
+    Args:       transition_steps (T) -- integer > 0.  peak_value -- finite.  pct_start -- in
+                [0, 1].  div_factor, final_div_factor -- > 0.
+    Note:       Optax's ``cosine_onecycle_schedule``; the boundaries are whole steps, as there.
+    Reference:  Smith & Topin, "Super-Convergence", 2017.
+    """
+    _check_onecycle(transition_steps, peak_value, pct_start, div_factor, final_div_factor)
+    return _interpolated_pieces(
+        "cosine",
+        peak_value / div_factor,
+        {int(pct_start * transition_steps): div_factor,
+         int(transition_steps): 1.0 / (div_factor * final_div_factor)},
+    )
+
+
+def linear_onecycle_schedule(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    pct_final: float = 0.85,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """One cycle, piecewise linear: up to peak, back down to the start, then far below.
+
+    Value:      0 .. floor(pct_start T): linear from peak / div_factor up to peak
+                .. floor(pct_final T): linear back down to peak / div_factor
+                .. T: linear down to peak / (div_factor * final_div_factor); then hold it
+    Args:       as cosine_onecycle_schedule; pct_final -- in [pct_start, 1].
+    Note:       Optax's ``linear_onecycle_schedule``.
+    Reference:  Smith & Topin, "Super-Convergence", 2017.
+    """
+    _check_onecycle(transition_steps, peak_value, pct_start, div_factor, final_div_factor)
+    _checks.check_closed_unit_interval("pct_final", pct_final)
+    if pct_final < pct_start:
+        raise _checks.GradchainError(
+            f"pct_final must be >= pct_start, got pct_final={pct_final}, pct_start={pct_start}"
+        )
+    return _interpolated_pieces(
+        "linear",
+        peak_value / div_factor,
+        {int(pct_start * transition_steps): div_factor,
+         int(pct_final * transition_steps): 1.0 / div_factor,
+         transition_steps: 1.0 / final_div_factor},
+    )
+
+
+@_checks.names_arguments
+def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps: int) -> Schedule:
+    """Warm up linearly from init_value to peak_value over warmup_steps, then stay.
+
+    Value:      linear_schedule(init_value, peak_value, warmup_steps)
+    Args:       init_value, peak_value -- finite.  warmup_steps -- integer >= 0.
+    Note:       warmup_steps = 0 starts at peak_value; Optax's stays at init_value forever
+                (its linear_schedule with transition_steps = 0).
+    """
+    return linear_schedule(init_value, peak_value, warmup_steps)
+
+
+@_checks.names_arguments
+def warmup_exponential_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """Warm up linearly to peak_value, then decay exponentially from it.
+
+    Value:      t < warmup_steps: linear from init_value to peak_value
+                after: exponential_decay(peak_value, transition_steps, decay_rate,
+                       transition_begin, staircase, end_value) at t - warmup_steps
+    Args:       as linear_schedule and exponential_decay.
+    Note:       Optax's ``warmup_exponential_decay_schedule``; as in exponential_decay,
+                transition_steps <= 0 and decay_rate = 0 are refused where Optax makes a
+                constant.
+    """
+    _checks.check_hyperparam("init_value", init_value)
+    _checks.check_hyperparam("peak_value", peak_value)
+    _checks.check_int("warmup_steps", warmup_steps)
+    warmup = linear_schedule(init_value, peak_value, warmup_steps)
+    decay = exponential_decay(
+        peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
     )
     return join_schedules([warmup, decay], [warmup_steps])
