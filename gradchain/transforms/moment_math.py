@@ -7,6 +7,7 @@ the dtype of the state or update it belongs to, so dtypes never change between s
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ from gradchain import _checks
 __all__ = [
     "abs_sq",
     "compute_dtype",
+    "scalar_dtype",
     "divide",
     "increment",
     "moment_dtype",
@@ -26,10 +28,22 @@ __all__ = [
 
 def compute_dtype(*dtypes: Any) -> jnp.dtype:
     """The dtype moment math runs in: the widest of ``dtypes`` and float32."""
-    # Our own dtype arithmetic, made once per leaf at trace time: the user's promotion mode
-    # (often "strict") rules their math, not this choice.
+    return _widest(tuple(jnp.dtype(d) for d in dtypes))
+
+
+@functools.cache
+def _widest(dtypes: tuple[jnp.dtype, ...]) -> jnp.dtype:
+    # Our own dtype arithmetic, made at trace time: the user's promotion mode (often "strict")
+    # rules their math, not this choice. Cached: a step asks once per leaf.
     with jax.numpy_dtype_promotion("standard"):
         return jnp.dtype(jnp.result_type(jnp.float32, *dtypes))
+
+
+def scalar_dtype(*trees: Any) -> jnp.dtype:
+    """The dtype a transform computes its scalars in (1 - b2, 1 - b1**t, ...): once per
+    step for all leaves, at least float32 -- the compute dtype of the widest leaf. A leaf cast
+    to the same dtype costs nothing, so a step traces one scalar expression, not one per leaf."""
+    return compute_dtype(*{jnp.result_type(x) for t in trees for x in jax.tree.leaves(t)})
 
 
 def real_dtype(dtype: Any) -> jnp.dtype:
@@ -66,4 +80,4 @@ def divide(u: jax.Array, denom: jax.Array) -> jax.Array:
     quiet zero that freezes the parameter."""
     c = compute_dtype(u.dtype)
     quotient = u.astype(c) / denom.astype(c)
-    return jnp.where(denom == 0, jnp.zeros_like(quotient), quotient).astype(u.dtype)
+    return jax.lax.select(denom == 0, jnp.zeros_like(quotient), quotient).astype(u.dtype)

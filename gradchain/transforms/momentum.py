@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
-from gradchain.transforms.moment_math import compute_dtype, increment
+from gradchain.transforms.moment_math import compute_dtype, increment, scalar_dtype
 
 __all__ = [
     "BiasCorrectState",
@@ -49,12 +49,15 @@ def scale_by_momentum(
         return MomentumState(mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
+        s = scalar_dtype(updates, state.mu)  # >= float32: decay survives bfloat16
+        d = jnp.asarray(decay, s)
+        weight = 1 - d if ema else jnp.ones([], s)  # of the new update
+
         def step(u, mu):
-            c = compute_dtype(u.dtype, mu.dtype)  # >= float32: decay survives bfloat16
-            d = jnp.asarray(decay, c)
-            new_term = (1 - d) * u.astype(c) if ema else u.astype(c)
-            mu_new = d * mu.astype(c) + new_term
-            out = d * mu_new + new_term if nesterov else mu_new
+            c = compute_dtype(u.dtype, mu.dtype)
+            new_term = weight.astype(c) * u.astype(c)
+            mu_new = d.astype(c) * mu.astype(c) + new_term
+            out = d.astype(c) * mu_new + new_term if nesterov else mu_new
             return out.astype(u.dtype), mu_new.astype(mu.dtype)
 
         out, mu = tree_map_split(step, 2, updates, state.mu)
@@ -87,14 +90,16 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
     def update(updates, state, params=None, *, gradient=None, **extra):
         count = increment(state.count)
         grads = updates if gradient is None else gradient
+        s = scalar_dtype(updates)
+        d, t = jnp.asarray(decay, s), count.astype(s)
+        correction = 1 - d**t  # and NAdam's look-ahead: d / (1 - d**(t+1)), (1 - d) / (1 - d**t)
+        ahead, now = (d / (1 - d ** (t + 1)), (1 - d) / correction) if nesterov else (None, None)
 
         def correct(u, g):
             c = compute_dtype(u.dtype)
-            d, t = jnp.asarray(decay, c), count.astype(c)
             if not nesterov:
-                return (u.astype(c) / (1 - d**t)).astype(u.dtype)
-            ahead = d * u.astype(c) / (1 - d ** (t + 1))
-            return (ahead + (1 - d) * g.astype(c) / (1 - d**t)).astype(u.dtype)
+                return (u.astype(c) / correction.astype(c)).astype(u.dtype)
+            return (ahead.astype(c) * u.astype(c) + now.astype(c) * g.astype(c)).astype(u.dtype)
 
         return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count)
 

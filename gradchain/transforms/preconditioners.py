@@ -21,6 +21,7 @@ from gradchain.transforms.moment_math import (
     divide,
     increment,
     moment_dtype,
+    scalar_dtype,
 )
 
 __all__ = [
@@ -86,15 +87,19 @@ def scale_by_rms(
         grads = updates if gradient is None else gradient
         count = increment(state.count) if bias_correction else None
         nu_max_in = state.nu_max if amsgrad else state.nu  # placeholder tree when unused
+        s = scalar_dtype(state.nu)
+        d = jnp.asarray(decay, s)
+        new_weight = 1 - d
+        correction = 1 - d ** count.astype(s) if bias_correction else jnp.ones([], s)
+        inside, outside = jnp.asarray(eps_inside, s), jnp.asarray(eps_outside, s)
 
         def step(u, g, nu, nu_max):
             c = compute_dtype(nu.dtype)
-            d = jnp.asarray(decay, c)
-            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
-            nu_hat = nu_new / (1 - d ** count.astype(c)) if bias_correction else nu_new
+            nu_new = d.astype(c) * nu.astype(c) + new_weight.astype(c) * abs_sq(g, c)
+            nu_hat = nu_new / correction.astype(c) if bias_correction else nu_new
             if amsgrad:
                 nu_hat = jnp.maximum(nu_max.astype(c), nu_hat)
-            denom = jnp.sqrt(nu_hat + jnp.asarray(eps_inside, c)) + jnp.asarray(eps_outside, c)
+            denom = jnp.sqrt(nu_hat + inside.astype(c)) + outside.astype(c)
             return divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
 
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
