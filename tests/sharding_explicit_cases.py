@@ -51,6 +51,8 @@ KNOWN_FAILURES = {  # name: (what happens, the exception; None where JAX's type 
     "adamw_8bit": (_DECODE, ValueError),
     "lion_8bit": (_DECODE, ValueError),
     "muon": ("Newton-Schulz matmuls contract a sharded dimension: ShardingTypeError", None),
+    "soap": ("statistics' matmuls contract a sharded dimension: ShardingTypeError", None),
+    "shampoo": ("statistics' matmuls contract a sharded dimension: ShardingTypeError", None),
 }
 
 

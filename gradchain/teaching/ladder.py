@@ -43,7 +43,8 @@ class Rung(NamedTuple):
     previous: the rung it is compared with (``None`` for the first).
     note:     what it changes, in a few words.
     branch:   ``"ladder"`` for the main line; ``"beside"`` (the same memory, another rule),
-              ``"saves"`` (less memory) or ``"spends"`` (more, on purpose) for the others.
+              ``"saves"`` (less memory), ``"spends"`` (more, on purpose) or ``"steps"`` (more, to
+              take fewer steps: Kronecker-factored preconditioners) for the others.
     """
 
     name: str
@@ -91,12 +92,15 @@ LADDER: list[Rung] = [
     Rung("ademamix", "adam", "a second, slow momentum (b3 = 0.9999)", "spends"),
     Rung("adan", "adam", "a momentum of gradient differences", "spends"),
     Rung("schedule_free_adamw", "adamw", "no schedule: the iterate and its average", "spends"),
+    Rung("shampoo", "adagrad", "a d x d statistic per axis, and its inverse root", "steps"),
+    Rung("soap", "adamw", "Adam in the eigenbasis of Shampoo's per-axis statistics", "steps"),
 ]  # fmt: skip
 
 BRANCH_HEADINGS = {
     "beside": "beside it (the same memory, another rule):",
     "saves": "spending less memory:",
     "spends": "spending more memory, on purpose:",
+    "steps": "spending memory to save steps (second-order statistics per axis):",
 }
 
 
