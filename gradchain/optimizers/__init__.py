@@ -19,5 +19,7 @@ from gradchain.optimizers import games, layerwise, optax_catalogue
 from gradchain.optimizers.games import *  # noqa: F403
 from gradchain.optimizers.layerwise import *  # noqa: F403
 from gradchain.optimizers.optax_catalogue import *  # noqa: F403
+from gradchain.optimizers import schedule_free
+from gradchain.optimizers.schedule_free import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__, *schedule_free.__all__]
