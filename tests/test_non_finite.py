@@ -180,7 +180,7 @@ def test_quantize_keeps_non_finite_entries_and_the_block_scale_finite(code):
     y, q = jax.jit(lambda x: (gradchain.dequantize(q := gradchain.quantize(x, code)), q))(x)
     y = np.asarray(y)
     for i, b in enumerate(bad):
-        assert (np.isnan(y[3 + i]) if np.isnan(b) else y[3 + i] == b), (b, y[3 + i])
+        assert np.isnan(y[3 + i]) if np.isnan(b) else y[3 + i] == b, (b, y[3 + i])
     ok = np.isfinite(x)
     rel = np.max(np.abs(y[ok] - x[ok]) / x[ok])
     assert rel <= 0.037 + 1e-6 if code == "uint8" else rel <= 0.057 + 1e-6

@@ -24,7 +24,7 @@ import numpy as np
 
 from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, describe, tree_map_split
-from gradchain.transforms.mesh_axes import leaf_mean, split_axes
+from gradchain.transforms.mesh_axes import leaf_mean, refuse_if_sharded, split_axes
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
 __all__ = [
@@ -149,6 +149,11 @@ def scale_by_factored_rms(
     _checks.check_dtype("nu_dtype", nu_dtype)
 
     def init_leaf(p):
+        refuse_if_sharded(
+            jnp.asarray(p),
+            "scale_by_factored_rms's init (which axes to factor depends on the whole shape)",
+            "make the state outside shard_map from the whole params, and pass it in",
+        )
         shape, dtype = jnp.shape(p), nu_dtype or real_dtype(jnp.result_type(p))
         axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
         if axes is None:

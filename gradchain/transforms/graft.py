@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.base import Child, GradientTransformation, _as_transform, describe, updater
+from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype, divide
 
 __all__ = ["GraftState", "graft"]
@@ -49,6 +50,8 @@ def graft(magnitude: Any, direction: Any) -> GradientTransformation:
         d, d_state = call_dir(updates, state.direction, params, gradient, extra)
 
         def rescale(m_leaf, d_leaf):
+            refuse_if_sharded(m_leaf, "graft (a norm per leaf)")
+            refuse_if_sharded(d_leaf, "graft (a norm per leaf)")
             c = compute_dtype(m_leaf.dtype, d_leaf.dtype)
             ratio = divide(jnp.linalg.norm(m_leaf.astype(c)), jnp.linalg.norm(d_leaf.astype(c)))
             return (d_leaf.astype(c) * ratio).astype(d_leaf.dtype)

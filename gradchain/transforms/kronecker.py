@@ -38,6 +38,7 @@ import numpy as np
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype, increment, moment_dtype
 
 __all__ = [
@@ -267,6 +268,8 @@ def scale_by_soap(
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         grads = updates if gradient is None else gradient
+        for g in jax.tree.leaves(grads):  # Kronecker factors are products over a whole leaf
+            refuse_if_sharded(g, "the Kronecker factors (scale_by_shampoo, scale_by_soap)")
         t = state.count  # Adam steps before this one, plus the first (statistics only)
         first = t == 0
 
@@ -401,6 +404,8 @@ def scale_by_shampoo(
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         grads = updates if gradient is None else gradient
+        for g in jax.tree.leaves(grads):  # Kronecker factors are products over a whole leaf
+            refuse_if_sharded(g, "the Kronecker factors (scale_by_shampoo, scale_by_soap)")
 
         def accumulate(g, s):
             c = compute_dtype(g.dtype)

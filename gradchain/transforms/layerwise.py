@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, divide, increment, moment_dtype
 
 __all__ = ["LayerwiseRmsState", "scale_by_layerwise_rms"]
@@ -60,6 +61,7 @@ def scale_by_layerwise_rms(
         def step(u, g, nu):
             c = compute_dtype(nu.dtype)
             d = jnp.asarray(decay, c)
+            refuse_if_sharded(g, "scale_by_layerwise_rms (a norm per leaf)")
             norm_sq = jnp.sum(abs_sq(g, c))
             nu_new = jnp.where(first, norm_sq, d * nu.astype(c) + (1 - d) * norm_sq)
             denom = jnp.sqrt(nu_new + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)

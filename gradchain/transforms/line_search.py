@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_zeros_like
+from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
 __all__ = [
@@ -45,12 +46,16 @@ def _value_dtype(tree: Any) -> jnp.dtype:
 
 def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
     """Re <a, b> = Re sum(conj(a) * b) over all leaves, in ``dtype``."""
+    for x in jax.tree.leaves(a) + jax.tree.leaves(b):
+        refuse_if_sharded(x, "an inner product over the whole tree (L-BFGS, the line searches)")
     parts = [jnp.vdot(x, y, precision=_HIGHEST).real for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
     return functools.reduce(lambda s, p: s + p.astype(dtype), parts, jnp.zeros([], dtype))
 
 
 def _squared_norm(tree: Any, dtype: Any) -> jax.Array:
     """sum |x|**2 over all leaves, in ``dtype``."""
+    for x in jax.tree.leaves(tree):
+        refuse_if_sharded(x, "a norm over the whole tree (L-BFGS, the line searches)")
     parts = [jnp.sum(abs_sq(x, real_dtype(x.dtype))) for x in jax.tree.leaves(tree)]
     return functools.reduce(lambda s, p: s + p.astype(dtype), parts, jnp.zeros([], dtype))
 

@@ -32,6 +32,7 @@ from gradchain.transforms.extra_moments import (
     scale_by_surprise_rms,
 )
 from gradchain.transforms.layerwise import scale_by_layerwise_rms
+from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype
 from gradchain.transforms.momentum import bias_correct, scale_by_lion_momentum, scale_by_momentum
 from gradchain.transforms.preconditioners import scale_by_inf_norm, scale_by_rms
@@ -393,6 +394,7 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation
             _checks.refuse_missing_params("scale_by_param_block_norm")
 
         def scale_leaf(u, p):
+            refuse_if_sharded(jnp.asarray(p), "scale_by_param_block_norm (a norm per leaf)")
             c = compute_dtype(u.dtype, jnp.result_type(p))
             norm = jnp.sqrt(jnp.sum(jnp.abs(jnp.asarray(p).astype(c)) ** 2))
             return (u.astype(c) * jnp.maximum(norm, jnp.asarray(min_scale, c))).astype(u.dtype)
