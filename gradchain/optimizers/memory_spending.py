@@ -228,8 +228,11 @@ def yogi(
 ) -> GradientTransformation:
     """Yogi: Adam whose second moment changes additively. Memory: 2x params.
 
-    Note: Optax also starts its first moment at 1e-6 (here: 0, as Adam's); the difference
-    fades as b1**t and stays below 1e-6 in the params.
+    Note: Optax also starts its first moment at 1e-6 (here: 0, as Adam's). The difference
+    in mu fades as b1**t, but the steps it changed are taken: the params stay apart by about
+    1e-4 x lr, set in the first ten steps, and it does not fade (measured on the test problem
+    of tests/test_memory_spending.py, float64, lr 0.01: 4.7e-7 after 1 step, 7.4e-7 after 10,
+    7.8e-7 after 50 and after 200; 3.3e-4 x lr after 50 steps of other gradients).
     """
     return chain(
         scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
@@ -394,8 +397,11 @@ def rprop(
     ``scale_by_rprop(clip_every_step=True)``.
 
     Note: each step moves by the step just computed, as in the paper and torch.optim.Rprop.
-    Optax 0.2.8's ``rprop`` emits the *previous* step's update instead (zeroed where the sign
-    flipped): its params lag ours by one step; its step sizes equal ours exactly.
+    Optax 0.2.8's ``rprop`` emits the *previous* step's update instead, and zeroes it also
+    where the sign flips at the current step: its step sizes equal ours exactly, but its
+    params are not ours one step late. Measured on the test problem of
+    tests/test_memory_spending.py (lr 0.01, float64): the params are 0.01 apart after 1 step
+    (Optax's first update is 0), 0.052 after 10 and 0.144 after 50 and after 200.
     """
     return chain(
         scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size),  # +1x
