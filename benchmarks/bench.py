@@ -257,6 +257,80 @@ def compile_table(cfg: dict) -> list[dict]:
     return rows
 
 
+# --- the issue's two trees: first call and step, both libraries ----------------------------
+
+
+def transformer_like() -> dict[str, Any]:
+    """24 blocks x (4 matrices 256x256 + 4 vectors 256) + a 2048x256 embedding: 194 leaves,
+    6.4e6 params -- a transformer repeats a handful of shapes."""
+    tree: dict[str, Any] = {"embed": jnp.ones((2048, 256), jnp.float32)}
+    for b in range(24):
+        tree[f"block{b:02d}"] = {
+            **{f"w{i}": jnp.ones((256, 256), jnp.float32) for i in range(4)},
+            **{f"v{i}": jnp.ones((256,), jnp.float32) for i in range(4)},
+        }
+    return tree
+
+
+def many_small() -> dict[str, Any]:
+    """1000 leaves of 32x32 (1e6 params)."""
+    return {f"p{i:04d}": jnp.ones((32, 32), jnp.float32) for i in range(1000)}
+
+
+NAMED_TREES = {"transformer-like (194 leaves, 6.4e6)": transformer_like, "1000 x 32x32": many_small}
+
+
+def _first_call_and_step(opt: Any, apply: Callable, make: Callable, steps: int) -> tuple:
+    params = make()
+    grads = jax.tree.map(lambda p: p * 1e-3, params)
+    state = opt.init(params)
+    step = step_fn(opt, apply)
+    start = time.perf_counter()
+    params, state = jax.block_until_ready(step(params, state, grads))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        params, state = jax.block_until_ready(step(params, state, grads))
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times)
+
+
+def tree_table(cfg: dict) -> list[dict]:
+    """First call (trace + lower + compile + one step) and the median step, Adam, for each
+    named tree; the two libraries alternate (three rounds, medians)."""
+    rows = []
+    for label, make in NAMED_TREES.items():
+        for name in cfg["tree_opts"]:
+            firsts: dict[str, list] = {"gradchain": [], "optax": []}
+            steps: dict[str, list] = {"gradchain": [], "optax": []}
+            for r in range(cfg["tree_rounds"]):
+                gc_opt, ox_opt = optimizers(name)
+                pair = [
+                    ("gradchain", gc_opt, gradchain.apply_updates),
+                    ("optax", ox_opt, optax.apply_updates),
+                ]
+                for lib, opt, apply in pair if r % 2 else pair[::-1]:
+                    first, step = _first_call_and_step(opt, apply, make, cfg["tree_steps"])
+                    firsts[lib].append(first)
+                    steps[lib].append(step)
+            row = {"tree": label, "opt": name}
+            for lib in ("gradchain", "optax"):
+                row[f"{lib}_first_s"] = statistics.median(firsts[lib])
+                row[f"{lib}_step_ms"] = statistics.median(steps[lib]) * 1e3
+            row["first_ratio"] = row["gradchain_first_s"] / row["optax_first_s"]
+            row["step_ratio"] = row["gradchain_step_ms"] / row["optax_step_ms"]
+            rows.append(row)
+            print(
+                f"{label} {name}: first call {row['gradchain_first_s']:.2f} / "
+                f"{row['optax_first_s']:.2f} s ({row['first_ratio']:.2f}x), step "
+                f"{row['gradchain_step_ms']:.2f} / {row['optax_step_ms']:.2f} ms "
+                f"({row['step_ratio']:.2f}x)",
+                flush=True,
+            )
+    return rows
+
+
 # --- structure: equations and fusions per leaf ---------------------------------------------
 
 
@@ -370,6 +444,9 @@ FULL = dict(
     compile_opts=["adam"],
     grouped_opts=["adam", "sgd"],
     grouped_compile_leaves=[10, 100, 1000],
+    tree_opts=["adamw"],
+    tree_rounds=3,
+    tree_steps=20,
     triad_n=50_000_000,
     memory_n=50_000_000,
 )
@@ -382,6 +459,9 @@ QUICK = dict(
     compile_opts=["adam"],
     grouped_opts=["adam"],
     grouped_compile_leaves=[100],
+    tree_opts=["adamw"],
+    tree_rounds=1,
+    tree_steps=5,
     triad_n=10_000_000,
     memory_n=10_000_000,
 )
@@ -426,6 +506,18 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
+        "| tree, optimizer | first call gradchain / optax s | ratio | step gradchain / optax ms "
+        "| ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in result.get("trees", []):
+        lines.append(
+            f"| {r['tree']}, {r['opt']} | {r['gradchain_first_s']:.2f} / {r['optax_first_s']:.2f} "
+            f"| {r['first_ratio']:.2f} | {r['gradchain_step_ms']:.2f} / {r['optax_step_ms']:.2f} "
+            f"| {r['step_ratio']:.2f} |"
+        )
+    lines += [
+        "",
         "| structure (Adam) | jaxpr equations per leaf | fusions per leaf |",
         "|---|---:|---:|",
     ]
@@ -452,7 +544,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--markdown", help="also write the markdown tables to this file")
     parser.add_argument(
-        "--skip", nargs="*", default=[], help="parts to skip: steps compile structure memory"
+        "--skip",
+        nargs="*",
+        default=[],
+        help="parts to skip: steps compile trees structure memory",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -464,6 +559,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"bandwidth (triad {cfg['triad_n']:.0e}): {bandwidth / 1e9:.1f} GB/s", flush=True)
     steps = [] if "steps" in args.skip else step_table(cfg, bandwidth)
     compiled = [] if "compile" in args.skip else compile_table(cfg)
+    trees = [] if "trees" in args.skip else tree_table(cfg)
     struct = [] if "structure" in args.skip else structure()
     mem = [] if "memory" in args.skip else memory_rows(cfg["memory_n"])
     aa = [r["aa_ratio"] for r in steps if "aa_ratio" in r]
@@ -476,6 +572,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bandwidth_gbs": bandwidth / 1e9,
         "steps": steps,
         "compile": compiled,
+        "trees": trees,
         "structure": struct,
         "memory": mem,
         "summary": {
