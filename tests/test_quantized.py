@@ -283,3 +283,28 @@ def test_adamw_8bit_in_float64_keeps_float64_updates_and_stays_near_adamw(x64):
         jnp.float32,
         jnp.float64,
     )
+
+
+@pytest.mark.parametrize("name, reference", [("adam_8bit", "adam"), ("adamw_8bit", "adamw")])
+def test_with_no_leaf_quantized_the_8bit_optimizers_are_their_float_chains(name, reference, x64):
+    """min_size above every leaf's size keeps every moment a float array: what remains is the
+    chain itself, which must be Adam's (eps outside the root) to the last bit."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.full(4, 0.5)}
+    ours = getattr(gradchain, name)(1e-2, min_size=10**9)
+    decay = ours_decay(name)
+    theirs = getattr(gradchain, reference)(1e-2, **({} if decay is None else {"weight_decay": decay}))
+    s1, s2 = ours.init(params), theirs.init(params)
+    for k in range(5):
+        g = jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1)) * 1e-3, params)
+        u1, s1 = ours.update(g, s1, params)
+        u2, s2 = theirs.update(g, s2, params)
+        for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def ours_decay(name):
+    """The weight decay the 8-bit optimizer uses by default (None: it has no such argument)."""
+    import inspect
+
+    default = inspect.signature(getattr(gradchain, name)).parameters.get("weight_decay")
+    return None if default is None else default.default

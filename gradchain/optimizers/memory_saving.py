@@ -293,8 +293,10 @@ def adamw_8bit(
     return chain(
         quantized_moments(scale_by_momentum(b1, ema=True), mu="int8", **q),  # mu (+~0.25x params)
         bias_correct(b1),
-        quantized_moments(  # nu (+~0.25x params)
-            scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True), nu="uint8", **q
+        quantized_moments(  # nu (+~0.25x params); eps outside the root, as Adam's
+            scale_by_rms(b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root),
+            nu="uint8",
+            **q,
         ),
         add_decayed_weights(weight_decay),  # decoupled decay
         scale_by_learning_rate(learning_rate),
