@@ -292,7 +292,8 @@ def test_with_no_leaf_quantized_the_8bit_optimizers_are_their_float_chains(name,
     params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.full(4, 0.5)}
     ours = getattr(gradchain, name)(1e-2, min_size=10**9)
     decay = ours_decay(name)
-    theirs = getattr(gradchain, reference)(1e-2, **({} if decay is None else {"weight_decay": decay}))
+    same_decay = {} if decay is None else {"weight_decay": decay}
+    theirs = getattr(gradchain, reference)(1e-2, **same_decay)
     s1, s2 = ours.init(params), theirs.init(params)
     for k in range(5):
         g = jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1)) * 1e-3, params)
