@@ -128,16 +128,19 @@ def test_nnx_optimizer_steps_equal_optax(pair, x64):
 def test_nnx_optimizer_keeps_gradchains_named_state(x64):
     _, _, optimizer = _nnx_run("adam", "ours")
     state = nnx.as_pure(optimizer.opt_state)
-    names = [type(s).__name__ for s in state]
-    assert names == ["MomentumState", "BiasCorrectState", "RmsState", "LearningRateState"]
-    assert int(state[1].count) == STEPS and state[2].nu_max is None
+    assert type(state).__name__ == "AdamLiveState"
+    names = [type(s).__name__ for s in state.inner]
+    assert names == ["MomentumState", "BiasCorrectState", "RmsState", "EmptyState"]
+    assert int(state.inner[1].count) == STEPS and state.inner[2].nu_max is None
+    assert float(gradchain.get_hyperparams(state)["learning_rate"]) == pytest.approx(1e-2)
     assert int(optimizer.step[...]) == STEPS
 
 
 def test_nnx_groups_by_path_put_bias_and_scale_in_the_no_decay_group(x64):
     _, _, optimizer = _nnx_run("groups-by-path", "ours")
-    groups = nnx.as_pure(optimizer.opt_state).groups
-    decayed = groups["decay"][0].mu  # MomentumState.mu over the "decay" group's leaves
+    state = nnx.as_pure(optimizer.opt_state)
+    decayed = state.groups["decay"].inner[0].mu  # MomentumState.mu over the "decay" group
+    assert gradchain.get_slot(state, "decay.mu")["decay.mu"] is decayed
     kept = {leaf_name(p) for p, x in jax.tree_util.tree_flatten_with_path(decayed)[0]}
     assert kept == {"kernel"}
 
