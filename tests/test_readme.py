@@ -18,16 +18,4 @@ def test_readme_training_example_fits_the_line():
     assert final < 1e-3
 
 
-def test_readme_self_contained_snippets_run():
-    """Blocks that define everything they use (Adam as a chain, training loops, torch port)."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    needs_context = ("opt_state, step)", "l2    =", "state_shardings(opt")
-    runnable = [b for b in blocks[1:] if not any(k in b for k in needs_context)]
-    assert len(runnable) >= 3
-    for block in runnable:
-        namespace: dict = {}
-        with jax.numpy_dtype_promotion("standard"):
-            exec(
-                compile("import jax, jax.numpy as jnp, gradchain\n" + block, "README.md", "exec"),
-                namespace,
-            )
+# The README's other blocks run in tests/test_docs_examples.py, with every page of docs/.
