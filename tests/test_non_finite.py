@@ -44,6 +44,10 @@ def _grads():
     }
 
 
+def _loss(params):
+    return 0.5 * sum(jnp.sum(x**2) for x in jax.tree.leaves(params))
+
+
 def _all_finite(tree):
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
@@ -51,7 +55,9 @@ def _all_finite(tree):
 
 def _step(opt, params, state, g, t, bad):
     g = {"w": jnp.where(t == 1, g["w"].at[FAULT].set(bad), g["w"]), "b": g["b"]}
-    updates, state = opt.update(g, state, params)
+    # the objective too, for the optimizers that read it (line searches, Polyak's step)
+    extra = {"value": _loss(params), "grad": g, "value_fn": _loss}
+    updates, state = opt.update(g, state, params, **extra)
     return gradchain.apply_updates(params, updates), state, updates["w"][FAULT], _all_finite(state)
 
 
