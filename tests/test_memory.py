@@ -395,7 +395,7 @@ def test_hierarchy_in_bfloat16():
 def test_every_ladder_rung_names_an_optimizer_or_a_rung():
     names = {r.name for r in gradchain.LADDER}
     assert all(r.previous is None or r.previous in names for r in gradchain.LADDER)
-    assert all(r.branch in ("ladder", "beside", "saves", "spends") for r in gradchain.LADDER)
+    assert all(r.branch in ("ladder", "beside", "saves", "spends", "steps") for r in gradchain.LADDER)
 
 
 # --- wrappers: masks, parameter groups, accumulation ----------------------------------------

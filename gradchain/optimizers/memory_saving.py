@@ -392,7 +392,9 @@ def adamw_4bit(
         quantized_moments(scale_by_momentum(b1, ema=True), mu=DE4, **q),  # mu (+~0.13x params)
         bias_correct(b1),
         quantized_moments(  # nu (+~0.13x params)
-            scale_by_rms(b2, eps, eps_root=eps_root, bias_correction=True), nu=RANK1_LINEAR4, **q
+            scale_by_rms(b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root),
+            nu=RANK1_LINEAR4,
+            **q,
         ),
         add_decayed_weights(weight_decay),  # decoupled decay
         scale_by_learning_rate(learning_rate),

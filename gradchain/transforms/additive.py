@@ -18,14 +18,17 @@ __all__ = ["AddNoiseState", "ScaledParamsState", "add_noise", "add_scaled_params
 
 @describe(
     count="steps taken so far (int32 scalar): the noise's annealing clock",
-    rng_key="the random key the next step splits (a typed jax.random key)",
+    rng_key="the random key the next step splits, as its raw uint32 data (checkpoints and the "
+    "memory report read plain arrays)",
 )
 class AddNoiseState(NamedTuple):
     count: jax.Array
     rng_key: jax.Array
 
 
-def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = None) -> GradientTransformation:
+def add_noise(
+    eta: float, gamma: float, key: Any = None, *, seed: int | None = None
+) -> GradientTransformation:
     r"""Add Gaussian noise whose variance decays with the step count.
 
     Update:     u_t = u_t + sqrt(eta / t**gamma) * n_t,  n_t ~ N(0, I), one fresh draw per
@@ -48,13 +51,15 @@ def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = N
     typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not typed:
         _checks.check_int("key", key)
+        key = jax.random.key(key)
+    impl = jax.random.key_impl(key)
 
     def init(params):
-        return AddNoiseState(jnp.zeros([], jnp.int32), key if typed else jax.random.key(key))
+        return AddNoiseState(jnp.zeros([], jnp.int32), jax.random.key_data(key))
 
     def update(updates, state, params=None, **extra):
         count = increment(state.count)
-        rng_key, draw = jax.random.split(state.rng_key)
+        rng_key, draw = jax.random.split(jax.random.wrap_key_data(state.rng_key, impl=impl))
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(draw, len(leaves))
 
@@ -64,7 +69,7 @@ def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = N
             return (u + std.astype(u.dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(u.dtype)
 
         out = treedef.unflatten([noisy(u, k) for u, k in zip(leaves, keys)])
-        return out, AddNoiseState(count, rng_key)
+        return out, AddNoiseState(count, jax.random.key_data(rng_key))
 
     return GradientTransformation(init, update, name="add_noise", preprocessing=True)
 
