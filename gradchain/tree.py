@@ -143,7 +143,9 @@ def tree_real(tree: Any) -> Any:
 def tree_norm(tree: Any, ord: Any = None, squared: bool = False) -> jax.Array:  # noqa: A002
     """The vector norm of the whole tree: ord None or 2 (Euclidean), 1, or inf."""
     if ord is None or ord == 2:
-        sq = tree_sum(jax.tree.map(lambda x: jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x)), tree))
+        sq = tree_sum(
+            jax.tree.map(lambda x: jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x)), tree)
+        )
         return jnp.asarray(sq if squared else jnp.sqrt(sq))
     if ord == 1:
         value = tree_sum(jax.tree.map(jnp.abs, tree))
@@ -189,7 +191,10 @@ def tree_cast(tree: Any, dtype: Any) -> Any:
     if dtype is None:
         return tree
     return jax.tree.map(
-        lambda x: x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree
+        lambda x: (
+            jnp.asarray(x).astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x
+        ),
+        tree,
     )
 
 
@@ -223,7 +228,7 @@ def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any
 def tree_bias_correction(moment: Any, decay: Any, count: Any) -> Any:
     """moment / (1 - decay**count), the correction computed before the cast to each leaf's dtype."""
     correction = 1 - jnp.asarray(decay) ** count
-    return jax.tree.map(lambda t: t / correction.astype(t.dtype), moment)
+    return jax.tree.map(lambda t: t / correction.astype(jnp.result_type(t)), moment)
 
 
 # --- finding values by key ---------------------------------------------------------------------
@@ -278,9 +283,7 @@ def _slot_matches(tree: Any, key: Any) -> list[tuple[tuple, Any]]:
         every = slots(tree)
     except Exception:  # noqa: BLE001 - not a state gradchain can read: no slot paths
         return []
-    return [
-        (s.route, s.value) for s in every if key == s.path or s.path.endswith("." + key)
-    ]
+    return [(s.route, s.value) for s in every if key == s.path or s.path.endswith("." + key)]
 
 
 def tree_get_all_with_path(
@@ -315,7 +318,9 @@ def tree_get(
         return default
     paths = [s.path for s in _safe_slots(tree) if s.name == key or s.path.endswith("." + str(key))]
     hint = f"; name one of: {', '.join(paths)}" if paths else ""
-    raise KeyError(f"found {builtins.max(len(found), len(by_slot))} values for {key!r} in this tree{hint}")
+    raise KeyError(
+        f"found {builtins.max(len(found), len(by_slot))} values for {key!r} in this tree{hint}"
+    )
 
 
 def _safe_slots(tree: Any) -> list[Any]:
@@ -334,17 +339,24 @@ def _replace(node: Any, path: tuple, value: Any) -> Any:
             return jnp.asarray(value, dtype=old.dtype)
         return value
     entry, rest = path[0], path[1:]
-    key = _key_of(entry) if isinstance(entry, (NamedTupleKey, jax.tree_util.DictKey,
-                                               jax.tree_util.SequenceKey)) else entry
+    key = (
+        _key_of(entry)
+        if isinstance(entry, (NamedTupleKey, jax.tree_util.DictKey, jax.tree_util.SequenceKey))
+        else entry
+    )
     if isinstance(node, tuple) and hasattr(type(node), "_fields"):
         field = key if isinstance(key, str) else node._fields[key]
         return node._replace(**{field: _replace(getattr(node, field), rest, value)})
     if isinstance(node, dict):
-        return type(node)({k: (_replace(v, rest, value) if k == key else v) for k, v in node.items()})
+        return type(node)(
+            {k: (_replace(v, rest, value) if k == key else v) for k, v in node.items()}
+        )
     return type(node)(_replace(v, rest, value) if i == key else v for i, v in enumerate(node))
 
 
-def tree_set(tree: Any, filtering: Callable[[tuple, Any], bool] | None = None, /, **kwargs: Any) -> Any:
+def tree_set(
+    tree: Any, filtering: Callable[[tuple, Any], bool] | None = None, /, **kwargs: Any
+) -> Any:
     """A copy of ``tree`` with the values under each keyword's key replaced (Optax's rule, as
     ``tree_get``; every match is replaced). In a gradchain state a key may be a slot path
     (``tree_set(state, **{"BiasCorrectState.count": 3})``), and a hyperparameter's name sets
@@ -356,8 +368,9 @@ def tree_set(tree: Any, filtering: Callable[[tuple, Any], bool] | None = None, /
     for key, value in kwargs.items():
         found = tree_get_all_with_path(tree, key, filtering)
         if not found:
-            found = [(r, v) for r, v in _slot_matches(tree, key)
-                     if filtering is None or filtering(r, v)]
+            found = [
+                (r, v) for r, v in _slot_matches(tree, key) if filtering is None or filtering(r, v)
+            ]
         if not found:
             raise KeyError(f"found no value for {key!r} in this tree")
         for path, _ in found:
@@ -366,9 +379,11 @@ def tree_set(tree: Any, filtering: Callable[[tuple, Any], bool] | None = None, /
 
 
 # optax.tree's short names: gradchain.tree.get, gradchain.tree.add, ...
-add, sub, mul, div, scale, add_scale = tree_add, tree_sub, tree_mul, tree_div, tree_scale, tree_add_scale
-vdot, sum, max, min, size, norm = tree_vdot, tree_sum, tree_max, tree_min, tree_size, tree_norm  # noqa: A001
-conj, real, where, clip, cast, cast_like = tree_conj, tree_real, tree_where, tree_clip, tree_cast, tree_cast_like
+add, sub, mul, div = tree_add, tree_sub, tree_mul, tree_div
+scale, add_scale, vdot, size, norm = tree_scale, tree_add_scale, tree_vdot, tree_size, tree_norm
+sum, max, min = tree_sum, tree_max, tree_min  # noqa: A001 -- optax.tree's names
+conj, real, where, clip = tree_conj, tree_real, tree_where, tree_clip
+cast, cast_like = tree_cast, tree_cast_like
 zeros_like, ones_like, full_like = tree_zeros_like, tree_ones_like, tree_full_like
 get, set, get_all_with_path = tree_get, tree_set, tree_get_all_with_path  # noqa: A001
 update_moment, update_moment_per_elem_norm = tree_update_moment, tree_update_moment_per_elem_norm

@@ -71,6 +71,7 @@ GradientTransformationExtraArgs = GradientTransformation
 # --- Adam's family: momentum, bias correction, a second moment ------------------------------
 
 
+@_checks.names_arguments  # refusals under these arguments' names
 def scale_by_adam(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -93,6 +94,7 @@ def scale_by_adam(
     )
 
 
+@_checks.names_arguments
 def scale_by_amsgrad(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -113,13 +115,20 @@ def scale_by_amsgrad(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         *([bias_correct(b1)] if bias_correction_mu else []),
         scale_by_rms(  # nu and its running maximum                        (+2x params)
-            b2, eps, eps_in_sqrt=False, bias_correction=bias_correction_nu, eps_root=eps_root,
+            b2,
+            eps,
+            eps_in_sqrt=False,
+            bias_correction=bias_correction_nu,
+            eps_root=eps_root,
             amsgrad=True,
         ),
     )
 
 
-def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+@_checks.names_arguments
+def scale_by_adamax(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> GradientTransformation:
     r"""Adamax's direction: bias-corrected momentum over max(b2 * nu, |g| + eps).
 
     State:      mu, count, nu.   Memory: +2x params.
@@ -132,6 +141,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
     )
 
 
+@_checks.names_arguments
 def scale_by_yogi(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -156,6 +166,7 @@ def scale_by_yogi(
     )
 
 
+@_checks.names_arguments
 def scale_by_radam(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -178,6 +189,7 @@ def scale_by_radam(
     )
 
 
+@_checks.names_arguments
 def scale_by_belief(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -201,8 +213,9 @@ def scale_by_belief(
     """
     momentum = scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype)  # first moment (+1x)
     if nesterov:  # the look-ahead numerator is corrected inside, with the same count
-        return chain(momentum, scale_by_surprise_rms(b2, eps, eps_root, nesterov_decay=b1,
-                                                     nu_dtype=nu_dtype))  # (+1x params)
+        return chain(
+            momentum, scale_by_surprise_rms(b2, eps, eps_root, nesterov_decay=b1, nu_dtype=nu_dtype)
+        )  # (+1x params)
     return chain(
         momentum,
         scale_by_surprise_rms(b2, eps, eps_root, nu_dtype=nu_dtype),  # reads mu (+1x params)
@@ -210,6 +223,7 @@ def scale_by_belief(
     )
 
 
+@_checks.names_arguments
 def scale_by_adan(
     b1: float = 0.98,
     b2: float = 0.92,
@@ -230,6 +244,7 @@ def scale_by_adan(
     )
 
 
+@_checks.names_arguments
 def scale_by_novograd(
     b1: float = 0.9,
     b2: float = 0.25,
@@ -273,6 +288,7 @@ def _soft_sign(mode: str, smooth_beta: float) -> GradientTransformation:
     return GradientTransformation(init, update, name=f"lion_{mode}_sign")
 
 
+@_checks.names_arguments
 def scale_by_lion(
     b1: float = 0.9,
     b2: float = 0.99,
@@ -291,6 +307,7 @@ def scale_by_lion(
     Reference:  Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023.
     """
     _checks.check_choice("mode", mode, ("hard", "smooth", "refined"))
+    _checks.check_hyperparam("smooth_beta", smooth_beta)
     return chain(
         scale_by_lion_momentum(b1, b2, mu_dtype=mu_dtype),  # momentum        (+1x params)
         scale_by_sign() if mode == "hard" else _soft_sign(mode, smooth_beta),
@@ -300,6 +317,7 @@ def scale_by_lion(
 # --- accumulators under Optax's names --------------------------------------------------------
 
 
+@_checks.names_arguments
 def trace(
     decay: float, nesterov: bool = False, accumulator_dtype: Any = None
 ) -> GradientTransformation:
@@ -311,6 +329,7 @@ def trace(
     return scale_by_momentum(decay, nesterov=nesterov, mu_dtype=accumulator_dtype)
 
 
+@_checks.names_arguments
 def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> GradientTransformation:
     r"""Exponential moving average of the updates, bias-corrected unless ``debias=False``.
 
@@ -419,12 +438,13 @@ def scale_by_optimistic_gradient(alpha: float = 1.0, beta: float = 1.0) -> Gradi
 
     Update:     u_t = (alpha + beta) g_t - beta g_{t-1}   (g_0 := g_1 at the first step)
     State:      is_initial_step (bool scalar), previous_gradient.   Memory: +1x params.
+    Args:       alpha, beta -- >= 0.
     Note:       Optax's ``scale_by_optimistic_gradient`` (field names kept); it acts on the
                 incoming update. ``optimistic_gradient_descent`` is this and a learning rate.
     Reference:  Mokhtari, Ozdaglar & Pattathil, 2019; Daskalakis et al., 2018.
     """
-    _checks.check_hyperparam("alpha", alpha)
-    _checks.check_hyperparam("beta", beta)
+    _checks.check_non_negative("alpha", alpha)
+    _checks.check_non_negative("beta", beta)
 
     def init(params):
         return OptimisticGradientState(
