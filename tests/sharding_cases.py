@@ -34,6 +34,11 @@ RTOL_OF = {"shampoo": 2e-9}
 NOT_REPRODUCIBLE = {"soap": "eigenvectors of a degenerate eigenspace depend on rounding"}
 
 
+# Optimizers whose update reads the objective (Optax's extra arguments): L-BFGS's line search
+# calls value_fn; the Polyak step reads value. The training step gives them what they need.
+NEEDS_OBJECTIVE = {"lbfgs": ("value", "grad", "value_fn"), "polyak_sgd": ("value",)}
+
+
 def _named(names):
     return [
         pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_REPRODUCIBLE[n]))
@@ -88,18 +93,22 @@ def _place(host, mesh, specs=SPECS):
     return {k: jax.device_put(v, NamedSharding(mesh, specs[k])) for k, v in host.items()}
 
 
-def _train_step(opt, loss=_loss):
+def _train_step(opt, loss=_loss, objective=()):
+    """One step; ``objective`` names what the update also reads (``NEEDS_OBJECTIVE``)."""
+
     def step(params, state, batch):
-        grads = jax.grad(loss)(params, batch)
-        updates, state = opt.update(grads, state, params)
+        value, grads = jax.value_and_grad(loss)(params, batch)
+        given = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
+        extra = {k: given[k] for k in objective}
+        updates, state = opt.update(grads, state, params, **extra)
         return gradchain.apply_updates(params, updates), state
 
     return step
 
 
-def _single_device_run(opt, host, batches, loss=_loss):
+def _single_device_run(opt, host, batches, loss=_loss, objective=()):
     # Eager: on these tiny arrays dispatch is cheaper than one more compilation.
-    step = _train_step(opt, loss)
+    step = _train_step(opt, loss, objective)
     params = jax.tree.map(jnp.asarray, host)
     state = opt.init(params)
     for b in batches:
@@ -172,11 +181,16 @@ def test_state_follows_the_params_and_sharded_steps_equal_one_device(name, x64):
         assert len(buffers) == len(set(buffers))
     del eager
 
+    objective = NEEDS_OBJECTIVE.get(name, ())
     step = jax.jit(
-        _train_step(opt),
+        _train_step(opt, objective=objective),
         in_shardings=(p_shard, s_shard, (b_shard, b_shard)),
         out_shardings=(p_shard, s_shard),
         donate_argnums=(0, 1),
+        # jit drops an argument the step never reads, and a dropped argument is not donated:
+        # L-BFGS's line search keeps its last value and gradient for value_and_grad_from_state
+        # and recomputes them, never reading the old ones. Keep them, so every buffer is given.
+        keep_unused=True,
     )
     for b in batches:
         old_params, old_state = params, state
@@ -185,7 +199,7 @@ def test_state_follows_the_params_and_sharded_steps_equal_one_device(name, x64):
     assert step._cache_size() == 1
     assert _same_layout(params, p_shard) and _same_layout(state, s_shard)
 
-    ref_params, ref_state = _single_device_run(opt, host, batches)
+    ref_params, ref_state = _single_device_run(opt, host, batches, objective=objective)
     _assert_trees_close(params, ref_params, RTOL_OF.get(name, RTOL))
     _assert_trees_close(state, ref_state, RTOL_OF.get(name, RTOL))
 

@@ -53,7 +53,7 @@ def test_one_device_layout_is_the_params_and_bytes_are_counted_without_allocatin
     }
     opt = gradchain.adam(1e-3)
     shardings = gs.state_shardings(opt, params)
-    assert gradchain.get_slot(shardings, "mu")["0.mu"] == {"w": replicated, "b": replicated}
+    assert gradchain.get_slot(shardings, "mu")["mu"] == {"w": replicated, "b": replicated}
     state = jax.eval_shape(opt.init, params)
     moments = 2 * (300 * 200 * 4 + 200 * 2)
     scalars = sum(x.dtype.itemsize for x in jax.tree.leaves(state) if x.ndim == 0)

@@ -29,8 +29,9 @@ class Sm3State(NamedTuple):
 
 def _accumulators(p: Any) -> list[jax.Array]:
     dtype = real_dtype(jnp.result_type(p))
-    shape = jnp.shape(p)
-    return [jnp.zeros([n], dtype) for n in shape] if shape else [jnp.zeros([], dtype)]
+    if jnp.ndim(p) < 2:  # the leaf's own shape: made like it, so it is laid out like it
+        return [jnp.zeros_like(p, dtype)]
+    return [jnp.zeros([n], dtype) for n in jnp.shape(p)]
 
 
 def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> GradientTransformation:
