@@ -40,9 +40,9 @@ def kernel_specs(tmp_path_factory):
     return kernelspec.KernelSpecManager(kernel_dirs=[str(kernels)])
 
 
-def test_the_teaching_path_has_five_notebooks_in_order():
+def test_the_teaching_path_has_six_notebooks_in_order():
     names = [p.name[:2] for p in NOTEBOOKS]
-    assert names == ["01", "02", "03", "04", "05"]
+    assert names == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
