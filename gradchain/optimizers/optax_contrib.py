@@ -1,0 +1,87 @@
+"""Named optimizers from ``optax.contrib``: MADGRAD (dual averaging with a cube-root
+denominator) and Sophia (momentum over a clipped Hessian diagonal).
+
+Keyword names, defaults and extra arguments follow Optax's function of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain import _checks
+from gradchain.base import GradientTransformation, chain
+from gradchain.combine.live import live
+from gradchain.transforms.curvature import hutchinson_estimator_diag_hessian, scale_by_sophia
+from gradchain.transforms.dual_averaging import scale_by_madgrad
+from gradchain.transforms.scaling import add_decayed_weights, scale_by_learning_rate
+
+__all__ = ["madgrad", "sophia"]
+
+LearningRate = float | Callable[[Any], Any]
+
+
+@live
+def madgrad(
+    learning_rate: LearningRate,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    eps: float = 1e-6,
+) -> GradientTransformation:
+    """MADGRAD: momentumized dual averaging with a cube-root AdaGrad denominator.
+
+    Memory: 3x params (sums of gradients and of their squares, the initial params).
+    ``weight_decay`` is L2 (added to the gradient). Optax's ``contrib.madgrad``, same
+    keywords and defaults. Reference: Defazio & Jelassi, 2021.
+    """
+    return chain(
+        add_decayed_weights(weight_decay),  # L2, into the gradient
+        scale_by_madgrad(learning_rate, momentum, eps),  # sums and x0 (+3x params)
+    )
+
+
+# Optax's default estimator: one instance, PRNGKey(0), shared by every sophia() call.
+_HUTCHINSON = hutchinson_estimator_diag_hessian()
+
+
+@live(static=("weight_decay_mask",))
+def sophia(
+    learning_rate: LearningRate,
+    b1: float = 0.965,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    weight_decay_mask: Any = None,
+    gamma: float = 0.01,
+    clip_threshold: float | None = 1.0,
+    update_interval: int = 10,
+    hessian_diagonal_fn: Any = _HUTCHINSON,
+    mu_dtype: Any = None,
+    verbose: bool = False,
+    print_win_rate_every_n_steps: int = 0,
+) -> GradientTransformation:
+    """Sophia: bias-corrected momentum divided by a Hessian-diagonal estimate, clipped.
+
+    Memory: 2x params (momentum, Hessian diagonal). Its update needs the objective for the
+    default (Hutchinson) estimator: ``update(grads, state, params, obj_fn=lambda p:
+    loss(p, batch))``; any extra argument reaches ``hessian_diagonal_fn``. Decoupled
+    ``weight_decay`` (``weight_decay_mask``: Optax's mask). Optax's ``contrib.sophia``,
+    same keywords, defaults and draws. Reference: Liu et al., ICLR 2024.
+    """
+    _checks.check_learning_rate(learning_rate)
+    return chain(
+        scale_by_sophia(  # mu, nu (+2x params)
+            b1,
+            b2,
+            eps,
+            gamma,
+            clip_threshold,
+            update_interval,
+            hessian_diagonal_fn,
+            mu_dtype,
+            verbose,
+            print_win_rate_every_n_steps,
+        ),
+        add_decayed_weights(weight_decay, mask=weight_decay_mask),  # decoupled
+        scale_by_learning_rate(learning_rate),
+    )
