@@ -19,7 +19,12 @@ from gradchain.base import GradientTransformation, describe, hyperparam_dtype, t
 from gradchain.state import get_hyperparams
 from gradchain.transforms.moment_math import compute_dtype, increment
 
-__all__ = ["ScheduleFreeState", "scale_by_schedule_free", "schedule_free_eval_params"]
+__all__ = [
+    "ScheduleFreeState",
+    "scale_by_schedule_free",
+    "schedule_free_average",
+    "schedule_free_eval_params",
+]
 
 
 @describe(
@@ -64,6 +69,39 @@ def scale_by_schedule_free(
                 schedules here instead, to stay Optax's).
     Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
     """
+    return _schedule_free(
+        learning_rate, b1, weight_lr_power, z_dtype, "scale_by_schedule_free",
+        lambda u, z, lr: z - lr * u,
+    )
+
+
+def schedule_free_average(
+    learning_rate: float | Callable[[jax.Array], Any],
+    b1: float = 0.9,
+    weight_lr_power: float = 2.0,
+    *,
+    z_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Schedule-free averaging after a base optimizer: its update is the step of z.
+
+    Update:     z_t = z_{t-1} + u_t  (u: the base optimizer's update, learning rate included)
+                then as ``scale_by_schedule_free``: x_t = (1 - c_t) x_{t-1} + c_t z_t,
+                emit b1 * x_t + (1 - b1) * z_t - y  (y: the params given)
+    State:      as ``scale_by_schedule_free``.   Memory: +1x params (z).
+    Args:       learning_rate -- used only for the averaging weights max(lr)**weight_lr_power
+                (a schedule is read one step ahead, ``learning_rate(count + 1)``, as Optax's
+                ``schedule_free``).  b1 -- in (0, 1].  weight_lr_power -- >= 0.
+    Note:       ``gradchain.schedule_free(base, learning_rate)`` is ``chain(base, this)``.
+    Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
+    """
+    return _schedule_free(
+        learning_rate, b1, weight_lr_power, z_dtype, "schedule_free_average",
+        lambda u, z, lr: z + u,
+    )
+
+
+def _schedule_free(learning_rate, b1, weight_lr_power, z_dtype, name, z_step):
+    """The two schedule-free transforms, which differ only in how z steps."""
     _checks.check_learning_rate(learning_rate)
     _checks.check_closed_unit_interval("b1", b1)
     _checks.check_positive("b1", b1)
@@ -85,7 +123,7 @@ def scale_by_schedule_free(
     def update(updates, state, params=None, **extra):
         if params is None:
             raise _checks.GradchainError(
-                "scale_by_schedule_free needs the params: call update(updates, state, params)"
+                f"{name} needs the params: call update(updates, state, params)"
             )
         _checks.check_same_structure("updates", updates, "params", params)
         h = state.max_lr.dtype
@@ -102,7 +140,7 @@ def scale_by_schedule_free(
         def step(u, y, z):
             c = compute_dtype(u.dtype, jnp.result_type(y), z.dtype)
             b, k, yc = jnp.asarray(b1, c), c_t.astype(c), jnp.asarray(y).astype(c)
-            z_new = z.astype(c) - lr.astype(c) * u.astype(c)
+            z_new = z_step(u.astype(c), z.astype(c), lr.astype(c))
             x_prev = (yc - (1 - b) * z.astype(c)) / b
             x = (1 - k) * x_prev + k * z_new
             y_new = b * x + (1 - b) * z_new
@@ -112,7 +150,7 @@ def scale_by_schedule_free(
         count = increment(state.count) if schedule else None
         return out, ScheduleFreeState(z=z, weight_sum=weight_sum, max_lr=max_lr, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_schedule_free")
+    return GradientTransformation(init, update, name=name)
 
 
 def schedule_free_eval_params(state: Any, params: Any, b1: Any = None) -> Any:
@@ -150,7 +188,10 @@ def schedule_free_eval_params(state: Any, params: Any, b1: Any = None) -> Any:
 
 
 def _live_b1(state: Any) -> jax.Array:
-    found = [v for k, v in get_hyperparams(state).items() if k.split(".")[-1] == "b1"]
+    named = {k: v for k, v in get_hyperparams(state).items() if k.split(".")[-1] == "b1"}
+    if len(named) > 1:  # schedule_free(adam(lr, b1=0.0), lr): the wrapper's b1, not adam's
+        named = {k: v for k, v in named.items() if k.split(".")[-2:-1] in (["schedule_free"],)}
+    found = list(named.values())
     if len(found) != 1:
         raise _checks.GradchainError(
             f"schedule_free_eval_params found {len(found)} live hyperparameters named b1 in "
