@@ -28,6 +28,9 @@ from gradchain.combine.masks import (
     partition,
     set_to_zero,
 )
+from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
+from gradchain.combine.schedule_free import schedule_free
+from gradchain.combine.sharpness import SAMState, normalize, sam
 from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip_non_finite
 from gradchain.combine import optax_names
 from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see the module
@@ -37,6 +40,13 @@ __all__ = [
     "LiveState",
     "inject_hyperparams",
     "live",
+    "LookaheadParams",
+    "LookaheadState",
+    "SAMState",
+    "lookahead",
+    "normalize",
+    "sam",
+    "schedule_free",
     "MaskedNode",
     "MaskedState",
     "PartitionState",

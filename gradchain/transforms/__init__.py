@@ -76,6 +76,7 @@ from gradchain.transforms.scaling import (
 from gradchain.transforms.schedule_free import (
     ScheduleFreeState,
     scale_by_schedule_free,
+    schedule_free_average,
     schedule_free_eval_params,
 )
 from gradchain.transforms.sign_adaptive import RpropState, scale_by_rprop
@@ -102,6 +103,10 @@ from gradchain.transforms.line_search import (
 from gradchain.transforms.additive import AddNoiseState, ScaledParamsState, add_noise, add_scaled_params
 from gradchain.transforms.polyak import scale_by_polyak
 from gradchain.transforms.sm3 import Sm3State, scale_by_sm3
+from gradchain.transforms import curvature, dual_averaging, plateau
+from gradchain.transforms.curvature import *  # noqa: F403
+from gradchain.transforms.dual_averaging import *  # noqa: F403
+from gradchain.transforms.plateau import *  # noqa: F403
 
 __all__ = [
     "FactoredMoment",
@@ -167,6 +172,7 @@ __all__ = [
     "scale_by_previous_rms",
     "scale_by_rectified_rms",
     "scale_by_schedule_free",
+    "schedule_free_average",
     "scale_by_trust_ratio",
     "schedule_free_eval_params",
     "KahanState",
@@ -196,4 +202,7 @@ __all__ = [
     "scale_by_polyak",
     "Sm3State",
     "scale_by_sm3",
+    *curvature.__all__,
+    *dual_averaging.__all__,
+    *plateau.__all__,
 ]
