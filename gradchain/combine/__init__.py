@@ -28,6 +28,7 @@ from gradchain.combine.masks import (
     partition,
     set_to_zero,
 )
+from gradchain.combine.mechanic import MechanizeState, mechanize
 from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
 from gradchain.combine.schedule_free import schedule_free
 from gradchain.combine.sharpness import SAMState, normalize, sam
@@ -48,6 +49,8 @@ __all__ = [
     "sam",
     "schedule_free",
     "MaskedNode",
+    "MechanizeState",
+    "mechanize",
     "MaskedState",
     "PartitionState",
     "SkipState",

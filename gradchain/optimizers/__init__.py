@@ -23,5 +23,7 @@ from gradchain.optimizers import schedule_free
 from gradchain.optimizers.schedule_free import *  # noqa: F403
 from gradchain.optimizers import optax_contrib
 from gradchain.optimizers.optax_contrib import *  # noqa: F403
+from gradchain.optimizers import parameter_free
+from gradchain.optimizers.parameter_free import *  # noqa: F403
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__, *schedule_free.__all__, *optax_contrib.__all__]
+__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__, *schedule_free.__all__, *parameter_free.__all__, *optax_contrib.__all__]

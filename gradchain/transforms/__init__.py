@@ -107,6 +107,8 @@ from gradchain.transforms import curvature, dual_averaging, plateau
 from gradchain.transforms.curvature import *  # noqa: F403
 from gradchain.transforms.dual_averaging import *  # noqa: F403
 from gradchain.transforms.plateau import *  # noqa: F403
+from gradchain.transforms import parameter_free
+from gradchain.transforms.parameter_free import *  # noqa: F403
 
 __all__ = [
     "FactoredMoment",
@@ -205,4 +207,5 @@ __all__ = [
     *curvature.__all__,
     *dual_averaging.__all__,
     *plateau.__all__,
+    *parameter_free.__all__,
 ]
