@@ -279,10 +279,21 @@ BETAS_AND_EPS = [
 ]
 
 
+# Arguments among those above that have no upper bound, and why: only a negative is refused.
+NO_UPPER_BOUND = {
+    # The weight of the correction term g_t - g_{t-1}, not a decay: Optax does not bound it and
+    # the method (Mokhtari, Ozdaglar & Pattathil, 2020) does not require beta <= 1.
+    ("optimistic_gradient_descent", "beta"): "a correction weight, not a decay",
+}
+
+
 @pytest.mark.parametrize("name, arg", BETAS_AND_EPS, ids=[f"{n}-{a}" for n, a in BETAS_AND_EPS])
 def test_named_optimizer_refuses_out_of_range_values(name, arg):
     fn = getattr(gradchain, name)
     outside = [-1e-3] if arg in ("eps", "weight_decay") else [-0.1, 1.5]
+    if (name, arg) in NO_UPPER_BOUND:
+        outside = [-0.1]
+        fn(0.01, **{arg: 1.5})  # accepted
     for bad in outside:
         with pytest.raises(ValueError, match=r"must be|got"):
             fn(0.01, **{arg: bad})
