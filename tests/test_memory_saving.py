@@ -386,3 +386,36 @@ def test_leaf_reductions_are_right_on_four_sharded_devices_or_refused():
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_adafactor_moves_the_imaginary_part_of_complex_params_as_optax_does(dtype, request):
+    """The factored and the full second moment, and the clipping, keep a complex update
+    complex (they cast it to the moment's real dtype, and complex params never reached their
+    target in Optax's alias suite). 20 steps, one factored matrix and one vector: measured
+    1.5e-7 (complex64) and 3.1e-9 (complex128, Optax's float32 decay schedule) from Optax."""
+    if dtype == jnp.complex128:
+        request.getfixturevalue("x64")
+    rng = np.random.default_rng(0)
+    params = {
+        k: jnp.asarray(rng.normal(size=s) + 1j * rng.normal(size=s), dtype)
+        for k, s in {"w": (3, 4), "b": (4,)}.items()
+    }
+
+    def run_complex(opt):
+        def step(carry, _):
+            p, s = carry
+            g = jax.tree.map(lambda x: 2 * (x - (1 + 1j)), p)  # conj(d|p - t|^2/dp)
+            u, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        return jax.lax.scan(step, (params, opt.init(params)), None, length=20)[0][0]
+
+    got = run_complex(gradchain.adafactor(0.05, min_dim_size_to_factor=2))
+    with reference_promotion():
+        want = run_complex(optax.adafactor(0.05, min_dim_size_to_factor=2))
+    for k in params:
+        assert got[k].dtype == dtype
+        assert np.abs(np.imag(got[k] - params[k])).max() > 0.1  # the imaginary part moved
+        tol = 1e-6 if dtype == jnp.complex64 else 1e-8
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=0, atol=tol)

@@ -178,7 +178,8 @@ def scale_by_factored_rms(
             s = abs_sq(g, c) + jnp.asarray(eps, c)
             if not isinstance(nu, FactoredMoment):
                 nu_new = beta * nu.astype(c) + (1 - beta) * s
-                out = u.astype(c) * jax.lax.rsqrt(nu_new)
+                cu = compute_dtype(u.dtype, c)  # complex u stays complex
+                out = u.astype(cu) * jax.lax.rsqrt(nu_new).astype(cu)
                 return out.astype(u.dtype), nu_new.astype(store)
             a, b, full = nu.row_axis, nu.col_axis, nu.param_shape
             split = split_axes(g, full, axis_name, "scale_by_factored_rms")
@@ -195,7 +196,8 @@ def scale_by_factored_rms(
             factor = jnp.expand_dims(jax.lax.rsqrt(row / row_mean), a) * jnp.expand_dims(
                 jax.lax.rsqrt(col), b
             )
-            out = (u.astype(c) * factor).astype(u.dtype)
+            cu = compute_dtype(u.dtype, c)  # complex u stays complex
+            out = (u.astype(cu) * factor.astype(cu)).astype(u.dtype)
             return out, FactoredMoment(row.astype(store), col.astype(store), a, b, full)
 
         # nu has the params' tree as a prefix: each FactoredMoment arrives whole.
@@ -230,7 +232,8 @@ def clip_by_block_rms(threshold: float = 1.0, *, axis_name: Any = None) -> Gradi
         def clip_leaf(u):
             rms = _rms(u, axis_name, "clip_by_block_rms")
             denom = jnp.maximum(1, rms / jnp.asarray(threshold, rms.dtype))
-            return (u.astype(rms.dtype) / denom).astype(u.dtype)
+            cu = compute_dtype(u.dtype, rms.dtype)  # complex u stays complex
+            return (u.astype(cu) / denom.astype(cu)).astype(u.dtype)
 
         return jax.tree.map(clip_leaf, updates), state
 
