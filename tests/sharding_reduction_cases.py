@@ -43,7 +43,7 @@ CASES = {
     ),
     "scale_by_trust_ratio": (lambda: T.scale_by_trust_ratio(), "refuse"),
     "scale_by_trust_ratio(axis_name)": (lambda: T.scale_by_trust_ratio(axis_name="data"), "right"),
-    "graft": (lambda: T.graft(T.scale_by_rss(), T.scale_by_sign()), "refuse"),
+    "graft": (lambda: gradchain.graft(T.scale_by_rss(), T.scale_by_sign()), "refuse"),
     "scale_by_novograd": (lambda: T.scale_by_novograd(), "refuse"),
     "scale_by_param_block_norm": (lambda: T.scale_by_param_block_norm(), "refuse"),
     "scale_by_layerwise_rms": (lambda: T.scale_by_layerwise_rms(), "refuse"),

@@ -19,6 +19,7 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine.graft import GraftState, graft
 from gradchain.combine.live import LiveState, inject_hyperparams, live
 from gradchain.combine.masks import (
     MaskedNode,
@@ -38,6 +39,8 @@ from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see 
 
 __all__ = [
     "AccumulateState",
+    "GraftState",
+    "graft",
     "LiveState",
     "inject_hyperparams",
     "live",

@@ -1,7 +1,7 @@
 """Grafting: one transform's direction with another's per-leaf norm (Agarwal et al., 2020).
 
-It holds two transforms, as a wrapper does, but needs nothing of ``gradchain.combine``: it
-lives with the transforms so that ``gradchain.graft`` is public (explain, docs).
+A combinator: it holds two transforms and keeps their states in its own (``magnitude``,
+``direction``), as the other wrappers here do. Public as ``gradchain.graft``.
 """
 
 from __future__ import annotations

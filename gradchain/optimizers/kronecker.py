@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from gradchain import _checks
 from gradchain.base import GradientTransformation, chain
 from gradchain.combine import partition
+from gradchain.combine.graft import graft as graft_norm
 from gradchain.combine.live import live
 from gradchain.optimizers.textbook import adamw
 from gradchain.transforms import (
@@ -27,7 +28,6 @@ from gradchain.transforms import (
     scale_by_rms,
     scale_by_rss,
 )
-from gradchain.transforms.graft import graft as graft_norm
 from gradchain.transforms.kronecker import scale_by_shampoo, scale_by_soap
 
 __all__ = ["shampoo", "soap"]

@@ -20,7 +20,6 @@ from gradchain.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
-from gradchain.transforms.graft import GraftState, graft
 from gradchain.transforms.kronecker import ShampooState, SoapState, scale_by_shampoo, scale_by_soap
 from gradchain.transforms.layerwise import LayerwiseRmsState, scale_by_layerwise_rms
 from gradchain.transforms.low_precision import (
@@ -181,10 +180,8 @@ __all__ = [
     "StochasticRoundingState",
     "kahan_summation",
     "stochastic_rounding",
-    "GraftState",
     "ShampooState",
     "SoapState",
-    "graft",
     "scale_by_shampoo",
     "scale_by_soap",
     "LayerwiseRmsState",
