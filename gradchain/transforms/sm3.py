@@ -78,9 +78,8 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
                           for k, a in enumerate(mu)]
             return nu_new.astype(g.dtype), mu_new, nu_new.astype(nu.dtype)
 
-        mu_is_leaf = lambda x: isinstance(x, list)  # noqa: E731
-        mu_leaves = jax.tree.leaves(state.mu, is_leaf=mu_is_leaf)
         g_leaves, treedef = jax.tree.flatten(updates)
+        mu_leaves = treedef.flatten_up_to(state.mu)  # each leaf's list of accumulators
         nu_leaves = treedef.flatten_up_to(state.nu)
         outs = [step(g, m, n) for g, m, n in zip(g_leaves, mu_leaves, nu_leaves)]
         out, mu, nu = (treedef.unflatten([o[i] for o in outs]) for i in range(3))
