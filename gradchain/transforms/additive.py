@@ -35,7 +35,8 @@ def add_noise(
                 leaf (key_t, k = split(key_{t-1}); one key per leaf from split(k, leaves))
     State:      count, rng_key.   Memory: 0x params (two scalars).
     Args:       eta -- >= 0, the variance at t = 1.  gamma -- >= 0, the decay exponent.
-                key -- a jax.random key or an integer seed (None: seed 0).  seed -- Optax's
+                key -- a jax.random key or an integer seed, a Python int or a 0-d integer
+                array, traced or not (None: seed 0).  seed -- Optax's
                 deprecated spelling of an integer key.
     Note:       Optax's ``add_noise`` draw for draw (same keys, same samples).
     Reference:  Neelakantan et al., "Adding Gradient Noise Improves Learning for Very Deep
@@ -50,7 +51,11 @@ def add_noise(
     key = 0 if key is None else key
     typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not typed:
-        _checks.check_int("key", key)
+        integer_array = (  # a seed as a 0-d array, traced under optax.inject_hyperparams
+            isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer)
+        )
+        if not integer_array:
+            _checks.check_int("key", key)
         key = jax.random.key(key)
     impl = jax.random.key_impl(key)
 
