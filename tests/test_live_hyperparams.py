@@ -401,3 +401,21 @@ def test_optax_inject_hyperparams_drops_the_objective_for_lbfgs():
     got, _ = live.update(grad, live.init(params), params, **extra)
     want, _ = plain.update(grad, plain.init(params), params, **extra)
     np.testing.assert_array_equal(np.asarray(got["w"]), np.asarray(want["w"]))
+
+
+def test_optax_inject_hyperparams_leaves_adafactors_inner_state_as_plain_adafactors():
+    """Optax's wrapper traces every number, decay_offset=0 and mu_dtype=jnp.float32 (a
+    callable: a "schedule") included; recorded, they made the inner state's structure differ
+    from plain adafactor's (Optax's alias suite compares the two). They are used, not kept."""
+    params = [-jnp.ones((2, 3)), jnp.ones((2, 5, 2))]
+    grads = jax.tree.map(jnp.negative, params)
+    plain = gradchain.adafactor(5e-3)
+    injected = optax.inject_hyperparams(
+        gradchain.adafactor, static_args=("min_dim_size_to_factor",)
+    )(5e-3)
+    u, s = jax.jit(plain.update)(grads, plain.init(params), params)
+    v, t = jax.jit(injected.update)(grads, jax.jit(injected.init)(params), params)
+    assert jax.tree.structure(t.inner_state) == jax.tree.structure(s)
+    assert sorted(t.inner_state.hyperparams) == ["clipping_threshold", "decay_rate", "eps", "learning_rate"]
+    for a, b in zip(jax.tree.leaves(u) + jax.tree.leaves(s), jax.tree.leaves(v) + jax.tree.leaves(t.inner_state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # measured: bit for bit

@@ -21,7 +21,10 @@ whatever the params' dtype) -- an integer only where the argument's default is n
 whose value is recomputed each step and recorded, read-only, for logging. Everything else
 (bools, dtypes, masks, ``None``, the names in ``static``) is fixed at construction. A value
 that is already traced (an optimizer built inside ``jit``, or by ``optax.inject_hyperparams``)
-is live one level up: it is used as given, and recorded.
+is live one level up: it is used as given, and recorded. An argument whose default keeps it
+fixed (``decay_offset=0``, ``mu_dtype=jnp.float32``) stays fixed when given as an array, traced
+or not (Optax's wrapper hands every number in as one), so the state's structure does not
+depend on how a value was given.
 """
 
 from __future__ import annotations
@@ -79,6 +82,15 @@ def _may_be_fractional(value: Any, parameter: inspect.Parameter) -> bool:
     return not isinstance(default, (int, np.integer)) or isinstance(default, bool)
 
 
+def _live_by_default(parameter: inspect.Parameter, only_floats: bool) -> bool:
+    """Whether a plain value of this argument can be live, judged by its default: none,
+    ``None`` or a number (an integer default only when integers are live)."""
+    default = parameter.default
+    if default is parameter.empty or default is None:
+        return True
+    return _is_number(default) and (not only_floats or _may_be_fractional(default, parameter))
+
+
 def _is_schedule(value: Any) -> bool:
     return callable(value) and not isinstance(value, type) and not hasattr(value, "init")
 
@@ -102,6 +114,8 @@ def _sort_arguments(
         variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
         if variadic or name in static or (name in own_schedules and _is_schedule(value)):
             fixed[name] = value
+        elif _is_number(value) and not _live_by_default(parameter, only_floats):
+            fixed[name] = value  # an array (traced by Optax's wrapper) where a number is fixed
         elif _is_number(value) and (not only_floats or _may_be_fractional(value, parameter)):
             numbers[name] = value
         elif _is_schedule(value):
