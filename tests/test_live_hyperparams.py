@@ -355,6 +355,8 @@ NOT_INJECTABLE = {
     # Optax's keywords: no learning_rate (max_learning_rate caps the step), and its update
     # needs value=f(params), which Optax's wrapper would drop as for lbfgs.
     "polyak_sgd": "takes no learning_rate, and its update needs value",
+    # Its Hessian estimate differentiates obj_fn, which Optax's wrapper drops as for lbfgs.
+    "sophia": "update needs obj_fn, which Optax's wrapper drops for gradchain",
 }
 
 

@@ -55,8 +55,9 @@ def _all_finite(tree):
 
 def _step(opt, params, state, g, t, bad):
     g = {"w": jnp.where(t == 1, g["w"].at[FAULT].set(bad), g["w"]), "b": g["b"]}
-    # the objective too, for the optimizers that read it (line searches, Polyak's step)
-    extra = {"value": _loss(params), "grad": g, "value_fn": _loss}
+    # the objective too, for the optimizers that read it (line searches, Polyak's step,
+    # Sophia's Hessian estimate)
+    extra = {"value": _loss(params), "grad": g, "value_fn": _loss, "obj_fn": _loss}
     updates, state = opt.update(g, state, params, **extra)
     return gradchain.apply_updates(params, updates), state, updates["w"][FAULT], _all_finite(state)
 

@@ -17,6 +17,7 @@ Examples are derandomized (the same every run) and few, so the file runs in well
 minute.
 """
 
+import functools
 import inspect
 
 import jax
@@ -91,6 +92,15 @@ def hyperparameters(draw_float, fn):
     return kwargs
 
 
+NEEDS_OBJECTIVE = {"sophia"}  # Hutchinson's Hessian estimate differentiates obj_fn
+
+
+def objective(params):
+    """A sum of squares, for the optimizers whose update differentiates the objective."""
+    leaves = jax.tree.leaves(params)
+    return sum((jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves), jnp.zeros([]))
+
+
 @st.composite
 def optimizers(draw, names=NAMED):
     name = draw(st.sampled_from(names))
@@ -100,7 +110,12 @@ def optimizers(draw, names=NAMED):
         return draw(st.floats(lo, hi, allow_nan=False, allow_infinity=False))
 
     kwargs = hyperparameters(draw_float, fn)
-    return name, fn(**kwargs)
+    opt = fn(**kwargs)
+    if name in NEEDS_OBJECTIVE:  # its update differentiates obj_fn: bind one
+        opt = gradchain.GradientTransformation(
+            opt.init, functools.partial(opt.update, obj_fn=objective), name=name
+        )
+    return name, opt
 
 
 def dtype_tree(tree):
@@ -187,8 +202,8 @@ def test_zero_gradient_without_weight_decay_leaves_params_unchanged(name, spec, 
     state = opt.init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
     p = params
-    for _ in range(2):
-        updates, state = opt.update(zeros, state, p)
+    for _ in range(2):  # obj_fn: for Sophia's Hessian estimate (ignored by the others)
+        updates, state = opt.update(zeros, state, p, obj_fn=objective)
         p = gradchain.apply_updates(p, updates)
     for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params)):
         assert a.dtype == b.dtype

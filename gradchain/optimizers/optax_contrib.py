@@ -66,7 +66,9 @@ def sophia(
     default (Hutchinson) estimator: ``update(grads, state, params, obj_fn=lambda p:
     loss(p, batch))``; any extra argument reaches ``hessian_diagonal_fn``. Decoupled
     ``weight_decay`` (``weight_decay_mask``: Optax's mask). Optax's ``contrib.sophia``,
-    same keywords, defaults and draws. Reference: Liu et al., ICLR 2024.
+    same keywords, defaults and draws; one difference on purpose: an infinite ratio is not
+    clipped, so an infinite gradient entry shows in its update (Optax's clip hides it).
+    Reference: Liu et al., ICLR 2024.
     """
     _checks.check_learning_rate(learning_rate)
     return chain(

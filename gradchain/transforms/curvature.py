@@ -20,7 +20,6 @@ from gradchain.base import (
 )
 from gradchain.transforms.moment_math import compute_dtype, increment
 from gradchain.transforms.momentum import bias_correct, scale_by_momentum
-from gradchain.transforms.scaling import clip
 
 __all__ = [
     "HessianDiagonalState",
@@ -113,7 +112,8 @@ def scale_by_hessian_diagonal(
 ) -> GradientTransformation:
     r"""Divide by a moving average of the Hessian's diagonal (Sophia's preconditioner).
 
-    Update:     u_t = u_t / max(gamma * nu_{t-1}, eps)
+    Update:     u_t = clip(u_t / max(gamma * nu_{t-1}, eps), -clip_threshold, clip_threshold)
+                (+-inf is kept, not clipped: an infinite gradient shows in the update)
                 every ``update_interval`` steps (t - 1 = 0, k, 2k, ...), after the division:
                 nu_t = b2 * nu_{t-1} + (1 - b2) * h_t,  h_t = hessian_diagonal_fn(g_t, params,
                 **extra)  (g: the gradient, see ``chain``; ``extra``: e.g. ``obj_fn``)
@@ -123,10 +123,13 @@ def scale_by_hessian_diagonal(
                 eps -- >= 0.  gamma -- >= 0.  update_interval -- integer >= 1.
                 hessian_diagonal_fn -- a transform whose output is the diagonal estimate
                 (default: ``hutchinson_estimator_diag_hessian()``).
-                clip_threshold, verbose, print_win_rate_every_n_steps -- with ``verbose``
-                and n > 0, every n-th step prints the fraction of coordinates below
-                clip_threshold (the authors' "win rate", healthy between 0.1 and 0.5).
-    Note:       Clipping is left to ``clip`` after this transform (see ``sophia``).
+                clip_threshold -- >= 0, or None: no clipping.
+                verbose, print_win_rate_every_n_steps -- with ``verbose`` and n > 0, every
+                n-th step prints the fraction of coordinates below clip_threshold (the
+                authors' "win rate", healthy between 0.1 and 0.5).
+    Note:       On purpose unlike Optax, whose clip turns an infinite ratio into
+                +-clip_threshold: one infinite gradient entry would then leave mu infinite
+                and drive that parameter at full speed for good, with finite updates.
     Reference:  Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for
                 Language Model Pre-training", ICLR 2024.
     """
@@ -141,6 +144,8 @@ def scale_by_hessian_diagonal(
         hessian_diagonal_fn = hutchinson_estimator_diag_hessian()
     estimator = _as_transform(hessian_diagonal_fn)
     estimate = updater(estimator)
+    if clip_threshold is not None:
+        _checks.check_non_negative("clip_threshold", clip_threshold, allow_inf=True)
     report = verbose and clip_threshold is not None
 
     def init(params):
@@ -155,12 +160,18 @@ def scale_by_hessian_diagonal(
             _checks.refuse_missing_params("scale_by_hessian_diagonal")
         grads = updates if gradient is None else gradient
 
+        def clip_keeping_inf(u):
+            limit = jnp.asarray(clip_threshold, u.dtype)
+            return jnp.where(jnp.isinf(u), u, jnp.clip(u, -limit, limit))
+
         def divide(u, nu):
             c = compute_dtype(u.dtype, nu.dtype)
             denom = jnp.maximum(jnp.asarray(gamma, c) * nu.astype(c), jnp.asarray(eps, c))
             return (u.astype(c) / denom).astype(u.dtype)
 
         out = jax.tree.map(divide, updates, state.nu)
+        if clip_threshold is not None:  # an infinite ratio stays infinite: a fault shows
+            out = jax.tree.map(clip_keeping_inf, out)
         count = increment(state.count)
         if report:
             inside = sum(jnp.sum(jnp.abs(u) < clip_threshold) for u in jax.tree.leaves(out))
@@ -218,19 +229,17 @@ def scale_by_sophia(
                 u_t = clip(m_t / max(gamma * nu_{t-1}, eps), -clip_threshold, clip_threshold)
                 nu: see ``scale_by_hessian_diagonal`` (refreshed every update_interval steps)
     State:      chain(scale_by_momentum: mu; bias_correct: count; scale_by_hessian_diagonal:
-                count, nu, hessian_fn_state; clip).   Memory: +2x params.
+                count, nu, hessian_fn_state).   Memory: +2x params.
     Args:       as Optax's ``contrib.scale_by_sophia`` (same names and defaults;
                 ``hessian_diagonal_fn`` None is its default, Hutchinson's estimator).
                 clip_threshold -- None: no clipping.  Extra args go to the estimator
                 (``obj_fn`` for Hutchinson's).
-    Note:       Written as a chain of four transforms; Optax keeps one state with the same
-                slots (count, mu, nu, hessian_fn_state).
+    Note:       Written as a chain of three transforms; Optax keeps one state with the same
+                slots (count, mu, nu, hessian_fn_state). An infinite ratio is not clipped
+                (see ``scale_by_hessian_diagonal``); finite ones are, as Optax's.
     Reference:  Liu et al., "Sophia", ICLR 2024.
     """
     _checks.check_unit_interval("b1", b1)  # checked here to name b1, not the momentum's decay
-    if clip_threshold is not None:
-        _checks.check_non_negative("clip_threshold", clip_threshold, allow_inf=True)
-    clipping = [] if clip_threshold is None else [clip(clip_threshold)]
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # mu (+1x params)
         bias_correct(b1),
@@ -244,5 +253,4 @@ def scale_by_sophia(
             verbose=verbose,
             print_win_rate_every_n_steps=print_win_rate_every_n_steps,
         ),
-        *clipping,
     )
