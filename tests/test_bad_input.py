@@ -284,6 +284,7 @@ NO_UPPER_BOUND = {
     # The weight of the correction term g_t - g_{t-1}, not a decay: Optax does not bound it and
     # the method (Mokhtari, Ozdaglar & Pattathil, 2020) does not require beta <= 1.
     ("optimistic_gradient_descent", "beta"): "a correction weight, not a decay",
+    ("optimistic_adam_v2", "beta"): "the same correction weight, on Adam's direction",
 }
 
 

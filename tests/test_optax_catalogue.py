@@ -160,6 +160,9 @@ NAMED_PAIRS = {
         lambda: optax.optimistic_gradient_descent(0.02, alpha=0.8, beta=0.5), False),
     "optimistic_adam": (lambda: gradchain.optimistic_adam(0.02, optimism=0.01),
                         lambda: optax.optimistic_adam(0.02, optimism=0.01), False),
+    "optimistic_adam_v2": (
+        lambda: gradchain.optimistic_adam_v2(0.5, alpha=0.04, beta=0.02, nesterov=False),
+        lambda: optax.optimistic_adam_v2(0.5, alpha=0.04, beta=0.02, nesterov=False), False),
 }
 # name: (float32, float64) bound on max |params difference| after 120 steps; measured
 # values in the comments (params of size ~1); names not listed: measured 0.0 in both
@@ -167,6 +170,7 @@ NAMED_TOL = {
     "fromage": (5e-6, 1e-13),  # 1.8e-6, 2.1e-14
     "novograd": (5e-6, 1e-14),  # 1.4e-6, 8.9e-16
     "optimistic_adam": (3e-5, 1e-14),  # 9.7e-6, 1.7e-16
+    "optimistic_adam_v2": (3e-5, 1e-14),  # 9.8e-6, 0.0
     "sm3": (1e-6, 1e-14),  # 3.6e-7, 0.0
 }
 
@@ -175,7 +179,9 @@ NAMED_TOL = {
 def test_named_optimizer_equals_optax(name, dtype):
     ours, theirs, with_value = NAMED_PAIRS[name]
     f, p0 = quadratic(dtype)
-    got = jax.jit(lambda p: descend(gradchain, ours(), f, p, with_value))(p0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # optimistic_adam's first version
+        got = jax.jit(lambda p: descend(gradchain, ours(), f, p, with_value))(p0)
     with reference_promotion(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # optimistic_adam's first version
         want = jax.jit(lambda p: descend(optax, theirs(), f, p, with_value))(p0)
@@ -229,3 +235,15 @@ def test_noisy_sgd_takes_its_seed_as_a_traced_integer_under_optax_inject_hyperpa
     v, t = jax.jit(injected.update)(params, jax.jit(injected.init)(params), params)
     assert max_diff(u, v) == 0.0 and max_diff(s, t.inner_state) == 0.0
     assert jax.tree.structure(s) == jax.tree.structure(t.inner_state)
+
+
+def test_optimistic_adam_is_deprecated_for_v2_as_in_optax_and_is_v2_with_its_rate_inside():
+    """Optax deprecates optimistic_adam for optimistic_adam_v2 (its alias suite expects the
+    warning); the first version is v2 with alpha = learning_rate, beta = optimism and a unit
+    learning rate: 5 steps, measured bit for bit."""
+    with pytest.warns(DeprecationWarning, match="use `optimistic_adam_v2` instead"):
+        first = gradchain.optimistic_adam(0.02, optimism=0.01)
+    second = gradchain.optimistic_adam_v2(1.0, alpha=0.02, beta=0.01)
+    f, p0 = quadratic(jnp.float32)
+    got, want = (jax.jit(lambda p, o=o: descend(gradchain, o, f, p, False))(p0) for o in (first, second))
+    assert max_diff(got[0], want[0]) == 0.0
