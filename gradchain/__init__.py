@@ -58,7 +58,6 @@ __all__ = [
     "checks",
     "chain",
     "describe",
-    "identity",
     *averaging.__all__,
     *combine.__all__,
     *fused.__all__,

@@ -140,7 +140,6 @@ __all__ = [
     "scale_by_inf_norm",
     "scale_by_learning_rate",
     "scale_by_schedule",
-    "scale_by_schedule",
     "scale_by_lion_momentum",
     "scale_by_momentum",
     "scale_by_rms",
