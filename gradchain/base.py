@@ -264,7 +264,9 @@ def chain(*transforms: Any) -> GradientTransformation:
     shapes differ from the params (no silent broadcast), complex gradients for real params,
     and a state that ``init`` would not have built for these params -- another optimizer's,
     or one built for another params tree (NamedTuple types, tree and leaf shapes are
-    compared with ``jax.eval_shape(init, params)``, cached per tree signature).
+    compared with ``jax.eval_shape(init, params)``, cached per tree signature). Inside
+    ``shard_map``, on params that are shards, a member whose init refuses a shard (its state
+    needs the whole shape, e.g. Adafactor's factored statistics) is not checked.
     """
     flat: list[Any] = []
     for t in transforms:
@@ -321,24 +323,41 @@ def _check_inputs(members, updates, state, params, gradient, cache) -> None:
         _checks.check_same_structure("gradient", gradient, "updates", updates)
     like = updates if params is None else params
     leaves, treedef = jax.tree.flatten(like)
-    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    # Inside shard_map a leaf may be this device's shard of its parameter, and the state was
+    # made outside from the whole params: a member whose init needs the whole shape (Adafactor's
+    # factored statistics: which axes, divided by what) refuses to run on a shard, so its
+    # state cannot be rebuilt here, and is not checked. The other members are checked as usual
+    # (a moment laid out like its parameter is a shard of the same shape).
+    on_shards = any(_varies_over_a_mesh_axis(x) for x in leaves)
+    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves), on_shards)
     if key not in cache:
         if len(cache) >= 8:
             cache.clear()
-        cache[key] = [_abstract_init(t, like) for t in members]
+        cache[key] = [_abstract_init(t, like, on_shards) for t in members]
     for i, (t, expected, given) in enumerate(zip(members, cache[key], state)):
         if expected is not None:
             _checks.check_state(i, _name_of(t), expected, given)
 
 
-def _abstract_init(transform: Any, params: Any) -> Any:
-    """What ``transform.init(params)`` returns, as shapes and dtypes, or None if unknown."""
+def _abstract_init(transform: Any, params: Any, on_shards: bool = False) -> Any:
+    """What ``transform.init(params)`` returns, as shapes and dtypes, or None if unknown
+    (``on_shards``: params that are shards inside shard_map, which the init may refuse)."""
     try:
         return jax.eval_shape(transform.init, params)
     except _checks.GradchainError:
+        if on_shards:
+            return None  # an init that refuses a shard: its state was made from whole params
         raise
     except Exception:  # noqa: BLE001 - a foreign init that cannot run abstractly
         return None  # is not checked here; its own update still runs on the state
+
+
+def _varies_over_a_mesh_axis(x: Any) -> bool:
+    """Whether ``x`` differs from device to device inside ``shard_map`` (read from its abstract
+    value, as ``gradchain.transforms.mesh_axes.varying_axes`` does; False outside)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    return bool(getattr(manual, "varying", ()) if manual is not None else getattr(aval, "vma", ()))
 
 
 def identity() -> GradientTransformation:

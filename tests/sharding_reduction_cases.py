@@ -69,8 +69,13 @@ CASES = {
     # named optimizers built on them
     "lamb": (lambda: gradchain.lamb(1e-2), "refuse"),
     "lars": (lambda: gradchain.lars(1e-2), "refuse"),
-    # (made outside shard_map, a chain's state no longer fits a shard's updates: refused too)
     "adafactor": (lambda: gradchain.adafactor(1e-2, min_dim_size_to_factor=4), "refuse"),
+    # the whole chain with axis_name: its state, made outside from the whole params, is checked
+    # by type only on shards (gradchain/base.py, _check_inputs); its statistics are psum-ed
+    "adafactor(axis_name)": (
+        lambda: gradchain.adafactor(1e-2, min_dim_size_to_factor=4, axis_name="data"),
+        "right",
+    ),
     "muon": (lambda: gradchain.muon(1e-2), "refuse"),
     "shampoo": (lambda: gradchain.shampoo(1e-2), "refuse"),
     "soap": (lambda: gradchain.soap(1e-2), "refuse"),

@@ -138,9 +138,9 @@ def adafactor(
     Args:       Optax's, plus: weight_decay_mask -- bools shaped like the params (or a
                 function of them): where False, no decay (``gradchain.masked``).
                 axis_name -- inside ``shard_map``, the mesh axis the leaves are split over:
-                every per-leaf mean is ``psum``-ed over it. (The chain's trace-time state
-                check compares a factored state with one built for the *local* shapes and
-                refuses it; the three transforms used alone are right -- tested.)
+                every per-leaf mean is ``psum``-ed over it. Make the state outside
+                ``shard_map`` from the whole params and pass it in (laid out by
+                ``gradchain.state_shardings``): equal to the unsharded run, tested.
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
 

@@ -24,7 +24,12 @@ import numpy as np
 
 from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, describe, tree_map_split
-from gradchain.transforms.mesh_axes import leaf_mean, refuse_if_sharded, split_axes
+from gradchain.transforms.mesh_axes import (
+    leaf_mean,
+    refuse_if_sharded,
+    split_axes,
+    zeros_without_axis,
+)
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
 __all__ = [
@@ -159,8 +164,8 @@ def scale_by_factored_rms(
         if axes is None:
             return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed
         a, b = axes
-        without = lambda k: tuple(n for i, n in enumerate(shape) if i != k)  # noqa: E731
-        row, col = jnp.zeros(without(a), dtype), jnp.zeros(without(b), dtype)
+        # typed as update's means over a and b will be, so the state keeps its type
+        row, col = zeros_without_axis(p, a, dtype), zeros_without_axis(p, b, dtype)
         return FactoredMoment(row, col, a, b, shape)
 
     def init(params):

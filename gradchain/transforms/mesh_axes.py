@@ -17,12 +17,16 @@ from gradchain import _checks
 from gradchain.transforms.moment_math import compute_dtype, real_dtype
 
 __all__ = [
+    "explicit_spec",
     "global_norm_over",
     "leaf_mean",
     "refuse_if_sharded",
+    "sharded_like",
     "split_axes",
     "varying_axes",
     "vma_is_tracked",
+    "whole",
+    "zeros_without_axis",
 ]
 
 
@@ -78,6 +82,46 @@ def refuse_if_sharded(
     varying = varying_axes(x)
     if varying:
         _checks.refuse_sharded_reduction(who, sorted(varying), remedy)
+
+
+def explicit_spec(x: Any) -> tuple[Any, ...] | None:
+    """The mesh axes written in ``x``'s type, one entry per dimension (an axis name, a tuple
+    of them, or None), on a mesh with Explicit axes set by ``jax.set_mesh``; None where the
+    type names none (Auto axes, no mesh set, numpy input, inside ``shard_map``). On such a
+    mesh the sharding is part of the type: an op whose output sharding JAX cannot infer must
+    be told it, and a state leaf must be created with the type its update will give it."""
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+    if spec is None or all(e is None for e in spec) or jax.sharding.get_abstract_mesh().empty:
+        return None
+    return tuple(spec) + (None,) * (jnp.ndim(x) - len(spec))
+
+
+def whole(x: jax.Array) -> jax.Array:
+    """``x`` gathered whole onto every device (replicated: an all-gather) when its type names
+    Explicit mesh axes (see ``explicit_spec``); else ``x`` itself. For math that needs the
+    whole matrix (matrix products over a sharded axis); ``sharded_like`` cuts the result back."""
+    return x if explicit_spec(x) is None else jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+
+
+def sharded_like(x: jax.Array, like: jax.Array) -> jax.Array:
+    """``x`` (of ``like``'s shape) with ``like``'s Explicit sharding: from a replicated ``x``
+    every device keeps its own slice, nothing moves. Else ``x`` itself."""
+    spec = explicit_spec(like)
+    return x if spec is None else jax.sharding.reshard(x, jax.sharding.PartitionSpec(*spec))
+
+
+def zeros_without_axis(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
+    """Zeros of ``p``'s shape with ``axis`` removed, typed as a reduction of ``p`` over that
+    axis is: on an Explicit mesh ``p.mean(axis)`` keeps the mesh axes of ``p``'s other
+    dimensions (``float32[128@data,256@model]`` -> ``float32[128@data]``), and a state built
+    with these keeps its type through an update that stores such a reduction. Elsewhere
+    (see ``explicit_spec``) plain zeros."""
+    shape = tuple(n for i, n in enumerate(jnp.shape(p)) if i != axis)
+    spec = explicit_spec(p)
+    kept = None if spec is None else tuple(e for i, e in enumerate(spec) if i != axis)
+    if kept is None or all(e is None for e in kept):
+        return jnp.zeros(shape, dtype)
+    return jnp.zeros(shape, dtype, out_sharding=jax.sharding.PartitionSpec(*kept))
 
 
 def vma_is_tracked() -> bool:

@@ -44,6 +44,7 @@ import numpy as np
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation
+from gradchain.transforms.mesh_axes import explicit_spec
 from gradchain.transforms.moment_math import compute_dtype
 
 __all__ = [
@@ -97,14 +98,25 @@ class _LogCode:
         table = jnp.asarray(self.table, dtype)
         k = codes.astype(jnp.int32)
         if not self.signed:
-            return table[k]
-        return jnp.sign(k).astype(dtype) * table[jnp.abs(k)]
+            return _lookup(table, k)
+        return jnp.sign(k).astype(dtype) * _lookup(table, jnp.abs(k))
 
     def decode_faults(self, values: jax.Array, codes: jax.Array) -> jax.Array:
         """In a block holding a non-finite entry: code +-top is +-inf, code top - 1 is NaN."""
         k = jnp.abs(codes.astype(jnp.int32))
         inf = jnp.where(codes.astype(jnp.int32) < 0, -jnp.inf, jnp.inf).astype(values.dtype)
         return jnp.where(k == self.top, inf, jnp.where(k == self.top - 1, jnp.nan, values))
+
+
+def _lookup(table: jax.Array, k: jax.Array) -> jax.Array:
+    """table[k], one gather, typed like the codes k. On a mesh with Explicit axes JAX cannot
+    infer the sharding of a gather from a replicated table by sharded indices (it raises
+    'Resource axis ... not found in mesh'): it is told the codes' own, so every device looks
+    up its own codes and nothing moves between devices."""
+    spec = explicit_spec(k)
+    if spec is None:
+        return table[k]
+    return table.at[k].get(out_sharding=jax.sharding.PartitionSpec(*spec))
 
 
 CODES = {
