@@ -35,8 +35,13 @@ NOT_REPRODUCIBLE = {"soap": "eigenvectors of a degenerate eigenspace depend on r
 
 
 # Optimizers whose update reads the objective (Optax's extra arguments): L-BFGS's line search
-# calls value_fn; the Polyak step reads value. The training step gives them what they need.
-NEEDS_OBJECTIVE = {"lbfgs": ("value", "grad", "value_fn"), "polyak_sgd": ("value",)}
+# calls value_fn; the Polyak step reads value; Sophia's Hessian estimate differentiates obj_fn.
+# The training step gives them what they need.
+NEEDS_OBJECTIVE = {
+    "lbfgs": ("value", "grad", "value_fn"),
+    "polyak_sgd": ("value",),
+    "sophia": ("obj_fn",),
+}
 
 
 def _named(names):
@@ -97,8 +102,11 @@ def _train_step(opt, loss=_loss, objective=()):
     """One step; ``objective`` names what the update also reads (``NEEDS_OBJECTIVE``)."""
 
     def step(params, state, batch):
-        value, grads = jax.value_and_grad(loss)(params, batch)
-        given = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
+        def f(p):  # the objective on this batch, a function of the params alone
+            return loss(p, batch)
+
+        value, grads = jax.value_and_grad(f)(params)
+        given = {"value": value, "grad": grads, "value_fn": f, "obj_fn": f}
         extra = {k: given[k] for k in objective}
         updates, state = opt.update(grads, state, params, **extra)
         return gradchain.apply_updates(params, updates), state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -40,7 +41,8 @@ def test_sharding_cases_pass_on_eight_simulated_devices():
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"sharding cases failed:\n{output[-20000:]}"
-    assert " passed" in output and "failed" not in output
+    # "N failed", not "failed" anywhere: "1 xfailed" (SOAP, expected) contains it.
+    assert " passed" in output and not re.search(r"\d+ failed", output)
 
 
 def test_one_device_layout_is_the_params_and_bytes_are_counted_without_allocating():
