@@ -247,3 +247,21 @@ def test_optimistic_adam_is_deprecated_for_v2_as_in_optax_and_is_v2_with_its_rat
     f, p0 = quadratic(jnp.float32)
     got, want = (jax.jit(lambda p, o=o: descend(gradchain, o, f, p, False))(p0) for o in (first, second))
     assert max_diff(got[0], want[0]) == 0.0
+
+
+def test_polyak_sgd_gets_its_value_through_gradchains_wrappers_not_optaxs():
+    """The documented difference in Optax's alias suite: optax.MultiSteps drops ``value`` on
+    the way to a gradchain transform (it passes extra arguments only to its own class), so
+    polyak_sgd refuses; gradchain's MultiSteps and inject_hyperparams pass it on: bit for bit."""
+    f = lambda x: jnp.sum(x**2)  # noqa: E731
+    p = jnp.asarray([1.0, 2.0])
+    g = jax.grad(f)(p)
+    alone = gradchain.polyak_sgd(max_learning_rate=1.0)
+    want, _ = alone.update(g, alone.init(p), p, value=f(p))
+    for opt in (gradchain.MultiSteps(gradchain.polyak_sgd(max_learning_rate=1.0), every_k_schedule=1),
+                gradchain.inject_hyperparams(gradchain.polyak_sgd)(max_learning_rate=1.0)):
+        got, _ = opt.update(g, opt.init(p), p, value=f(p))
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    theirs = optax.MultiSteps(gradchain.polyak_sgd(max_learning_rate=1.0), every_k_schedule=1)
+    with pytest.raises(gradchain.GradchainError, match="needs the objective's value"):
+        theirs.update(g, theirs.init(p), p, value=f(p))

@@ -64,6 +64,11 @@ def polyak_sgd(
     Its update needs ``value=f(params)``. Optax's ``polyak_sgd``: same keywords (it takes no
     ``learning_rate``: ``max_learning_rate`` caps the step, ``scaling`` multiplies the
     gradient first, so the step reads the norm of ``-scaling * g``).
+    Note: inside Optax's own wrappers (``optax.MultiSteps``, ``optax.inject_hyperparams``) the
+    update never receives ``value`` and refuses ("needs the objective's value"): Optax hands
+    extra arguments only to its own ``GradientTransformationExtraArgs`` class, which a
+    gradchain transform is not (gradchain does not import Optax). ``gradchain.MultiSteps`` and
+    ``gradchain.inject_hyperparams`` pass it on (the same step as polyak_sgd alone).
     """
     return chain(
         scale_by_learning_rate(scaling),  # -scaling * g

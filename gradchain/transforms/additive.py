@@ -52,7 +52,9 @@ def add_noise(
     typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not typed:
         integer_array = (  # a seed as a 0-d array, traced under optax.inject_hyperparams
-            isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer)
+            isinstance(key, jax.Array)
+            and key.shape == ()
+            and jnp.issubdtype(key.dtype, jnp.integer)
         )
         if not integer_array:
             _checks.check_int("key", key)

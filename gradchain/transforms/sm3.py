@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
+from gradchain.base import GradientTransformation, describe, tree_zeros_like
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, real_dtype
 
 __all__ = ["Sm3State", "scale_by_sm3"]
