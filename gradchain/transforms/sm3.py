@@ -47,7 +47,9 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
     Args:       b1 -- momentum in [0, 1).  b2 -- in [0, 1]; 1 (the default) sums, as
                 AdaGrad.  eps -- >= 0, inside the root.
     Note:       Optax's ``scale_by_sm3`` (SM3-II). A scalar leaf gets one accumulator here;
-                Optax's fails on one (IndexError). Complex gradients use |g|**2.
+                Optax's fails on one (IndexError), and on a leaf with a zero-size axis
+                (ValueError: max of an empty array); here that leaf's accumulators stay 0.
+                Complex gradients use |g|**2.
     Reference:  Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization", 2019.
     """
     _checks.check_unit_interval("b1", b1)
@@ -74,8 +76,9 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
             if rank < 2:
                 mu_new = [v.astype(mu[0].dtype)]
             else:
-                mu_new = [jnp.max(v, axis=tuple(i for i in range(rank) if i != k)).astype(a.dtype)
-                          for k, a in enumerate(mu)]
+                # initial=0: v >= 0, so the max is unchanged; a zero-size leaf keeps its zeros.
+                mu_new = [jnp.max(v, axis=tuple(i for i in range(rank) if i != k), initial=0)
+                          .astype(a.dtype) for k, a in enumerate(mu)]
             return nu_new.astype(g.dtype), mu_new, nu_new.astype(nu.dtype)
 
         g_leaves, treedef = jax.tree.flatten(updates)
