@@ -41,3 +41,37 @@ def dtype(request):
     if request.param == jnp.float64:
         request.getfixturevalue("x64")
     return request.param
+
+
+# Named optimizers whose update reads the objective, and the extra arguments each takes (as in
+# Optax): L-BFGS's line search calls value_fn; the Polyak step reads value; Sophia's Hessian
+# estimate differentiates obj_fn.
+NEEDS_OBJECTIVE = {
+    "lbfgs": ("value", "grad", "value_fn"),
+    "polyak_sgd": ("value",),
+    "sophia": ("obj_fn",),
+}
+
+
+def half_square(params):
+    """The objective the generic suites give: 0.5 * sum of every entry squared (float32)."""
+    leaves = jax.tree.leaves(params)
+    return sum(0.5 * jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves)
+
+
+def with_objective(name, opt, objective=half_square):
+    """``opt`` whose update is also given what ``NEEDS_OBJECTIVE[name]`` names, computed from
+    ``objective`` at the params; any other optimizer unchanged."""
+    import gradchain
+
+    wanted = NEEDS_OBJECTIVE.get(name)
+    if wanted is None:
+        return opt
+
+    def update(updates, state, params=None, **extra):
+        value, grad = jax.value_and_grad(objective)(params)
+        grad = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grad, params)
+        given = {"value": value, "grad": grad, "value_fn": objective, "obj_fn": objective}
+        return opt.update(updates, state, params, **{k: given[k] for k in wanted}, **extra)
+
+    return gradchain.GradientTransformation(opt.init, update, name=name)

@@ -48,7 +48,11 @@ def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
     """Re <a, b> = Re sum(conj(a) * b) over all leaves, in ``dtype``."""
     for x in jax.tree.leaves(a) + jax.tree.leaves(b):
         refuse_if_sharded(x, "an inner product over the whole tree (L-BFGS, the line searches)")
-    parts = [jnp.vdot(x, y, precision=_HIGHEST).real for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    def vdot(x, y):  # in the wider of the two dtypes (a bfloat16 ring against a float32 update)
+        c = compute_dtype(x.dtype, y.dtype)
+        return jnp.vdot(x.astype(c), y.astype(c), precision=_HIGHEST).real
+
+    parts = [vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
     return functools.reduce(lambda s, p: s + p.astype(dtype), parts, jnp.zeros([], dtype))
 
 
@@ -67,7 +71,11 @@ def _slope(grad: Any, direction: Any, dtype: Any) -> jax.Array:
 
 def _plus(x: Any, scalar: jax.Array, y: Any) -> Any:
     """x + scalar * y, leaf by leaf, in x's dtype."""
-    return jax.tree.map(lambda a, b: (a + scalar.astype(a.dtype) * b).astype(a.dtype), x, y)
+    def plus(a, b):
+        c = compute_dtype(a.dtype, b.dtype)
+        return (a.astype(c) + scalar.astype(c) * b.astype(c)).astype(a.dtype)
+
+    return jax.tree.map(plus, x, y)
 
 
 def _times(scalar: jax.Array, tree: Any) -> Any:
@@ -148,7 +156,11 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         h = state.weights_memory.dtype
         started = state.count > 0
         s = jax.tree.map(lambda a, b: jnp.where(started, a - b, jnp.zeros_like(a)), params, state.params)
-        y = jax.tree.map(lambda a, b: jnp.where(started, a - b, jnp.zeros_like(a)), updates, state.updates)
+        y = jax.tree.map(  # in the kept dtype (the params'), fixed at init
+            lambda a, b: jnp.where(started, a.astype(b.dtype) - b, jnp.zeros_like(b)),
+            updates,
+            state.updates,
+        )
         sy = _inner(y, s, h)
         rho = jnp.where(sy == 0, jnp.zeros([], h), 1 / jnp.where(sy == 0, jnp.ones([], h), sy))
         newest = (state.count - 1) % m
@@ -181,7 +193,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
             return _plus(r, a - b, s_i), None
 
         r, _ = jax.lax.scan(oldest_to_newest, r, (order, alphas))
-        new_state = LbfgsState(increment(state.count), params, updates, s_mem, y_mem, rho_mem)
+        kept = jax.tree.map(lambda u, o: u.astype(o.dtype), updates, state.updates)
+        new_state = LbfgsState(increment(state.count), params, kept, s_mem, y_mem, rho_mem)
         return r, new_state
 
     return GradientTransformation(init, update, name="scale_by_lbfgs")
