@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import gradchain
+from tests.conftest import NEEDS_OBJECTIVE
 import gradchain.optimizers as named
 
 STEPS = 3  # a clean step, the faulty one, a clean one
@@ -57,7 +58,8 @@ def _step(opt, params, state, g, t, bad):
     g = {"w": jnp.where(t == 1, g["w"].at[FAULT].set(bad), g["w"]), "b": g["b"]}
     # the objective too, for the optimizers that read it (line searches, Polyak's step,
     # Sophia's Hessian estimate)
-    extra = {"value": _loss(params), "grad": g, "value_fn": _loss, "obj_fn": _loss}
+    given = {"value": _loss(params), "grad": g, "value_fn": _loss, "obj_fn": _loss}
+    extra = {k: given[k] for k in NEEDS_OBJECTIVE.get(getattr(opt, "name", ""), ())}
     updates, state = opt.update(g, state, params, **extra)
     return gradchain.apply_updates(params, updates), state, updates["w"][FAULT], _all_finite(state)
 
