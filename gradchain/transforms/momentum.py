@@ -49,9 +49,8 @@ def scale_by_momentum(
         return MomentumState(mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
-        s = scalar_dtype(updates, state.mu)  # >= float32: decay survives bfloat16
-        d = jnp.asarray(decay, s)
-        weight = 1 - d if ema else jnp.ones([], s)  # of the new update
+        d = jnp.asarray(decay, scalar_dtype(updates, state.mu))  # >= float32, once per step
+        weight = 1 - d if ema else jnp.ones_like(d)  # of the new update
 
         def step(u, mu):
             c = compute_dtype(u.dtype, mu.dtype)
@@ -90,8 +89,7 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
     def update(updates, state, params=None, *, gradient=None, **extra):
         count = increment(state.count)
         grads = updates if gradient is None else gradient
-        s = scalar_dtype(updates)
-        d, t = jnp.asarray(decay, s), count.astype(s)
+        d, t = (jnp.asarray(x, scalar_dtype(updates)) for x in (decay, count))
         correction = 1 - d**t  # and NAdam's look-ahead: d / (1 - d**(t+1)), (1 - d) / (1 - d**t)
         ahead, now = (d / (1 - d ** (t + 1)), (1 - d) / correction) if nesterov else (None, None)
 

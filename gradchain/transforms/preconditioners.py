@@ -71,34 +71,32 @@ def scale_by_rms(
                 Reddi et al., 2018 (AMSGrad).
     """
     _checks.check_unit_interval("decay", decay)
-    _checks.check_non_negative("eps", eps)
-    _checks.check_non_negative("eps_root", eps_root)
-    _checks.check_non_negative("initial_scale", initial_scale)
+    for name, value in (("eps", eps), ("eps_root", eps_root), ("initial_scale", initial_scale)):
+        _checks.check_non_negative(name, value)
     _checks.check_dtype("nu_dtype", nu_dtype)
 
     eps_inside, eps_outside = (eps_root + eps, 0.0) if eps_in_sqrt else (eps_root, eps)
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale, moment_dtype(p, nu_dtype)), params)
-        count = jnp.zeros([], jnp.int32) if bias_correction else None
-        return RmsState(nu=nu, nu_max=tree_zeros_like(nu) if amsgrad else None, count=count)
+        start = lambda p: jnp.full_like(p, initial_scale, moment_dtype(p, nu_dtype))  # noqa: E731
+        nu, count = jax.tree.map(start, params), jnp.zeros([], jnp.int32)
+        nu_max = tree_zeros_like(nu) if amsgrad else None
+        return RmsState(nu=nu, nu_max=nu_max, count=count if bias_correction else None)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         grads = updates if gradient is None else gradient
         count = increment(state.count) if bias_correction else None
         nu_max_in = state.nu_max if amsgrad else state.nu  # placeholder tree when unused
-        s = scalar_dtype(state.nu)
-        d = jnp.asarray(decay, s)
+        d = jnp.asarray(decay, scalar_dtype(state.nu))  # scalars once per step, >= float32
         new_weight = 1 - d
-        correction = 1 - d ** count.astype(s) if bias_correction else jnp.ones([], s)
-        inside, outside = jnp.asarray(eps_inside, s), jnp.asarray(eps_outside, s)
+        correction = 1 - d ** count.astype(d.dtype) if bias_correction else jnp.ones_like(d)
+        inside, outside = jnp.asarray(eps_inside, d.dtype), jnp.asarray(eps_outside, d.dtype)
 
         def step(u, g, nu, nu_max):
             c = compute_dtype(nu.dtype)
             nu_new = d.astype(c) * nu.astype(c) + new_weight.astype(c) * abs_sq(g, c)
             nu_hat = nu_new / correction.astype(c) if bias_correction else nu_new
-            if amsgrad:
-                nu_hat = jnp.maximum(nu_max.astype(c), nu_hat)
+            nu_hat = jnp.maximum(nu_max.astype(c), nu_hat) if amsgrad else nu_hat
             denom = jnp.sqrt(nu_hat + inside.astype(c)) + outside.astype(c)
             return divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
 
