@@ -32,7 +32,6 @@ from gradchain.base import (
     apply_updates,
     chain,
     describe,
-    identity,
 )
 from gradchain.combine import *  # noqa: F403
 from gradchain.fused import *  # noqa: F403

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import gradchain
-from tests.conftest import NEEDS_OBJECTIVE
 import gradchain.optimizers as named
+from tests.conftest import NEEDS_OBJECTIVE
 
 STEPS = 3  # a clean step, the faulty one, a clean one
 FAULT = (1, 2)  # the entry of "w" that receives the bad value at step 1

@@ -17,7 +17,6 @@ Examples are derandomized (the same every run) and few, so the file runs in well
 minute.
 """
 
-import functools
 import inspect
 
 import jax

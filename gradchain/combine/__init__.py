@@ -19,8 +19,10 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine import optax_names
 from gradchain.combine.graft import GraftState, graft
 from gradchain.combine.live import LiveState, inject_hyperparams, live
+from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
 from gradchain.combine.masks import (
     MaskedNode,
     MaskedState,
@@ -30,12 +32,10 @@ from gradchain.combine.masks import (
     set_to_zero,
 )
 from gradchain.combine.mechanic import MechanizeState, mechanize
-from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
+from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see the module
 from gradchain.combine.schedule_free import schedule_free
 from gradchain.combine.sharpness import SAMState, normalize, sam
 from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip_non_finite
-from gradchain.combine import optax_names
-from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see the module
 
 __all__ = [
     "AccumulateState",

@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks

@@ -8,22 +8,29 @@ Adam/AdamW/Lion).
 ...) or change what Adam's slots hold (AdaBelief, Yogi, RAdam, ADOPT, LAMB, ...).
 """
 
-from gradchain.optimizers import kronecker, memory_saving, memory_spending, textbook
+from gradchain.optimizers import (
+    games,
+    kronecker,
+    layerwise,
+    line_search,
+    memory_saving,
+    memory_spending,
+    optax_catalogue,
+    optax_contrib,
+    parameter_free,
+    schedule_free,
+    textbook,
+)
+from gradchain.optimizers.games import *  # noqa: F403
 from gradchain.optimizers.kronecker import *  # noqa: F403
+from gradchain.optimizers.layerwise import *  # noqa: F403
+from gradchain.optimizers.line_search import *  # noqa: F403
 from gradchain.optimizers.memory_saving import *  # noqa: F403
 from gradchain.optimizers.memory_spending import *  # noqa: F403
-from gradchain.optimizers.textbook import *  # noqa: F403
-from gradchain.optimizers import line_search
-from gradchain.optimizers.line_search import *  # noqa: F403
-from gradchain.optimizers import games, layerwise, optax_catalogue
-from gradchain.optimizers.games import *  # noqa: F403
-from gradchain.optimizers.layerwise import *  # noqa: F403
 from gradchain.optimizers.optax_catalogue import *  # noqa: F403
-from gradchain.optimizers import schedule_free
-from gradchain.optimizers.schedule_free import *  # noqa: F403
-from gradchain.optimizers import optax_contrib
 from gradchain.optimizers.optax_contrib import *  # noqa: F403
-from gradchain.optimizers import parameter_free
 from gradchain.optimizers.parameter_free import *  # noqa: F403
+from gradchain.optimizers.schedule_free import *  # noqa: F403
+from gradchain.optimizers.textbook import *  # noqa: F403
 
 __all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__, *schedule_free.__all__, *parameter_free.__all__, *optax_contrib.__all__]

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradchain import text_table as table
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
 from gradchain.memory import memory_report
-from gradchain import text_table as table
 from gradchain.teaching.build import Optimizer, build_optimizer, parse_learning_rates, split_names
 from gradchain.teaching.figure import check_output_path, new_figure
 

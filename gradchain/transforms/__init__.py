@@ -2,7 +2,16 @@
 is a NamedTuple of named slots (see ``State.meanings``)."""
 
 from gradchain.base import identity
+from gradchain.transforms import curvature, dual_averaging, optax_names, parameter_free, plateau
 from gradchain.transforms.adadelta import AdadeltaState, scale_by_adadelta
+from gradchain.transforms.additive import (
+    AddNoiseState,
+    ScaledParamsState,
+    add_noise,
+    add_scaled_params,
+)
+from gradchain.transforms.curvature import *  # noqa: F403
+from gradchain.transforms.dual_averaging import *  # noqa: F403
 from gradchain.transforms.extra_moments import (
     AdditiveRmsState,
     BeliefState,
@@ -22,6 +31,15 @@ from gradchain.transforms.factored import (
 )
 from gradchain.transforms.kronecker import ShampooState, SoapState, scale_by_shampoo, scale_by_soap
 from gradchain.transforms.layerwise import LayerwiseRmsState, scale_by_layerwise_rms
+from gradchain.transforms.line_search import (
+    BacktrackingLinesearchState,
+    LbfgsState,
+    ZoomLinesearchState,
+    scale_by_backtracking_linesearch,
+    scale_by_lbfgs,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+)
 from gradchain.transforms.low_precision import (
     KahanState,
     StochasticRoundingState,
@@ -36,9 +54,11 @@ from gradchain.transforms.momentum import (
     scale_by_lion_momentum,
     scale_by_momentum,
 )
-from gradchain.transforms import optax_names
 from gradchain.transforms.optax_names import *  # noqa: F403 -- Optax's names, see the module
 from gradchain.transforms.orthogonal import newton_schulz, scale_by_newton_schulz, scale_by_shape
+from gradchain.transforms.parameter_free import *  # noqa: F403
+from gradchain.transforms.plateau import *  # noqa: F403
+from gradchain.transforms.polyak import scale_by_polyak
 from gradchain.transforms.preconditioners import (
     InfNormState,
     RmsState,
@@ -50,10 +70,18 @@ from gradchain.transforms.preconditioners import (
     scale_by_stddev,
 )
 from gradchain.transforms.quantized import (
+    Quantized,
     QuantizedArray,
     dequantize,
     quantize,
     quantized_moments,
+)
+from gradchain.transforms.quantized_4bit import (
+    DE4,
+    DE4_NEAREST,
+    RANK1_LINEAR4,
+    Quantized4bitArray,
+    quantize_4bit,
 )
 from gradchain.transforms.rectified import (
     PreviousRmsState,
@@ -79,6 +107,7 @@ from gradchain.transforms.schedule_free import (
     schedule_free_eval_params,
 )
 from gradchain.transforms.sign_adaptive import RpropState, scale_by_rprop
+from gradchain.transforms.sm3 import Sm3State, scale_by_sm3
 from gradchain.transforms.torch_forms import (
     AmsgradRawState,
     NadamScheduleState,
@@ -90,29 +119,17 @@ from gradchain.transforms.torch_forms import (
     scale_by_sgd_momentum,
 )
 from gradchain.transforms.trust_ratio import scale_by_trust_ratio
-from gradchain.transforms.line_search import (
-    BacktrackingLinesearchState,
-    LbfgsState,
-    ZoomLinesearchState,
-    scale_by_backtracking_linesearch,
-    scale_by_lbfgs,
-    scale_by_zoom_linesearch,
-    value_and_grad_from_state,
-)
-from gradchain.transforms.additive import AddNoiseState, ScaledParamsState, add_noise, add_scaled_params
-from gradchain.transforms.polyak import scale_by_polyak
-from gradchain.transforms.sm3 import Sm3State, scale_by_sm3
-from gradchain.transforms import curvature, dual_averaging, plateau
-from gradchain.transforms.curvature import *  # noqa: F403
-from gradchain.transforms.dual_averaging import *  # noqa: F403
-from gradchain.transforms.plateau import *  # noqa: F403
-from gradchain.transforms import parameter_free
-from gradchain.transforms.parameter_free import *  # noqa: F403
 
 __all__ = [
     "FactoredMoment",
     "FactoredRmsState",
+    "DE4",
+    "DE4_NEAREST",
+    "Quantized",
+    "Quantized4bitArray",
     "QuantizedArray",
+    "RANK1_LINEAR4",
+    "quantize_4bit",
     "clip_by_block_rms",
     "dequantize",
     "newton_schulz",
