@@ -194,3 +194,15 @@ def test_quantize_keeps_non_finite_entries_and_the_block_scale_finite(code):
     rel = np.max(np.abs(y[ok] - x[ok]) / x[ok])
     assert rel <= 0.037 + 1e-6 if code == "uint8" else rel <= 0.057 + 1e-6
     assert np.all(np.isfinite(np.asarray(q.scales)))
+
+
+def test_a_nan_statistic_never_turns_later_steps_into_a_quiet_zero():
+    """SM3's accumulator keeps a NaN for good once it has seen one: the entries it covers must
+    stay visibly non-finite on the next, finite step -- not become an update of 0 (a frozen
+    parameter), which the old ``v > 0`` guard gave."""
+    opt = gradchain.sm3(0.1)
+    params = {"w": jnp.ones((3, 2))}
+    state = opt.init(params)
+    _, state = opt.update({"w": jnp.ones((3, 2)).at[0, 0].set(jnp.nan)}, state, params)
+    updates, _ = opt.update({"w": jnp.ones((3, 2))}, state, params)
+    assert np.isnan(np.asarray(updates["w"][0, 0]))

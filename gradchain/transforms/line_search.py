@@ -170,7 +170,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
 
         if scale_init_precond:
             yy = _squared_norm(y, h)
-            gamma = jnp.where(yy > 0, sy / jnp.where(yy > 0, yy, jnp.ones([], h)), jnp.ones([], h))
+            zero = yy == 0  # only an exact zero is guarded: a NaN stays visible
+            gamma = jnp.where(zero, jnp.ones([], h), sy / jnp.where(zero, jnp.ones([], h), yy))
             g_norm = jnp.sqrt(_squared_norm(updates, h))
             gamma = jnp.where(started, gamma, jnp.minimum(1, 1 / g_norm))
         else:

@@ -115,7 +115,7 @@ def _round_stochastically(x: jax.Array, dtype: Any, draw: jax.Array) -> jax.Arra
     lower, upper = jnp.where(up, near, other), jnp.where(up, other, near)
     lo, hi = lower.astype(x.dtype), upper.astype(x.dtype)
     gap = hi - lo
-    p_up = (x - lo) / jnp.where(gap > 0, gap, 1)
+    p_up = (x - lo) / jnp.where(gap == 0, 1, gap)
     chosen = jnp.where(draw < p_up, upper, lower)
     exact = near.astype(x.dtype) == x
     keep = exact | ~jnp.isfinite(x) | ~jnp.isfinite(lo) | ~jnp.isfinite(hi)

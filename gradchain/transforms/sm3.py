@@ -71,7 +71,8 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
                          for k, a in enumerate(mu)]
                 prev = functools.reduce(jnp.minimum, along)
             v = jnp.where(b2_ == 1, 1, 1 - b2_) * abs_sq(g, c) + b2_ * prev
-            scaled = g.astype(c) * jnp.where(v > 0, jax.lax.rsqrt(v + jnp.asarray(eps, c)), 0)
+            # only an exact zero is guarded: a NaN statistic stays visible (as in moment_math)
+            scaled = g.astype(c) * jnp.where(v == 0, 0, jax.lax.rsqrt(v + jnp.asarray(eps, c)))
             nu_new = (1 - b1_) * scaled + b1_ * nu.astype(c)
             if rank < 2:
                 mu_new = [v.astype(mu[0].dtype)]
