@@ -46,7 +46,6 @@ ISSUE = "issue 18, sharding in types"
 # products run on leaves gathered whole, see gradchain/transforms/mesh_axes.py's `whole`).
 KNOWN_FAILURES: dict[str, tuple[str, type | None]] = {
     # name: (what happens, the exception; None where JAX's type is private)
-    "lbfgs": ("its inner products contract sharded dimensions: ShardingTypeError", None),
     "sm3": ("its per-axis statistics come back typed with the mesh axis", AssertionError),
 }
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_zeros_like
-from gradchain.transforms.mesh_axes import refuse_if_sharded
+from gradchain.transforms.mesh_axes import explicit_spec, refuse_if_sharded, zeros_stacked
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
 __all__ = [
@@ -50,7 +50,17 @@ def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
         refuse_if_sharded(x, "an inner product over the whole tree (L-BFGS, the line searches)")
     def vdot(x, y):  # in the wider of the two dtypes (a bfloat16 ring against a float32 update)
         c = compute_dtype(x.dtype, y.dtype)
-        return jnp.vdot(x.astype(c), y.astype(c), precision=_HIGHEST).real
+        x, y = x.astype(c), y.astype(c)
+        if explicit_spec(x) is None and explicit_spec(y) is None:
+            return jnp.vdot(x, y, precision=_HIGHEST).real
+        # On an Explicit mesh a leaf sharded along some axis cannot be flattened, and a
+        # product that contracts sharded dimensions must be told its output's sharding: contract
+        # every axis in place, to a replicated scalar.
+        axes = tuple(range(x.ndim))
+        x = jnp.conj(x) if jnp.iscomplexobj(x) else x
+        dims = ((axes, axes), ((), ()))
+        replicated = jax.sharding.PartitionSpec()
+        return jax.lax.dot_general(x, y, dims, precision=_HIGHEST, out_sharding=replicated).real
 
     parts = [vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
     return functools.reduce(lambda s, p: s + p.astype(dtype), parts, jnp.zeros([], dtype))
@@ -125,7 +135,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
                 (the first step stays in the unit ball).
     State:      count; params, updates (the last ones); diff_params_memory,
                 diff_updates_memory (memory_size x params each); weights_memory.
-    Memory:     (2 + 2 * memory_size)x params.
+    Memory:     (2 + 2 * memory_size)x params (on an Explicit mesh every ring is sharded as
+                its parameter is, and the inner products reduce across the mesh).
     Args:       memory_size -- integer >= 1: pairs kept.  scale_init_precond -- gamma as above.
     Note:       emits a *descent direction times -1* as Optax does (r ~ H^{-1} g): follow it
                 with ``scale(-1.0)`` or ``scale_by_learning_rate`` and a line search, as
@@ -138,8 +149,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     m = memory_size
 
     def init(params):
-        def ring(p):
-            return jnp.zeros((m, *jnp.shape(p)), jnp.result_type(p))
+        def ring(p):  # typed like p on its trailing axes (on an Explicit mesh: sharded alike)
+            return zeros_stacked(p, m, jnp.result_type(p))
 
         return LbfgsState(
             count=jnp.zeros([], jnp.int32),

@@ -26,6 +26,7 @@ __all__ = [
     "varying_axes",
     "vma_is_tracked",
     "whole",
+    "zeros_stacked",
     "zeros_without_axis",
 ]
 
@@ -122,6 +123,20 @@ def zeros_without_axis(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
     if kept is None or all(e is None for e in kept):
         return jnp.zeros(shape, dtype)
     return jnp.zeros(shape, dtype, out_sharding=jax.sharding.PartitionSpec(*kept))
+
+
+def zeros_stacked(p: jax.Array, n: int, dtype: Any) -> jax.Array:
+    """Zeros of shape ``(n, *p.shape)``: ``n`` copies of a leaf like ``p`` stacked on a new
+    leading axis (a ring of the last ``n`` differences), typed as ``p`` is on the trailing
+    axes and unsharded on the new one: on an Explicit mesh ``float32[128@data,256@model]``
+    gives ``float32[n,128@data,256@model]``, so storing a ``p``-typed slice keeps the type and
+    each device holds its own shard of every copy. Elsewhere (see ``explicit_spec``) plain
+    zeros."""
+    spec = explicit_spec(p)
+    shape = (n, *jnp.shape(p))
+    if spec is None:
+        return jnp.zeros(shape, dtype)
+    return jnp.zeros(shape, dtype, out_sharding=jax.sharding.PartitionSpec(None, *spec))
 
 
 def vma_is_tracked() -> bool:
