@@ -39,14 +39,16 @@ SHAPES = {"w": (128, 256), "b": (256,), "u": (8, 16), "c": (4,)}
 SPECS = {"w": P("data", "model"), "b": P("model"), "u": P(None, "model"), "c": P()}
 
 ISSUE = "issue 18, sharding in types"
-# What fails today, and how. Each is a strict xfail: the test fails the day one is fixed, so
-# the mark must then go. Issue 18 listed adafactor (fixed: init types its factored statistics
-# as update's means), adamw_8bit (fixed, with adam_8bit and lion_8bit: the decode's gather is
-# told the codes' sharding) and muon; soap and shampoo failed as muon did (fixed: their matrix
-# products run on leaves gathered whole, see gradchain/transforms/mesh_axes.py's `whole`).
+# What fails today, and how (none now). Each is a strict xfail: the test fails the day one is
+# fixed, so the mark must then go. Issue 18 listed adafactor (fixed: init types its factored
+# statistics as update's means), adamw_8bit (fixed, with adam_8bit and lion_8bit: the decode's
+# gather is told the codes' sharding) and muon; soap and shampoo failed as muon did (fixed: their
+# matrix products run on leaves gathered whole, see gradchain/transforms/mesh_axes.py's `whole`);
+# sm3 as adafactor did (fixed the same way); lbfgs's inner products contracted sharded
+# dimensions (fixed: each leaf contracted in place to a replicated scalar); polyak_sgd and
+# sophia only needed the objective, which `with_objective` now gives.
 KNOWN_FAILURES: dict[str, tuple[str, type | None]] = {
     # name: (what happens, the exception; None where JAX's type is private)
-    "sm3": ("its per-axis statistics come back typed with the mesh axis", AssertionError),
 }
 
 

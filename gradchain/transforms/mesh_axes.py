@@ -26,6 +26,7 @@ __all__ = [
     "varying_axes",
     "vma_is_tracked",
     "whole",
+    "zeros_along_axis",
     "zeros_stacked",
     "zeros_without_axis",
 ]
@@ -123,6 +124,19 @@ def zeros_without_axis(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
     if kept is None or all(e is None for e in kept):
         return jnp.zeros(shape, dtype)
     return jnp.zeros(shape, dtype, out_sharding=jax.sharding.PartitionSpec(*kept))
+
+
+def zeros_along_axis(p: jax.Array, axis: int, dtype: Any) -> jax.Array:
+    """Zeros of shape ``(p.shape[axis],)``, typed as a reduction of ``p`` over every other
+    axis is: on an Explicit mesh ``p.max((0, 2))`` keeps only the mesh axes of ``p``'s
+    dimension ``axis`` (``float32[128@data,256@model]`` gives ``float32[256@model]`` for
+    axis 1), and a state built with these keeps its type through an update that stores such a
+    reduction (SM3's per-axis statistics). Elsewhere (see ``explicit_spec``) plain zeros."""
+    shape = (jnp.shape(p)[axis],)
+    spec = explicit_spec(p)
+    if spec is None or spec[axis] is None:
+        return jnp.zeros(shape, dtype)
+    return jnp.zeros(shape, dtype, out_sharding=jax.sharding.PartitionSpec(spec[axis]))
 
 
 def zeros_stacked(p: jax.Array, n: int, dtype: Any) -> jax.Array:

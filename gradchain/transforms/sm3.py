@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_zeros_like
+from gradchain.transforms.mesh_axes import zeros_along_axis
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, real_dtype
 
 __all__ = ["Sm3State", "scale_by_sm3"]
@@ -31,7 +32,9 @@ def _accumulators(p: Any) -> list[jax.Array]:
     dtype = real_dtype(jnp.result_type(p))
     if jnp.ndim(p) < 2:  # the leaf's own shape: made like it, so it is laid out like it
         return [jnp.zeros_like(p, dtype)]
-    return [jnp.zeros([n], dtype) for n in jnp.shape(p)]
+    # typed as update's max over the other axes will be (on an Explicit mesh: sharded as that
+    # axis of p), so the state keeps its type
+    return [zeros_along_axis(p, k, dtype) for k in range(jnp.ndim(p))]
 
 
 def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> GradientTransformation:
@@ -43,7 +46,8 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
                   nu_t = b1 nu_{t-1} + (1 - b1) * g / sqrt(v + eps)   (0 where v = 0)
                   mu_i = max of v over every axis but i;  emit nu_t
     State:      mu (per leaf: the sum of its dimensions), nu (+1x params).
-    Memory:     +1x params plus sum of dims per leaf.
+    Memory:     +1x params plus sum of dims per leaf (on an Explicit mesh each mu_i is sharded
+                as axis i of its parameter is).
     Args:       b1 -- momentum in [0, 1).  b2 -- in [0, 1]; 1 (the default) sums, as
                 AdaGrad.  eps -- >= 0, inside the root.
     Note:       Optax's ``scale_by_sm3`` (SM3-II). A scalar leaf gets one accumulator here;
