@@ -277,7 +277,9 @@ def chain(*transforms: Any) -> GradientTransformation:
 
     def init(params):
         _checks.check_float_leaves("params", params)
-        return tuple(t.init(params) for t in members)
+        states = tuple(t.init(params) for t in members)
+        _remember(expected_states, _signature(params), [_shapes_of(s) for s in states])
+        return states
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         if not isinstance(state, tuple) or len(state) != len(members):
@@ -305,6 +307,7 @@ def chain(*transforms: Any) -> GradientTransformation:
     )
     chain_repr = repr(result)
     expected_states: dict[Any, list[Any]] = {}
+    result.expected_states = expected_states  # what init built, per params signature
     return result
 
 
@@ -322,6 +325,17 @@ def _check_inputs(members, updates, state, params, gradient, cache) -> None:
     if gradient is not None:
         _checks.check_same_structure("gradient", gradient, "updates", updates)
     like = updates if params is None else params
+    key = _signature(like)
+    if key not in cache:
+        _remember(cache, key, [_abstract_init(t, like, key[-1]) for t in members])
+    for i, (t, expected, given) in enumerate(zip(members, cache[key], state)):
+        if expected is not None:
+            _checks.check_state(i, _name_of(t), expected, given)
+
+
+def _signature(like: Any) -> tuple:
+    """The key under which a chain remembers the state its init builds for ``like``: the tree,
+    each leaf's shape and dtype, and whether the leaves are shards inside ``shard_map``."""
     leaves, treedef = jax.tree.flatten(like)
     # Inside shard_map a leaf may be this device's shard of its parameter, and the state was
     # made outside from the whole params: a member whose init needs the whole shape (Adafactor's
@@ -329,14 +343,18 @@ def _check_inputs(members, updates, state, params, gradient, cache) -> None:
     # state cannot be rebuilt here, and is not checked. The other members are checked as usual
     # (a moment laid out like its parameter is a shard of the same shape).
     on_shards = any(_varies_over_a_mesh_axis(x) for x in leaves)
-    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves), on_shards)
-    if key not in cache:
-        if len(cache) >= 8:
-            cache.clear()
-        cache[key] = [_abstract_init(t, like, on_shards) for t in members]
-    for i, (t, expected, given) in enumerate(zip(members, cache[key], state)):
-        if expected is not None:
-            _checks.check_state(i, _name_of(t), expected, given)
+    return (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves), on_shards)
+
+
+def _remember(cache: dict, key: tuple, expected: list[Any]) -> None:
+    if len(cache) >= 8:
+        cache.clear()
+    cache[key] = expected
+
+
+def _shapes_of(state: Any) -> Any:
+    """A state as shapes and dtypes: what ``jax.eval_shape(init, params)`` would give."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), state)
 
 
 def _abstract_init(transform: Any, params: Any, on_shards: bool = False) -> Any:

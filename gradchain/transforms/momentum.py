@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
-from gradchain.transforms.moment_math import compute_dtype, increment, scalar_dtype
+from gradchain.transforms.moment_math import cast, compute_dtype, increment, scalar_dtype
 
 __all__ = [
     "BiasCorrectState",
@@ -54,10 +54,10 @@ def scale_by_momentum(
 
         def step(u, mu):
             c = compute_dtype(u.dtype, mu.dtype)
-            new_term = weight.astype(c) * u.astype(c)
-            mu_new = d.astype(c) * mu.astype(c) + new_term
-            out = d.astype(c) * mu_new + new_term if nesterov else mu_new
-            return out.astype(u.dtype), mu_new.astype(mu.dtype)
+            new_term = cast(weight, c) * cast(u, c)
+            mu_new = cast(d, c) * cast(mu, c) + new_term
+            out = cast(d, c) * mu_new + new_term if nesterov else mu_new
+            return cast(out, u.dtype), cast(mu_new, mu.dtype)
 
         out, mu = tree_map_split(step, 2, updates, state.mu)
         return out, MomentumState(mu=mu)
@@ -96,8 +96,8 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
         def correct(u, g):
             c = compute_dtype(u.dtype)
             if not nesterov:
-                return (u.astype(c) / correction.astype(c)).astype(u.dtype)
-            return (ahead.astype(c) * u.astype(c) + now.astype(c) * g.astype(c)).astype(u.dtype)
+                return cast(cast(u, c) / cast(correction, c), u.dtype)
+            return cast(cast(ahead, c) * cast(u, c) + cast(now, c) * cast(g, c), u.dtype)
 
         return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count)
 

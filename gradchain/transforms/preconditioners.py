@@ -17,6 +17,7 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
 from gradchain.transforms.moment_math import (
     abs_sq,
+    cast,
     compute_dtype,
     divide,
     increment,
@@ -94,11 +95,11 @@ def scale_by_rms(
 
         def step(u, g, nu, nu_max):
             c = compute_dtype(nu.dtype)
-            nu_new = d.astype(c) * nu.astype(c) + new_weight.astype(c) * abs_sq(g, c)
-            nu_hat = nu_new / correction.astype(c) if bias_correction else nu_new
-            nu_hat = jnp.maximum(nu_max.astype(c), nu_hat) if amsgrad else nu_hat
-            denom = jnp.sqrt(nu_hat + inside.astype(c)) + outside.astype(c)
-            return divide(u, denom), nu_new.astype(nu.dtype), nu_hat.astype(nu.dtype)
+            nu_new = cast(d, c) * cast(nu, c) + cast(new_weight, c) * abs_sq(g, c)
+            nu_hat = nu_new / cast(correction, c) if bias_correction else nu_new
+            nu_hat = jnp.maximum(cast(nu_max, c), nu_hat) if amsgrad else nu_hat
+            denom = jnp.sqrt(nu_hat + cast(inside, c)) + cast(outside, c)
+            return divide(u, denom), cast(nu_new, nu.dtype), cast(nu_hat, nu.dtype)
 
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
         return out, RmsState(nu=nu, nu_max=nu_max if amsgrad else None, count=count)

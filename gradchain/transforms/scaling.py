@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, describe
 from gradchain.transforms.mesh_axes import global_norm_over, refuse_if_sharded
-from gradchain.transforms.moment_math import compute_dtype, increment, real_dtype
+from gradchain.transforms.moment_math import cast, compute_dtype, increment, real_dtype
 
 __all__ = [
     "LearningRateState",
@@ -29,7 +29,7 @@ __all__ = [
 
 def _times(u: jax.Array, factor: Any) -> jax.Array:
     c = compute_dtype(u.dtype)
-    return (u.astype(c) * jnp.asarray(factor, c)).astype(u.dtype)
+    return cast(cast(u, c) * cast(factor, c), u.dtype)
 
 
 def scale(step_size: float) -> GradientTransformation:
@@ -166,9 +166,7 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
 
         def decay(u, p):
             c = compute_dtype(u.dtype, jnp.result_type(p))
-            return (u.astype(c) + jnp.asarray(weight_decay, c) * jnp.asarray(p).astype(c)).astype(
-                u.dtype
-            )
+            return cast(cast(u, c) + cast(weight_decay, c) * cast(p, c), u.dtype)
 
         return jax.tree.map(decay, updates, params), state
 
