@@ -4,7 +4,7 @@ On XLA:CPU each elementwise kernel costs a fixed overhead (tens of microseconds)
 launches three per leaf: a model of 1000 leaves of 1000 parameters spends most of its step
 launching kernels. ``group_leaves(opt)`` keeps the optimizer's state as one contiguous buffer
 per dtype (built once, by ``init``), so each step only gathers the *gradients* into a buffer
-(in place, leaf by leaf), runs the optimizer's few kernels over it, and hands back per-leaf
+(one concatenate), runs the optimizer's few kernels over it, and hands back per-leaf
 updates (slices). Measured on a 2-core CPU VM: see ``docs/performance.md``.
 
 The trade: the step is faster for many small leaves, the first call (trace + compile) slower,
@@ -57,15 +57,11 @@ def _layout(tree: Any, max_leaf_size: int) -> _Layout:
 
 
 def _gather(leaves: list[Any], indices: tuple[int, ...], dtype: str) -> jax.Array:
-    """The leaves at ``indices``, raveled into one buffer by in-place updates of a zero buffer
-    (XLA:CPU compiles and runs this faster than a ``concatenate`` of a thousand operands)."""
-    sizes = [math.prod(np.shape(leaves[i])) for i in indices]
-    buffer = jnp.zeros(sum(sizes), dtype)
-    offset = 0
-    for i, n in zip(indices, sizes):
-        buffer = jax.lax.dynamic_update_slice(buffer, jnp.ravel(leaves[i]).astype(dtype), (offset,))
-        offset += n
-    return buffer
+    """The leaves at ``indices``, raveled into one buffer by one ``concatenate``: one kernel.
+    (In-place updates of a zero buffer at constant offsets make one distinct kernel per leaf,
+    each compiled on its own: measured at 1000 leaves of 32x32, first call 28.6 s against
+    11.7 s, step 9.8 against 5.9 ms.)"""
+    return jnp.concatenate([jnp.ravel(leaves[i]).astype(dtype) for i in indices])
 
 
 def _group(tree: Any, layout: _Layout) -> dict[str, Any]:
@@ -92,7 +88,7 @@ def _ungroup(grouped: dict[str, Any], layout: _Layout) -> Any:
 def group_leaves(optimizer: Any, *, max_leaf_size: int = 4096) -> GradientTransformation:
     r"""Run ``optimizer`` on the small leaves grouped into one flat buffer per dtype.
 
-    Update:     g_flat = gather(small leaves of g)  (per dtype, in place)
+    Update:     g_flat = gather(small leaves of g)  (per dtype, one concatenate)
                 u_flat, state = optimizer.update(g_flat, state, p_flat) ;  u = slices of u_flat
                 Leaves with more than ``max_leaf_size`` elements pass through as leaves.
     State:      ``GroupedState(inner)``: the optimizer's state for the tree
