@@ -228,6 +228,8 @@ def _make_live(
             inner = _call(factory, signature, {**arguments, **start})
             inner_state = inner.init(params)
             members = _member_names(inner)
+            if len(built) >= 8:  # as the chain's own record: a few params trees at most
+                built.clear()
             built.update({k: (members, v) for k, v in _expected_states(inner).items()})
             return state_class(
                 count=jnp.zeros([], jnp.int32) if given.schedules else None,
