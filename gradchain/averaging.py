@@ -107,7 +107,8 @@ def ema_params(state: EmaState) -> Any:
     this returns the zeros it started from.
     """
     _check_state(state)
-    w = jnp.where(state.weight > 0, state.weight, jnp.ones_like(state.weight))
+    # Only an exact zero (nothing averaged yet) is replaced: a NaN weight stays visible.
+    w = jnp.where(state.weight == 0, jnp.ones_like(state.weight), state.weight)
 
     def divide(a):
         c = compute_dtype(a.dtype)

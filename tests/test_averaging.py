@@ -80,6 +80,14 @@ def test_debiased_average_before_any_update_is_zero_not_nan():
     assert gradchain.ema_params(state)["w"].tolist() == [0.0, 0.0, 0.0]
 
 
+def test_a_nan_weight_gives_a_nan_average_not_the_unnormalised_sum():
+    state = gradchain.ema_init({"w": jnp.ones(3)}, 0.9)
+    state = state._replace(
+        ema={"w": jnp.full(3, 0.5)}, weight=jnp.asarray(jnp.nan, state.weight.dtype)
+    )
+    assert np.isnan(np.asarray(gradchain.ema_params(state)["w"])).all()  # a '> 0' test gave 0.5
+
+
 def test_decay_changes_without_recompiling_and_is_recorded():
     seq = params_sequence(jnp.float32)
     update = jax.jit(gradchain.ema_update)
