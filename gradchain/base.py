@@ -26,6 +26,12 @@ from gradchain import _checks
 
 __all__ = [
     "Child",
+    "LearningRate",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "Schedule",
+    "Updates",
     "EmptyState",
     "GradientTransformation",
     "Visit",
@@ -44,7 +50,10 @@ __all__ = [
 Params = Any
 Updates = Any
 State = Any
+OptState = Any
 Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+LearningRate = ScalarOrSchedule  # a number, or a schedule: a function of the step count
 
 
 class _Pair(NamedTuple):

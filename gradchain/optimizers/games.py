@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.optax_names import scale_by_adam, scale_by_optimistic_gradient
 from gradchain.transforms.scaling import scale_by_learning_rate
 
 __all__ = ["optimistic_adam", "optimistic_adam_v2", "optimistic_gradient_descent"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

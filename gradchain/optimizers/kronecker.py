@@ -9,14 +9,13 @@ block layout and docs/memory_spending_kronecker.md for the equations and measure
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine import partition
 from gradchain.combine.graft import graft as graft_norm
 from gradchain.combine.live import live
@@ -31,8 +30,6 @@ from gradchain.transforms import (
 from gradchain.transforms.kronecker import scale_by_shampoo, scale_by_soap
 
 __all__ = ["shampoo", "soap"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 def _kronecker_labels(params: Any) -> Any:

@@ -5,11 +5,8 @@ Keyword names and defaults follow Optax's optimizer of the same name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.additive import add_scaled_params
 from gradchain.transforms.optax_names import scale_by_novograd
@@ -17,8 +14,6 @@ from gradchain.transforms.scaling import scale_by_learning_rate
 from gradchain.transforms.trust_ratio import scale_by_trust_ratio
 
 __all__ = ["fromage", "novograd"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

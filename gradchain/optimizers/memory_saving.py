@@ -8,14 +8,13 @@ float32 bytes). Keyword names and defaults follow Optax's optimizer of the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradchain._checks import GradchainError
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine import partition
 from gradchain.combine.live import live
 from gradchain.transforms import (
@@ -48,8 +47,6 @@ __all__ = [
     "sign_sgd",
     "signum",
 ]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gradchain._checks import GradchainError
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.optimizers.textbook import adamw
 from gradchain.schedules import linear_schedule
@@ -56,8 +56,6 @@ __all__ = [
     "schedule_free_adamw",
     "yogi",
 ]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 def _adam_denominator(b2, eps, eps_root=0.0, nu_dtype=None) -> GradientTransformation:

@@ -6,19 +6,16 @@ Keyword names and defaults follow Optax's optimizer of the same name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.additive import add_noise
 from gradchain.transforms.scaling import scale, scale_by_learning_rate
 from gradchain.transforms.sm3 import scale_by_sm3
 
 __all__ = ["noisy_sgd", "sm3"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

@@ -6,19 +6,16 @@ Keyword names, defaults and extra arguments follow Optax's function of the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.curvature import hutchinson_estimator_diag_hessian, scale_by_sophia
 from gradchain.transforms.dual_averaging import scale_by_madgrad
 from gradchain.transforms.scaling import add_decayed_weights, scale_by_learning_rate
 
 __all__ = ["madgrad", "sophia"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

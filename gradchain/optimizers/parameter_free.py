@@ -8,11 +8,10 @@ Keyword names and defaults follow ``optax.contrib``'s optimizer of the same name
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.parameter_free import (
     scale_by_cocob,
@@ -22,8 +21,6 @@ from gradchain.transforms.parameter_free import (
 from gradchain.transforms.scaling import add_decayed_weights, scale_by_learning_rate
 
 __all__ = ["cocob", "dadapt_adamw", "prodigy"]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 def _pair(betas: Any) -> tuple[Any, Any]:

@@ -7,11 +7,10 @@ the comment on each line says what it adds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gradchain._checks import GradchainError
-from gradchain.base import GradientTransformation, chain
+from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms import (
     add_decayed_weights,
@@ -40,8 +39,6 @@ __all__ = [
     "rmsprop",
     "sgd",
 ]
-
-LearningRate = float | Callable[[Any], Any]
 
 
 @live

@@ -14,14 +14,19 @@ refused for a leaf sharded inside ``shard_map``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
+from gradchain.base import (
+    GradientTransformation,
+    LearningRate,
+    describe,
+    tree_map_split,
+    tree_zeros_like,
+)
 from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype, increment, scalar_dtype
 
@@ -35,8 +40,6 @@ __all__ = [
     "scale_by_mechanic",
     "scale_by_prodigy",
 ]
-
-LearningRate = float | Callable[[jax.Array], Any]
 
 
 # --- sums over every parameter --------------------------------------------------------------
