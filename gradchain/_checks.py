@@ -15,22 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-
-class GradchainError(ValueError):
-    """Raised for input that gradchain refuses: wrong trees, wrong states, wrong values.
-
-    A refused hyperparameter also carries ``argument`` (the name it was checked under) and
-    ``value`` (what was given), so that ``names_arguments`` can report it by the name the
-    user typed."""
-
-    argument: str | None = None
-    value: Any = None
-
-
-class CheckpointError(GradchainError):
-    """Raised by ``gradchain.checkpoint`` for a file it will not restore: damaged, crafted,
-    written in another format version, or not matching the targets. The message names the
-    file and the problem."""
+from gradchain.errors import CheckpointError, GradchainError  # noqa: F401 -- re-exported
 
 
 def _refuse(name: str, value: Any, message: str) -> GradchainError:

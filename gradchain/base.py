@@ -34,6 +34,7 @@ __all__ = [
     "Updates",
     "EmptyState",
     "GradientTransformation",
+    "GradientTransformationExtraArgs",
     "Visit",
     "apply_updates",
     "at_route",
@@ -123,6 +124,14 @@ class GradientTransformation(_Pair):
             )
             return f"{self.name}({held})"
         return f"<{self.name}>"
+
+
+# Optax splits transforms whose update takes extra keyword arguments into their own class.
+# Every gradchain transform's update already takes ``**extra`` (and ignores what it does not
+# use), so the name is the same class: ``isinstance(gradchain.adam(1e-3),
+# GradientTransformationExtraArgs)`` is True, and ``GradientTransformationExtraArgs(init,
+# update)`` builds a ``GradientTransformation``. An Optax transform is not an instance of it.
+GradientTransformationExtraArgs = GradientTransformation
 
 
 class Visit(NamedTuple):

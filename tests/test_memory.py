@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import gradchain
-from gradchain.teaching import ladder
+from gradchain import ladder
 from tests.conftest import reference_promotion
 
 # A mixed-dtype model: float32 (7x5 + 5 + 2x2x3 = 52 elements, 208 bytes) and bfloat16

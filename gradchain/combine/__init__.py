@@ -19,48 +19,82 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
-from gradchain.combine import optax_names
-from gradchain.combine.graft import GraftState, graft
-from gradchain.combine.live import LiveState, inject_hyperparams, live
-from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
+from gradchain.combine.graft import (
+    GraftState,
+    graft,
+)
+from gradchain.combine.live import (
+    LiveState,
+    inject_hyperparams,
+    live,
+)
+from gradchain.combine.lookahead import (
+    LookaheadParams,
+    LookaheadState,
+    lookahead,
+)
 from gradchain.combine.masks import (
-    MaskedNode,
     MaskedState,
     PartitionState,
     masked,
+    multi_transform,
     partition,
     set_to_zero,
 )
-from gradchain.combine.mechanic import MechanizeState, mechanize
-from gradchain.combine.optax_names import *  # noqa: F403 -- Optax's names, see the module
-from gradchain.combine.schedule_free import schedule_free
-from gradchain.combine.sharpness import SAMState, normalize, sam
-from gradchain.combine.steps import AccumulateState, SkipState, accumulate, skip_non_finite
+from gradchain.combine.mechanic import (
+    MechanizeState,
+    mechanize,
+)
+from gradchain.combine.schedule_free import (
+    schedule_free,
+)
+from gradchain.combine.sharpness import (
+    SAMState,
+    normalize,
+    sam,
+)
+from gradchain.combine.steps import (
+    AccumulateState,
+    ApplyIfFiniteState,
+    MultiSteps,
+    MultiStepsState,
+    SkipState,
+    accumulate,
+    apply_if_finite,
+    skip_non_finite,
+)
+from gradchain.combine.wrapping import (
+    MaskedNode,
+)
 
 __all__ = [
     "AccumulateState",
+    "ApplyIfFiniteState",
     "GraftState",
-    "graft",
     "LiveState",
-    "inject_hyperparams",
-    "live",
     "LookaheadParams",
     "LookaheadState",
-    "SAMState",
-    "lookahead",
-    "normalize",
-    "sam",
-    "schedule_free",
     "MaskedNode",
-    "MechanizeState",
-    "mechanize",
     "MaskedState",
+    "MechanizeState",
+    "MultiSteps",
+    "MultiStepsState",
     "PartitionState",
+    "SAMState",
     "SkipState",
     "accumulate",
+    "apply_if_finite",
+    "graft",
+    "inject_hyperparams",
+    "live",
+    "lookahead",
     "masked",
+    "mechanize",
+    "multi_transform",
+    "normalize",
     "partition",
+    "sam",
+    "schedule_free",
     "set_to_zero",
     "skip_non_finite",
-    *optax_names.__all__,
 ]

@@ -15,7 +15,10 @@ from gradchain.base import Child, GradientTransformation, _as_transform, describ
 from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype, divide
 
-__all__ = ["GraftState", "graft"]
+__all__ = [
+    "GraftState",
+    "graft",
+]
 
 
 @describe(

@@ -42,7 +42,11 @@ from gradchain import _checks
 from gradchain.base import Child, GradientTransformation, describe, hyperparam_dtype
 from gradchain.transforms.moment_math import increment
 
-__all__ = ["LiveState", "inject_hyperparams", "live"]
+__all__ = [
+    "LiveState",
+    "inject_hyperparams",
+    "live",
+]
 
 # Never live, whatever their value: a mask may be a function of the params, not a schedule.
 ALWAYS_STATIC = frozenset({"mask"})

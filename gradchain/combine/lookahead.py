@@ -13,7 +13,11 @@ from gradchain.base import Child, GradientTransformation, _as_transform, describ
 from gradchain.combine.wrapping import cast_like
 from gradchain.transforms.moment_math import compute_dtype
 
-__all__ = ["LookaheadParams", "LookaheadState", "lookahead"]
+__all__ = [
+    "LookaheadParams",
+    "LookaheadState",
+    "lookahead",
+]
 
 
 class LookaheadParams(NamedTuple):

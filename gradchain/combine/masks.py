@@ -1,4 +1,5 @@
-"""Masks and parameter groups: which transform sees which leaves (see ``gradchain.combine``)."""
+"""Masks and parameter groups: which transform sees which leaves (see ``gradchain.combine``).
+Optax's ``multi_transform`` is ``partition`` under Optax's name and argument order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import jax
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import EmptyState, GradientTransformation, _as_transform, describe, updater
+from gradchain.base import (
+    EmptyState,
+    GradientTransformation,
+    _as_transform,
+    describe,
+    updater,
+)
 from gradchain.combine.wrapping import (
     MaskedNode,
     check_inputs,
@@ -20,7 +27,14 @@ from gradchain.combine.wrapping import (
     zero_updates,
 )
 
-__all__ = ["MaskedNode", "MaskedState", "PartitionState", "masked", "partition", "set_to_zero"]
+__all__ = [
+    "MaskedState",
+    "PartitionState",
+    "masked",
+    "multi_transform",
+    "partition",
+    "set_to_zero",
+]
 
 
 # --- trees of flags and labels -----------------------------------------------------------
@@ -269,3 +283,17 @@ def set_to_zero() -> GradientTransformation:
         return zero_updates(updates), state
 
     return GradientTransformation(init, update, name="set_to_zero", preprocessing=True)
+
+
+def multi_transform(
+    transforms: Mapping[Hashable, GradientTransformation],
+    param_labels: Any,
+    *,
+    mask_compatible_extra_args: bool = False,
+) -> GradientTransformation:
+    """Optax's ``multi_transform``: ``gradchain.partition(transforms, param_labels)``.
+
+    Note: the state is ``PartitionState(groups={label: state})``; Optax's is
+    ``MultiTransformState(inner_states={label: MaskedState(inner_state)})``.
+    """
+    return partition(transforms, param_labels=param_labels)

@@ -13,7 +13,10 @@ from gradchain.combine.live import live
 from gradchain.combine.wrapping import check_inputs
 from gradchain.transforms.parameter_free import scale_by_mechanic
 
-__all__ = ["MechanizeState", "mechanize"]
+__all__ = [
+    "MechanizeState",
+    "mechanize",
+]
 
 
 @describe(

@@ -11,7 +11,9 @@ from gradchain.base import GradientTransformation, _as_transform, chain
 from gradchain.combine.live import live
 from gradchain.transforms.schedule_free import schedule_free_average
 
-__all__ = ["schedule_free"]
+__all__ = [
+    "schedule_free",
+]
 
 
 @live(static=("state_dtype",), own_schedules=("learning_rate",))  # reads lr(t + 1)

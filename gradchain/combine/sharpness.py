@@ -19,9 +19,13 @@ from gradchain.base import (
     updater,
 )
 from gradchain.combine.wrapping import cast_like
-from gradchain.transforms.scaling import global_norm
+from gradchain.transforms.clipping import global_norm
 
-__all__ = ["SAMState", "normalize", "sam"]
+__all__ = [
+    "SAMState",
+    "normalize",
+    "sam",
+]
 
 
 def normalize() -> GradientTransformation:

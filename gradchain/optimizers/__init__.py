@@ -8,29 +8,142 @@ Adam/AdamW/Lion).
 ...) or change what Adam's slots hold (AdaBelief, Yogi, RAdam, ADOPT, LAMB, ...).
 """
 
-from gradchain.optimizers import (
-    games,
-    kronecker,
-    layerwise,
-    line_search,
-    memory_saving,
-    memory_spending,
-    optax_catalogue,
-    optax_contrib,
-    parameter_free,
-    schedule_free,
-    textbook,
+from gradchain.optimizers.adadelta import (
+    adadelta,
 )
-from gradchain.optimizers.games import *  # noqa: F403
-from gradchain.optimizers.kronecker import *  # noqa: F403
-from gradchain.optimizers.layerwise import *  # noqa: F403
-from gradchain.optimizers.line_search import *  # noqa: F403
-from gradchain.optimizers.memory_saving import *  # noqa: F403
-from gradchain.optimizers.memory_spending import *  # noqa: F403
-from gradchain.optimizers.optax_catalogue import *  # noqa: F403
-from gradchain.optimizers.optax_contrib import *  # noqa: F403
-from gradchain.optimizers.parameter_free import *  # noqa: F403
-from gradchain.optimizers.schedule_free import *  # noqa: F403
-from gradchain.optimizers.textbook import *  # noqa: F403
+from gradchain.optimizers.adam import (
+    adabelief,
+    adamaxw,
+    adan,
+    ademamix,
+    adopt,
+    nadamw,
+    yogi,
+)
+from gradchain.optimizers.additive import (
+    noisy_sgd,
+)
+from gradchain.optimizers.curvature import (
+    sophia,
+)
+from gradchain.optimizers.dual_averaging import (
+    madgrad,
+)
+from gradchain.optimizers.factored import (
+    adafactor,
+)
+from gradchain.optimizers.games import (
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
+from gradchain.optimizers.kronecker import (
+    shampoo,
+    soap,
+)
+from gradchain.optimizers.layerwise import (
+    fromage,
+    lamb,
+    lars,
+    novograd,
+)
+from gradchain.optimizers.line_search import (
+    lbfgs,
+    polyak_sgd,
+)
+from gradchain.optimizers.orthogonal import (
+    muon,
+)
+from gradchain.optimizers.parameter_free import (
+    cocob,
+    dadapt_adamw,
+    prodigy,
+)
+from gradchain.optimizers.quantized import (
+    adam_4bit,
+    adam_8bit,
+    adamw_4bit,
+    adamw_8bit,
+    lion_8bit,
+)
+from gradchain.optimizers.rectified import (
+    radam,
+)
+from gradchain.optimizers.schedule_free import (
+    schedule_free_adamw,
+    schedule_free_sgd,
+)
+from gradchain.optimizers.sign import (
+    rprop,
+    sign_sgd,
+    signum,
+)
+from gradchain.optimizers.sm3 import (
+    sm3,
+)
+from gradchain.optimizers.textbook import (
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    amsgrad,
+    lion,
+    momentum,
+    nadam,
+    nesterov,
+    rmsprop,
+    sgd,
+)
 
-__all__ = [*textbook.__all__, *memory_saving.__all__, *memory_spending.__all__, *kronecker.__all__, *line_search.__all__, *games.__all__, *layerwise.__all__, *optax_catalogue.__all__, *schedule_free.__all__, *parameter_free.__all__, *optax_contrib.__all__]
+__all__ = [
+    "adabelief",
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adam_4bit",
+    "adam_8bit",
+    "adamax",
+    "adamaxw",
+    "adamw",
+    "adamw_4bit",
+    "adamw_8bit",
+    "adan",
+    "ademamix",
+    "adopt",
+    "amsgrad",
+    "cocob",
+    "dadapt_adamw",
+    "fromage",
+    "lamb",
+    "lars",
+    "lbfgs",
+    "lion",
+    "lion_8bit",
+    "madgrad",
+    "momentum",
+    "muon",
+    "nadam",
+    "nadamw",
+    "nesterov",
+    "noisy_sgd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "polyak_sgd",
+    "prodigy",
+    "radam",
+    "rmsprop",
+    "rprop",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    "sgd",
+    "shampoo",
+    "sign_sgd",
+    "signum",
+    "sm3",
+    "soap",
+    "sophia",
+    "yogi",
+]

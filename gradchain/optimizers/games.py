@@ -13,10 +13,15 @@ from typing import Any
 from gradchain import _checks
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
-from gradchain.transforms.optax_names import scale_by_adam, scale_by_optimistic_gradient
+from gradchain.transforms.adam import scale_by_adam
+from gradchain.transforms.games import scale_by_optimistic_gradient
 from gradchain.transforms.scaling import scale_by_learning_rate
 
-__all__ = ["optimistic_adam", "optimistic_adam_v2", "optimistic_gradient_descent"]
+__all__ = [
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+]
 
 
 @live

@@ -29,7 +29,10 @@ from gradchain.transforms import (
 )
 from gradchain.transforms.kronecker import scale_by_shampoo, scale_by_soap
 
-__all__ = ["shampoo", "soap"]
+__all__ = [
+    "shampoo",
+    "soap",
+]
 
 
 def _kronecker_labels(params: Any) -> Any:

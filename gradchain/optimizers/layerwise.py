@@ -1,19 +1,31 @@
-"""Optimizers whose step is set per leaf (per layer) by a norm: NovoGrad and Fromage.
+"""Optimizers whose step is set per leaf (per layer) by a norm: NovoGrad, Fromage, LAMB, LARS.
 
 Keyword names and defaults follow Optax's optimizer of the same name.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from gradchain import _checks
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
+from gradchain.transforms import (
+    add_decayed_weights,
+    bias_correct,
+    scale_by_learning_rate,
+    scale_by_momentum,
+)
+from gradchain.transforms.adam import adam_denominator
 from gradchain.transforms.additive import add_scaled_params
-from gradchain.transforms.optax_names import scale_by_novograd
-from gradchain.transforms.scaling import scale_by_learning_rate
-from gradchain.transforms.trust_ratio import scale_by_trust_ratio
+from gradchain.transforms.layerwise import scale_by_novograd, scale_by_trust_ratio
 
-__all__ = ["fromage", "novograd"]
+__all__ = [
+    "fromage",
+    "lamb",
+    "lars",
+    "novograd",
+]
 
 
 @live
@@ -58,4 +70,58 @@ def fromage(learning_rate: LearningRate, min_norm: float = 1e-6) -> GradientTran
         scale_by_trust_ratio(min_norm),  # g * ||p|| / ||g||, per leaf
         scale_by_learning_rate(step),
         add_scaled_params(pull),  # shrink the params back toward the sphere
+    )
+
+
+@live
+def lamb(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    """LAMB: AdamW's direction, rescaled per leaf to the leaf's norm. Memory: 2x params.
+
+    The trust ratio adds no memory; it lets very large batches use one learning rate for
+    every layer. ``axis_name``: see ``scale_by_trust_ratio`` (for ``shard_map``). ``mask``
+    (Optax's keyword) decays only the leaves it marks True.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
+        bias_correct(b1),
+        adam_denominator(b2, eps, eps_root),  # second moment         (+1x params)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay, inside the ratio
+        scale_by_trust_ratio(axis_name=axis_name),  # per leaf: ||p|| / ||u||  (+0)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def lars(
+    learning_rate: LearningRate,
+    weight_decay: float = 0.0,
+    trust_coefficient: float = 0.001,
+    eps: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    *,
+    axis_name: Any = None,
+) -> GradientTransformation:
+    """LARS: SGD with momentum whose step is rescaled per leaf. Memory: 1x params.
+
+    Note: Optax's form -- L2 decay first, then the trust ratio, the learning rate, and the
+    momentum of the scaled steps (last). Optax's ``weight_decay_mask`` and
+    ``trust_ratio_mask`` (exclude biases and norms) are not offered here; wrap the
+    transforms in a mask instead.
+    """
+    return chain(
+        add_decayed_weights(weight_decay),  # L2 into the gradient
+        scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps, axis_name=axis_name),
+        scale_by_learning_rate(learning_rate),
+        scale_by_momentum(momentum, nesterov=nesterov),  # velocity of the steps (+1x params)
     )

@@ -21,7 +21,10 @@ from gradchain.transforms.line_search import scale_by_lbfgs, scale_by_zoom_lines
 from gradchain.transforms.polyak import scale_by_polyak
 from gradchain.transforms.scaling import scale, scale_by_learning_rate
 
-__all__ = ["lbfgs", "polyak_sgd"]
+__all__ = [
+    "lbfgs",
+    "polyak_sgd",
+]
 
 # Optax's default: a zoom line search that starts every search at a step of 1.
 _ZOOM = scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")

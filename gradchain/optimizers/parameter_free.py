@@ -20,7 +20,11 @@ from gradchain.transforms.parameter_free import (
 )
 from gradchain.transforms.scaling import add_decayed_weights, scale_by_learning_rate
 
-__all__ = ["cocob", "dadapt_adamw", "prodigy"]
+__all__ = [
+    "cocob",
+    "dadapt_adamw",
+    "prodigy",
+]
 
 
 def _pair(betas: Any) -> tuple[Any, Any]:

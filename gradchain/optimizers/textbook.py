@@ -14,8 +14,6 @@ from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms import (
     add_decayed_weights,
-    bias_correct,
-    scale_by_inf_norm,
     scale_by_learning_rate,
     scale_by_lion_momentum,
     scale_by_momentum,
@@ -24,7 +22,13 @@ from gradchain.transforms import (
     scale_by_sign,
     scale_by_stddev,
 )
-from gradchain.transforms.torch_forms import bias_correct_nadam
+from gradchain.transforms.adam import (
+    adam_denominator,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+)
+from gradchain.transforms.momentum import bias_correct_nadam
 
 __all__ = [
     "adagrad",
@@ -157,17 +161,8 @@ def adam(
     0.8004
     """
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
-        bias_correct(b1, nesterov=nesterov),  # undo the zero start (+1 scalar)
-        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
-        scale_by_learning_rate(learning_rate),
-    )
-
-
-def _second_moment(b2, eps, eps_root, nu_dtype) -> GradientTransformation:
-    """Adam's denominator: bias-corrected RMS of the gradient, eps outside the root."""
-    return scale_by_rms(
-        b2, eps, eps_in_sqrt=False, bias_correction=True, eps_root=eps_root, nu_dtype=nu_dtype
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),  # Adam's direction above: mu, nu (+2x params)
     )
 
 
@@ -193,11 +188,9 @@ def adamw(
     decay on biases and norm scales). It wraps the decay in ``gradchain.masked``.
     """
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
-        bias_correct(b1, nesterov=nesterov),  # undo the zero start
-        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),  # decoupled decay: after the preconditioner
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate),  # (Adam's direction: mu, nu, +2x params)
     )
 
 
@@ -220,11 +213,9 @@ def amsgrad(
     uncorrected (the maximum is then of the raw nu).
     """
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
-        *([bias_correct(b1)] if bias_correction_mu else []),
-        scale_by_rms(  # nu and its running maximum                             (+2x params)
-            b2, eps, eps_in_sqrt=False, bias_correction=bias_correction_nu, eps_root=eps_root,
-            amsgrad=True, nu_dtype=nu_dtype,
+        scale_by_amsgrad(  # mu, nu and nu's running maximum (+3x params)
+            b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu,
+            nu_dtype=nu_dtype,
         ),
         scale_by_learning_rate(learning_rate),
     )
@@ -254,13 +245,14 @@ def nadam(
     if momentum_decay is not None and not nesterov:
         raise GradchainError("nadam: momentum_decay (torch's NAdam) needs nesterov=True")
     if momentum_decay is None:
-        return adam.__wrapped__(
-            learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
+        return chain(
+            scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
+            scale_by_learning_rate(learning_rate),
         )
     return chain(
         scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
         bias_correct_nadam(b1, momentum_decay),  # scheduled look-ahead (+2 scalars)
-        _second_moment(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
+        adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
         scale_by_learning_rate(learning_rate),
     )
 
@@ -277,9 +269,7 @@ def adamax(
 ) -> GradientTransformation:
     """Adamax: Adam with the infinity norm in place of the RMS. Memory: 2x params."""
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment   (+1x params)
-        bias_correct(b1),
-        scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),  # mu, max |g| (+2x)
         scale_by_learning_rate(learning_rate),
     )
 

@@ -126,7 +126,7 @@ def _model(args: argparse.Namespace, default_count: int | None = None) -> Any:
     dtype = jnp.dtype(args.dtype)
     if getattr(args, "shapes", None):
         return [jax.ShapeDtypeStruct(s, dtype) for s in args.shapes]
-    from gradchain.teaching.ladder import model_of_size
+    from gradchain.ladder import model_of_size
 
     return model_of_size(args.params or default_count, dtype)
 
@@ -186,8 +186,7 @@ def _memory_configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _memory_run(args: argparse.Namespace) -> int:
-    from gradchain import memory
-    from gradchain.teaching import ladder
+    from gradchain import ladder, memory
 
     moment_dtypes = {f"{s}_dtype": getattr(args, f"{s}_dtype") for s in ("mu", "nu")}
     moment_dtypes = {k: v for k, v in moment_dtypes.items() if v}
@@ -212,8 +211,7 @@ def _memory_run(args: argparse.Namespace) -> int:
 
 
 def _built(name: str, moment_dtypes: dict[str, str]) -> Any:
-    from gradchain import optimizers
-    from gradchain.teaching import ladder
+    from gradchain import ladder, optimizers
 
     accepted = inspect.signature(getattr(optimizers, name)).parameters
     refused = [k for k in moment_dtypes if k not in accepted]

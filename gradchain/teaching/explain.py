@@ -95,9 +95,8 @@ def explain(name: str, params: Any) -> str:
     import jax
     import jax.numpy as jnp
 
-    from gradchain import memory, state
+    from gradchain import ladder, memory, state
     from gradchain.memory import format_bytes
-    from gradchain.teaching import ladder
 
     optimizer = ladder.named_optimizer(name)
     report = memory.memory_report(optimizer, params)

@@ -47,16 +47,14 @@ from gradchain.transforms import (
     scale_by_rss,
     scale_by_stddev,
 )
-from gradchain.transforms.torch_forms import (
-    AmsgradRawState,
+from gradchain.transforms.momentum import (
     NadamScheduleState,
-    RectifiedRmsTorchState,
     SgdMomentumState,
     bias_correct_nadam,
-    scale_by_amsgrad_raw,
-    scale_by_rectified_rms_torch,
     scale_by_sgd_momentum,
 )
+from gradchain.transforms.preconditioners import AmsgradRawState, scale_by_amsgrad_raw
+from gradchain.transforms.rectified import RectifiedRmsTorchState, scale_by_rectified_rms_torch
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
            "Rprop"]  # fmt: skip

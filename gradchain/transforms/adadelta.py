@@ -11,7 +11,10 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, moment_dtype
 
-__all__ = ["AdadeltaState", "scale_by_adadelta"]
+__all__ = [
+    "AdadeltaState",
+    "scale_by_adadelta",
+]
 
 
 @describe(

@@ -13,7 +13,12 @@ from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, describe
 from gradchain.transforms.moment_math import compute_dtype, increment
 
-__all__ = ["AddNoiseState", "ScaledParamsState", "add_noise", "add_scaled_params"]
+__all__ = [
+    "AddNoiseState",
+    "ScaledParamsState",
+    "add_noise",
+    "add_scaled_params",
+]
 
 
 @describe(

@@ -19,7 +19,10 @@ from gradchain.base import (
 )
 from gradchain.transforms.moment_math import compute_dtype, increment
 
-__all__ = ["MadgradState", "scale_by_madgrad"]
+__all__ = [
+    "MadgradState",
+    "scale_by_madgrad",
+]
 
 
 @describe(

@@ -19,11 +19,12 @@ __all__ = [
     "abs_sq",
     "cast",
     "compute_dtype",
-    "scalar_dtype",
     "divide",
     "increment",
     "moment_dtype",
+    "moment_zeros",
     "real_dtype",
+    "scalar_dtype",
 ]
 
 
@@ -68,6 +69,11 @@ def real_dtype(dtype: Any) -> jnp.dtype:
 def moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
     """The storage dtype of a second moment of ``param``: ``dtype``, or the param's real dtype."""
     return jnp.dtype(dtype) if dtype is not None else real_dtype(jnp.result_type(param))
+
+
+def moment_zeros(params: Any, dtype: Any = None) -> Any:
+    """A second moment's starting zeros: one buffer per leaf, in ``moment_dtype``."""
+    return jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, dtype)), params)
 
 
 def increment(count: jax.Array) -> jax.Array:

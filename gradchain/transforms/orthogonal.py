@@ -18,7 +18,12 @@ from gradchain.base import EmptyState, GradientTransformation
 from gradchain.transforms.mesh_axes import refuse_if_sharded, sharded_like, whole
 from gradchain.transforms.moment_math import compute_dtype
 
-__all__ = ["NS_COEFFS", "newton_schulz", "scale_by_newton_schulz", "scale_by_shape"]
+__all__ = [
+    "NS_COEFFS",
+    "newton_schulz",
+    "scale_by_newton_schulz",
+    "scale_by_shape",
+]
 
 # Keller Jordan's quintic coefficients: the largest slope at 0 that still keeps every
 # singular value in about [0.7, 1.2] after five steps.

@@ -11,7 +11,10 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, hyperparam_dtype
 from gradchain.transforms.moment_math import increment
 
-__all__ = ["ReduceLROnPlateauState", "reduce_on_plateau"]
+__all__ = [
+    "ReduceLROnPlateauState",
+    "reduce_on_plateau",
+]
 
 
 @describe(

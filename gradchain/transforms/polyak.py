@@ -9,7 +9,9 @@ from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation
 from gradchain.transforms.moment_math import abs_sq, compute_dtype
 
-__all__ = ["scale_by_polyak"]
+__all__ = [
+    "scale_by_polyak",
+]
 
 _TINY = float(jnp.finfo(jnp.float64).eps)  # Optax's guard: below it, no step
 

@@ -22,18 +22,25 @@ from gradchain.transforms.moment_math import (
     divide,
     increment,
     moment_dtype,
+    moment_zeros,
     scalar_dtype,
 )
 
 __all__ = [
+    "AdditiveRmsState",
+    "AmsgradRawState",
+    "BeliefState",
     "InfNormState",
     "RmsState",
     "RssState",
     "StddevState",
+    "scale_by_additive_rms",
+    "scale_by_amsgrad_raw",
     "scale_by_inf_norm",
     "scale_by_rms",
     "scale_by_rss",
     "scale_by_stddev",
+    "scale_by_surprise_rms",
 ]
 
 
@@ -272,3 +279,189 @@ def scale_by_inf_norm(
         return out, InfNormState(nu=nu)
 
     return GradientTransformation(init, update, name="scale_by_inf_norm")
+
+
+@describe(
+    belief="second moment of the surprise: moving average of (g - mu)**2 (plus eps_root), "
+    "one array per parameter",
+    count="steps taken so far (int32 scalar), for bias correction",
+)
+class BeliefState(NamedTuple):
+    belief: Any
+    count: jax.Array
+
+
+def scale_by_surprise_rms(
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov_decay: float | None = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide the momentum by how far gradients stray from it (AdaBelief's denominator).
+
+    Update:     s_t = b2 * s_{t-1} + (1 - b2) * |g_t - u_t|**2 + eps_root
+                u_t = u_t / (sqrt(s_t / (1 - b2**t)) + eps)
+                nesterov_decay = b1: the numerator is Nesterov's, bias-corrected here,
+                u_t = (b1 u_t / (1 - b1**(t+1)) + (1 - b1) g_t / (1 - b1**t)) / (same denom)
+    State:      belief -- like params (real dtype, or ``nu_dtype``), starts at 0.
+                count -- int32 scalar.   Memory: +1x params.
+    Args:       b2 -- in [0, 1).  eps, eps_root -- >= 0.  nesterov_decay -- None, or b1 in
+                [0, 1) for AdaBelief's Nesterov form (then put no ``bias_correct`` after it).
+    Note:       The incoming update u_t must be the first moment mu_t itself: place it right
+                after ``scale_by_momentum(b1, ema=True)`` and *before* ``bias_correct(b1)``
+                (division by a per-coordinate factor commutes with the scalar correction).
+                Where the gradient agrees with the momentum the step is large, where it
+                surprises the step is small. eps_root accumulates in the state, as in Optax.
+                ``gradchain.scale_by_belief`` is the whole of Optax's transform (with b1).
+    Reference:  Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
+                Observed Gradients", 2020, Algorithm 2.
+    """
+    _checks.check_unit_interval("b2", b2)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+    if nesterov_decay is not None:
+        _checks.check_unit_interval("nesterov_decay", nesterov_decay)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        belief = jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, nu_dtype)), params)
+        return BeliefState(belief=belief, count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        count = increment(state.count)
+
+        def step(u, g, s):
+            c, cr = compute_dtype(u.dtype, g.dtype), compute_dtype(s.dtype)
+            d, t = jnp.asarray(b2, cr), count.astype(cr)
+            surprise = abs_sq(g.astype(c) - u.astype(c), cr)
+            s_new = d * s.astype(cr) + (1 - d) * surprise + jnp.asarray(eps_root, cr)
+            denom = jnp.sqrt(s_new / (1 - d**t)) + jnp.asarray(eps, cr)
+            if nesterov_decay is not None:
+                b1, tc = jnp.asarray(nesterov_decay, c), count.astype(c)
+                ahead = b1 * u.astype(c) / (1 - b1 ** (tc + 1))
+                u = (ahead + (1 - b1) * g.astype(c) / (1 - b1**tc)).astype(u.dtype)
+            return divide(u, denom), s_new.astype(s.dtype)
+
+        out, belief = tree_map_split(step, 2, updates, grads, state.belief)
+        return out, BeliefState(belief=belief, count=count)
+
+    return GradientTransformation(init, update, name="scale_by_surprise_rms")
+
+
+@describe(
+    nu="second moment, moved additively: nu - (1 - b2) sign(nu - g**2) g**2, "
+    "one array per parameter",
+    count="steps taken so far (int32 scalar), for bias correction",
+)
+class AdditiveRmsState(NamedTuple):
+    nu: Any
+    count: jax.Array
+
+
+def scale_by_additive_rms(
+    decay: float = 0.999,
+    eps: float = 1e-3,
+    *,
+    eps_root: float = 0.0,
+    initial_accumulator_value: float = 1e-6,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Divide by a second moment that changes additively, not multiplicatively (Yogi).
+
+    Update:     nu_t = nu_{t-1} - (1 - decay) * sign(nu_{t-1} - |g_t|**2) * |g_t|**2
+                u_t = u_t / (sqrt(nu_t / (1 - decay**t) + eps_root) + eps)
+    State:      nu -- like params (real dtype, or ``nu_dtype``), starts at
+                ``initial_accumulator_value``.  count -- int32 scalar.   Memory: +1x params.
+    Args:       decay -- in [0, 1).  eps, eps_root, initial_accumulator_value -- >= 0.
+    Note:       Adam's nu moves by (1 - decay) * (g**2 - nu): after a burst of large gradients
+                it forgets geometrically, and the effective step jumps. Yogi's moves by at most
+                (1 - decay) * g**2 -- the step grows back slowly.
+    Reference:  Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+    _checks.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        nu = jax.tree.map(
+            lambda p: jnp.full_like(p, initial_accumulator_value, moment_dtype(p, nu_dtype)),
+            params,
+        )
+        return AdditiveRmsState(nu=nu, count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        count = increment(state.count)
+
+        def step(u, g, nu):
+            c = compute_dtype(nu.dtype)
+            d, t = jnp.asarray(decay, c), count.astype(c)
+            g2, nu_c = abs_sq(g, c), nu.astype(c)
+            nu_new = nu_c - (1 - d) * jnp.sign(nu_c - g2) * g2
+            denom = jnp.sqrt(nu_new / (1 - d**t) + jnp.asarray(eps_root, c)) + jnp.asarray(eps, c)
+            return divide(u, denom), nu_new.astype(nu.dtype)
+
+        out, nu = tree_map_split(step, 2, updates, grads, state.nu)
+        return out, AdditiveRmsState(nu=nu, count=count)
+
+    return GradientTransformation(init, update, name="scale_by_additive_rms")
+
+
+@describe(
+    nu="second moment: moving average of g**2, one array per parameter",
+    nu_max="running maximum of the raw (not bias-corrected) nu, one array per parameter",
+    count="steps taken so far (int32 scalar), for the bias correction",
+)
+class AmsgradRawState(NamedTuple):
+    nu: Any
+    nu_max: Any
+    count: jax.Array
+
+
+def scale_by_amsgrad_raw(
+    decay: float = 0.999, eps: float = 1e-8, *, nu_dtype: Any = None
+) -> GradientTransformation:
+    r"""torch.optim.Adam(amsgrad=True)'s denominator: the maximum of the *raw* second moment.
+
+    Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                nu_max_t = max(nu_max_{t-1}, nu_t)
+                u_t = u_t / (sqrt(nu_max_t) / sqrt(1 - decay**t) + eps)
+    State:      nu, nu_max -- like params (real dtype, or ``nu_dtype``), start at 0;
+                count -- int32 scalar.   Memory: +2x params.
+    Args:       decay -- in [0, 1).  eps -- >= 0.
+    Note:       Optax's (and ``scale_by_rms(amsgrad=True)``'s) maximum is taken of the
+                bias-corrected nu_t / (1 - decay**t). The two differ whenever an old maximum
+                wins: torch then divides the old raw value by today's, smaller, correction.
+    Reference:  Reddi, Kale & Kumar, 2018; torch.optim.Adam.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        nu, nu_max = moment_zeros(params, nu_dtype), moment_zeros(params, nu_dtype)
+        return AmsgradRawState(nu=nu, nu_max=nu_max, count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        count = increment(state.count)
+
+        def step(u, g, nu, nu_max):
+            c = compute_dtype(nu.dtype)
+            d = jnp.asarray(decay, c)
+            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
+            top = jnp.maximum(nu_max.astype(c), nu_new)
+            denom = jnp.sqrt(top) / jnp.sqrt(1 - d ** count.astype(c)) + jnp.asarray(eps, c)
+            cu = compute_dtype(u.dtype)
+            out = (u.astype(cu) / denom.astype(cu)).astype(u.dtype)
+            return out, nu_new.astype(nu.dtype), top.astype(nu_max.dtype)
+
+        out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, state.nu_max)
+        return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count)
+
+    return GradientTransformation(init, update, name="scale_by_amsgrad_raw")

@@ -15,20 +15,31 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.base import (
+    GradientTransformation,
+    chain,
+    describe,
+    hyperparam_dtype,
+    tree_map_split,
+)
 from gradchain.transforms.moment_math import (
     abs_sq,
     compute_dtype,
     divide,
     increment,
     moment_dtype,
+    moment_zeros,
 )
+from gradchain.transforms.momentum import bias_correct, scale_by_momentum
 
 __all__ = [
     "PreviousRmsState",
     "RectifiedRmsState",
+    "RectifiedRmsTorchState",
     "scale_by_previous_rms",
+    "scale_by_radam",
     "scale_by_rectified_rms",
+    "scale_by_rectified_rms_torch",
 ]
 
 
@@ -169,3 +180,94 @@ def scale_by_previous_rms(
         return out, PreviousRmsState(nu=nu, count=increment(state.count))
 
     return GradientTransformation(init, update, name="scale_by_previous_rms")
+
+
+@_checks.names_arguments
+def scale_by_radam(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    r"""RAdam's direction: momentum steps until the second moment is trustworthy, then
+    Adam's, rectified.
+
+    State:      mu, count, nu, count.   Memory: +2x params.
+    Reference:  Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                      (+1x params)
+        bias_correct(b1, nesterov=nesterov),
+        scale_by_rectified_rms(b2, eps, eps_root=eps_root, threshold=threshold),  # nu (+1x)
+    )
+
+
+@describe(
+    nu="second moment: moving average of g**2, one array per parameter",
+    count="steps taken so far (int32 scalar), for the bias correction and the rectification",
+)
+class RectifiedRmsTorchState(NamedTuple):
+    nu: Any
+    count: jax.Array
+
+
+def scale_by_rectified_rms_torch(
+    decay: float = 0.999, eps: float = 1e-8, *, nu_dtype: Any = None
+) -> GradientTransformation:
+    r"""torch.optim.RAdam's rectified denominator: RMS scaling only once its variance is
+    tractable, with eps where torch puts it.
+
+    Update:     nu_t = decay * nu_{t-1} + (1 - decay) * |g_t|**2
+                rho_inf = 2 / (1 - decay) - 1 ;  rho_t = rho_inf - 2 t decay**t / (1 - decay**t)
+                rho_t > 5:  u_t = r_t * u_t * sqrt(1 - decay**t) / (sqrt(nu_t) + eps),
+                            r_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))
+                otherwise:  u_t unchanged (momentum alone while the variance is untrustworthy)
+    State:      nu -- like params (real dtype, or ``nu_dtype``), starts at 0; count -- int32
+                scalar.   Memory: +1x params.
+    Args:       decay -- in [0, 1).  eps -- >= 0.
+    Note:       torch adds eps to the *raw* sqrt(nu_t), then multiplies by sqrt(1 - decay**t);
+                ``scale_by_rectified_rms`` (Optax's radam) adds it to the bias-corrected
+                sqrt(nu_t / (1 - decay**t)). RAdam is
+                ``chain(scale_by_momentum(b1, ema=True), bias_correct(b1), this)``.
+    Reference:  Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020;
+                torch.optim.RAdam.
+    """
+    _checks.check_unit_interval("decay", decay)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        return RectifiedRmsTorchState(
+            nu=moment_zeros(params, nu_dtype), count=jnp.zeros([], jnp.int32)
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        count = increment(state.count)
+        h = hyperparam_dtype()
+        b2, t = jnp.asarray(decay, h), count.astype(h)
+        bc2 = 1 - b2**t
+        rho_inf = 2 / (1 - b2) - 1
+        rho = rho_inf - 2 * t * b2**t / bc2
+        rectify = rho > 5
+        safe_rho = jnp.where(rectify, rho, 6)  # keeps the unused branch finite
+        rect = jnp.sqrt(
+            (safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)
+        )
+
+        def step(u, g, nu):
+            c = compute_dtype(nu.dtype)
+            d = b2.astype(c)
+            nu_new = d * nu.astype(c) + (1 - d) * abs_sq(g, c)
+            adaptive = jnp.sqrt(bc2.astype(c)) / (jnp.sqrt(nu_new) + jnp.asarray(eps, c))
+            factor = jnp.where(rectify, rect.astype(c) * adaptive, 1)
+            cu = compute_dtype(u.dtype)
+            return (u.astype(cu) * factor.astype(cu)).astype(u.dtype), nu_new.astype(nu.dtype)
+
+        out, nu = tree_map_split(step, 2, updates, grads, state.nu)
+        return out, RectifiedRmsTorchState(nu=nu, count=count)
+
+    return GradientTransformation(init, update, name="scale_by_rectified_rms_torch")

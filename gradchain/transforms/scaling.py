@@ -1,5 +1,6 @@
-"""Scalings that keep no moment: a constant factor, the sign, the learning rate (which keeps a
-step count only when it is a schedule), weight decay, and clipping."""
+"""Scalings that keep no moment: a constant factor, the learning rate (which keeps a step
+count only when it is a schedule), and weight decay. Clipping is in ``clipping.py``, the
+sign in ``sign.py``."""
 
 from __future__ import annotations
 
@@ -11,19 +12,14 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import EmptyState, GradientTransformation, describe
-from gradchain.transforms.mesh_axes import global_norm_over, refuse_if_sharded
-from gradchain.transforms.moment_math import cast, compute_dtype, increment, real_dtype
+from gradchain.transforms.moment_math import cast, compute_dtype, increment
 
 __all__ = [
     "LearningRateState",
     "add_decayed_weights",
-    "clip",
-    "clip_by_global_norm",
-    "global_norm",
     "scale",
     "scale_by_learning_rate",
     "scale_by_schedule",
-    "scale_by_sign",
 ]
 
 
@@ -111,31 +107,6 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
     return GradientTransformation(init, update, name="scale_by_schedule")
 
 
-def scale_by_sign() -> GradientTransformation:
-    r"""Keep only the sign of each update coordinate.
-
-    Update:     u_t = sign(u_t), and NaN where u_t is +-inf
-    State:      none.   Memory: 0.
-    Note:       jnp.sign, Optax and torch give +-1 for +-inf. Here an infinite update is NaN:
-                after a momentum (Lion, Signum) an infinite gradient leaves the moment
-                infinite for good, and +-1 would then move the param the same way at every
-                step from then on, whatever its gradient says, with nothing to show for it.
-                A NaN update shows the fault (or ``skip_non_finite`` skips the step).
-    Reference:  Bernstein et al., "signSGD", 2018.
-    """
-
-    def init(params):
-        return EmptyState()
-
-    def sign(u):
-        return jnp.where(jnp.isinf(u), jnp.nan, jnp.sign(u)).astype(u.dtype)
-
-    def update(updates, state, params=None, **extra):
-        return jax.tree.map(sign, updates), state
-
-    return GradientTransformation(init, update, name="scale_by_sign")
-
-
 def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> GradientTransformation:
     r"""Add ``weight_decay * params`` to the update.
 
@@ -152,7 +123,7 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
     """
     _checks.check_non_negative("weight_decay", weight_decay)
     if mask is not None:
-        from gradchain.combine.masks import masked  # a wrapper: one room up
+        from gradchain.combine.masks import masked
 
         return masked(add_decayed_weights(weight_decay), mask)
 
@@ -173,72 +144,3 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
     return GradientTransformation(init, update, name="add_decayed_weights", preprocessing=True)
 
 
-def clip(max_delta: float) -> GradientTransformation:
-    r"""Clip every coordinate to [-max_delta, max_delta].
-
-    Update:     u_t = clip(u_t, -max_delta, max_delta)
-    State:      none.   Memory: 0.
-    """
-    _checks.check_non_negative("max_delta", max_delta, allow_inf=True)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra):
-        def clip_leaf(u):
-            m = jnp.asarray(max_delta, u.dtype)
-            return jnp.clip(u, -m, m)
-
-        return jax.tree.map(clip_leaf, updates), state
-
-    return GradientTransformation(init, update, name="clip", preprocessing=True)
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all leaves together, accumulated in float32 (at least).
-
-    Inside ``shard_map``, a leaf that is one device's shard of a parameter (it varies over a
-    mesh axis) is refused: its norm would be the shard's. Use ``clip_by_global_norm``'s
-    ``axis_name``, which sums the shards' parts over the mesh axis."""
-    _checks.check_float_leaves("tree", tree)
-    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
-    for x in leaves:
-        refuse_if_sharded(
-            x,
-            "global_norm (and clip_by_global_norm without axis_name)",
-            "pass clip_by_global_norm(..., axis_name=<those axes>) to sum the shards' parts, "
-            "or average the gradient over them (jax.lax.pmean) before the optimizer",
-        )
-    c = compute_dtype(*(real_dtype(x.dtype) for x in leaves))
-    total = jnp.zeros([], c)
-    for x in leaves:
-        total = total + jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2)
-    return jnp.sqrt(total)
-
-
-def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTransformation:
-    r"""Rescale the whole update so that its global L2 norm is at most max_norm.
-
-    Update:     n = sqrt(sum_i ||u_i||**2) ;  u_t = u_t * min(1, max_norm / n)
-    State:      none.   Memory: 0.
-    Args:       max_norm -- > 0.  axis_name -- under ``shard_map`` with leaves sharded over
-                that mesh axis, the partial sums of the leaves that vary over it are
-                ``psum``-ed (replicated leaves counted once), so every shard sees the true
-                global norm. Without it, a leaf sharded over a mesh axis is refused at trace
-                time (each shard would clip by its own norm).
-    Note:       A NaN or infinite norm makes every entry NaN (0 / inf included), as in
-                Optax: a non-finite gradient shows instead of being scaled like the rest.
-    Reference:  Pascanu, Mikolov & Bengio, 2013.
-    """
-    _checks.check_positive("max_norm", max_norm, allow_inf=True)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra):
-        norm = global_norm(updates) if axis_name is None else global_norm_over(updates, axis_name)
-        m = jnp.asarray(max_norm, norm.dtype)
-        factor = jnp.where(norm < m, 1.0, m / jnp.where(norm == 0, 1.0, norm))
-        return jax.tree.map(lambda u: _times(u, factor), updates), state
-
-    return GradientTransformation(init, update, name="clip_by_global_norm", preprocessing=True)

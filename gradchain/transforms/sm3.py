@@ -14,7 +14,10 @@ from gradchain.base import GradientTransformation, describe, tree_zeros_like
 from gradchain.transforms.mesh_axes import zeros_along_axis
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, real_dtype
 
-__all__ = ["Sm3State", "scale_by_sm3"]
+__all__ = [
+    "Sm3State",
+    "scale_by_sm3",
+]
 
 
 @describe(

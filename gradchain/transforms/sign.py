@@ -1,18 +1,31 @@
-"""Steps that use only the gradient's sign, with a step size per coordinate that grows while
-the sign holds and shrinks when it flips (Rprop)."""
+"""Steps that use only the gradient's sign: the plain sign, Lion's (the sign of an
+interpolated momentum), and Rprop's, with a step size per coordinate that grows while the
+sign holds and shrinks when it flips. Optimizers: ``optimizers/sign.py`` (and ``lion``)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, tree_map_split
+from gradchain.base import (
+    EmptyState,
+    GradientTransformation,
+    chain,
+    describe,
+    tree_map_split,
+)
 from gradchain.transforms.moment_math import compute_dtype
+from gradchain.transforms.momentum import scale_by_lion_momentum
 
-__all__ = ["RpropState", "scale_by_rprop"]
+__all__ = [
+    "RpropState",
+    "scale_by_lion",
+    "scale_by_rprop",
+    "scale_by_sign",
+]
 
 
 @describe(
@@ -102,3 +115,72 @@ def scale_by_rprop(
         return out, RpropState(step_size=step, previous_sign=previous)
 
     return GradientTransformation(init, update, name="scale_by_rprop")
+
+
+def _soft_sign(mode: str, smooth_beta: float) -> GradientTransformation:
+    """Lion's 'smooth' (tanh(beta x)) and 'refined' (x where |x| < 1, else sign x) signs."""
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        def squash(u):
+            if mode == "smooth":
+                c = compute_dtype(u.dtype)
+                return jnp.tanh(jnp.asarray(smooth_beta, c) * u.astype(c)).astype(u.dtype)
+            return jnp.where(jnp.abs(u) < 1, u, jnp.sign(u))
+
+        return jax.tree.map(squash, updates), state
+
+    return GradientTransformation(init, update, name=f"lion_{mode}_sign")
+
+
+@_checks.names_arguments
+def scale_by_lion(
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    *,
+    mode: Literal["hard", "smooth", "refined"] = "hard",
+    smooth_beta: float = 1.0,
+) -> GradientTransformation:
+    r"""Lion's direction: the sign of an interpolation of the momentum and the gradient.
+
+    Update:     x_t = b1 mu_{t-1} + (1 - b1) g_t ;  u_t = sign(x_t) ('hard'),
+                tanh(smooth_beta x_t) ('smooth'), x_t where |x_t| < 1 else sign(x_t) ('refined')
+                mu_t = b2 mu_{t-1} + (1 - b2) g_t
+    State:      mu (dtype ``mu_dtype``).   Memory: +1x params.
+    Note:       Optax's state also counts steps; nothing reads that count.
+    Reference:  Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023.
+    """
+    _checks.check_choice("mode", mode, ("hard", "smooth", "refined"))
+    _checks.check_hyperparam("smooth_beta", smooth_beta)
+    return chain(
+        scale_by_lion_momentum(b1, b2, mu_dtype=mu_dtype),  # momentum        (+1x params)
+        scale_by_sign() if mode == "hard" else _soft_sign(mode, smooth_beta),
+    )
+
+
+def scale_by_sign() -> GradientTransformation:
+    r"""Keep only the sign of each update coordinate.
+
+    Update:     u_t = sign(u_t), and NaN where u_t is +-inf
+    State:      none.   Memory: 0.
+    Note:       jnp.sign, Optax and torch give +-1 for +-inf. Here an infinite update is NaN:
+                after a momentum (Lion, Signum) an infinite gradient leaves the moment
+                infinite for good, and +-1 would then move the param the same way at every
+                step from then on, whatever its gradient says, with nothing to show for it.
+                A NaN update shows the fault (or ``skip_non_finite`` skips the step).
+    Reference:  Bernstein et al., "signSGD", 2018.
+    """
+
+    def init(params):
+        return EmptyState()
+
+    def sign(u):
+        return jnp.where(jnp.isinf(u), jnp.nan, jnp.sign(u)).astype(u.dtype)
+
+    def update(updates, state, params=None, **extra):
+        return jax.tree.map(sign, updates), state
+
+    return GradientTransformation(init, update, name="scale_by_sign")

@@ -1,8 +1,5 @@
-"""Named optimizers from ``optax.contrib``: MADGRAD (dual averaging with a cube-root
-denominator) and Sophia (momentum over a clipped Hessian diagonal).
-
-Keyword names, defaults and extra arguments follow Optax's function of the same name.
-"""
+"""Optimizers that estimate curvature: Sophia, momentum over a clipped Hessian-diagonal
+estimate (``transforms/curvature.py``). Keywords and defaults follow ``optax.contrib.sophia``."""
 
 from __future__ import annotations
 
@@ -12,33 +9,11 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms.curvature import hutchinson_estimator_diag_hessian, scale_by_sophia
-from gradchain.transforms.dual_averaging import scale_by_madgrad
 from gradchain.transforms.scaling import add_decayed_weights, scale_by_learning_rate
 
-__all__ = ["madgrad", "sophia"]
-
-
-@live
-def madgrad(
-    learning_rate: LearningRate,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    eps: float = 1e-6,
-) -> GradientTransformation:
-    """MADGRAD: momentumized dual averaging with a cube-root AdaGrad denominator.
-
-    Memory: 3x params (sums of gradients and of their squares, the initial params).
-    ``weight_decay`` is L2 (added to the gradient). Optax's ``contrib.madgrad``, same
-    keywords and defaults. Reference: Defazio & Jelassi, 2021.
-    """
-    return chain(
-        add_decayed_weights(weight_decay),  # L2, into the gradient
-        scale_by_madgrad(learning_rate, momentum, eps),  # sums and x0 (+3x params)
-    )
-
-
-# Optax's default estimator: one instance, PRNGKey(0), shared by every sophia() call.
-_HUTCHINSON = hutchinson_estimator_diag_hessian()
+__all__ = [
+    "sophia",
+]
 
 
 @live(static=("weight_decay_mask",))
@@ -52,7 +27,7 @@ def sophia(
     gamma: float = 0.01,
     clip_threshold: float | None = 1.0,
     update_interval: int = 10,
-    hessian_diagonal_fn: Any = _HUTCHINSON,
+    hessian_diagonal_fn: Any = None,
     mu_dtype: Any = None,
     verbose: bool = False,
     print_win_rate_every_n_steps: int = 0,
@@ -68,6 +43,8 @@ def sophia(
     Reference: Liu et al., ICLR 2024.
     """
     _checks.check_learning_rate(learning_rate)
+    if hessian_diagonal_fn is None:  # Optax's default: Hutchinson's estimator, PRNGKey(0)
+        hessian_diagonal_fn = hutchinson_estimator_diag_hessian()
     return chain(
         scale_by_sophia(  # mu, nu (+2x params)
             b1,

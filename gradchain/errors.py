@@ -1,0 +1,24 @@
+"""The errors gradchain raises for input it refuses. Both are ``ValueError``s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CheckpointError", "GradchainError"]
+
+
+class GradchainError(ValueError):
+    """Raised for input that gradchain refuses: wrong trees, wrong states, wrong values.
+
+    A refused hyperparameter also carries ``argument`` (the name it was checked under) and
+    ``value`` (what was given), so that ``names_arguments`` can report it by the name the
+    user typed."""
+
+    argument: str | None = None
+    value: Any = None
+
+
+class CheckpointError(GradchainError):
+    """Raised by ``gradchain.checkpoint`` for a file it will not restore: damaged, crafted,
+    written in another format version, or not matching the targets. The message names the
+    file and the problem."""

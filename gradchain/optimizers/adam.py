@@ -1,0 +1,237 @@
+"""Adam's family beyond the textbook: each is Adam's direction (``transforms/adam.py``) with
+one line changed, then its decay and its learning rate.
+
+AdEMAMix adds a slow momentum, Adan a gradient difference, AdaBelief the variance of the
+surprise, Yogi an additive second moment, ADOPT a denominator that excludes the current
+gradient, NAdamW and AdamaxW the decoupled-decay forms of NAdam and Adamax. Adam, AdamW,
+AMSGrad, NAdam and Adamax themselves are in ``optimizers/textbook.py``. Keyword names and
+defaults follow Optax's optimizer of the same name (core ``optax`` or ``optax.contrib``);
+where gradchain differs, the docstring's Note says so. Memory multiples count param-sized
+slots (float32 AdamW = 2x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradchain.base import GradientTransformation, LearningRate, chain
+from gradchain.combine.live import live
+from gradchain.optimizers.textbook import adamw
+from gradchain.transforms import (
+    add_decayed_weights,
+    bias_correct,
+    scale_by_inf_norm,
+    scale_by_learning_rate,
+    scale_by_momentum,
+)
+from gradchain.transforms.adam import adam_denominator, scale_by_belief
+from gradchain.transforms.momentum import add_slow_momentum, scale_by_gradient_difference
+from gradchain.transforms.preconditioners import scale_by_additive_rms
+from gradchain.transforms.rectified import _quarter_power, scale_by_previous_rms
+
+__all__ = [
+    "adabelief",
+    "adamaxw",
+    "adan",
+    "ademamix",
+    "adopt",
+    "nadamw",
+    "yogi",
+]
+
+
+@live
+def ademamix(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float | Callable[[Any], Any] = 0.9999,
+    alpha: float | Callable[[Any], Any] = 5.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdEMAMix: Adam plus a slow momentum (b3 = 0.9999) weighted by alpha. Memory: 3x params.
+
+    The slow momentum keeps gradients from ~10,000 steps ago in play: it buys a flatter,
+    better-generalising path on long runs at the price of one more param-sized slot.
+
+    Note: Optax's ``mu_dtype`` also sets its nu's dtype; here ``nu_dtype`` does that.
+    ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``.
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> opt = gradchain.ademamix(0.1)
+    >>> [type(s).__name__ for s in opt.init(jnp.zeros(2)).inner][:3]
+    ['MomentumState', 'BiasCorrectState', 'SlowMomentumState']
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # fast momentum   (+1x params)
+        bias_correct(b1),
+        add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow momentum (+1x)
+        adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def adan(
+    learning_rate: LearningRate,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 1e-8,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+) -> GradientTransformation:
+    """Adan: Adam's momentum plus a momentum of gradient differences. Memory: 4x params.
+
+    The difference moment is a Nesterov look-ahead without a second gradient evaluation;
+    it costs the difference moment and the previous gradient (+2x over Adam).
+
+    Note: Optax's form: the decay is decoupled and applied after the scaling, not the
+    paper's proximal step.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # momentum of g                    (+1x params)
+        bias_correct(b1),
+        scale_by_gradient_difference(b2, b3, eps, eps_root),  # v, n, previous g (+3x)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay (mask: Optax's keyword)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def adabelief(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdaBelief: Adam whose second moment is of the surprise g - mu. Memory: 2x params.
+
+    Same memory as Adam; the slot holds the gradient's variance around the momentum instead
+    of its raw second moment, so the step is large where gradients are predictable.
+    ``nesterov`` (Optax's keyword): NAdam's look-ahead numerator.
+    """
+    return chain(
+        # mu and the surprise's (g - mu)**2                        (+2x params)
+        scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def yogi(
+    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3
+) -> GradientTransformation:
+    """Yogi: Adam whose second moment changes additively. Memory: 2x params.
+
+    Note: Optax also starts its first moment at 1e-6 (here: 0, as Adam's). The difference
+    in mu fades as b1**t, but the steps it changed are taken: the params stay apart by about
+    1e-4 x lr, set in the first ten steps, and it does not fade (measured on the test problem
+    of tests/test_memory_spending.py, float64, lr 0.01: 4.7e-7 after 1 step, 7.4e-7 after 10,
+    7.8e-7 after 50 and after 200; 3.3e-4 x lr after 50 steps of other gradients).
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
+        bias_correct(b1),
+        scale_by_additive_rms(b2, eps),  # additive second moment, starts at 1e-6 (+1x)
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live(static=("clip_value_fn",))  # a function of the count, not a schedule
+def adopt(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    use_clipping: bool = True,
+    clip_value_fn: Callable[[Any], Any] = _quarter_power,
+) -> GradientTransformation:
+    """ADOPT: normalise by the previous second moment, then take momentum. Memory: 2x params.
+
+    The order is Adam's reversed: the momentum is of normalised gradients, and the
+    normalisation never includes the gradient it divides -- which makes it converge for any
+    b2. The first step only measures nu (a zero update).
+    """
+    return chain(
+        scale_by_previous_rms(  # second moment, one step behind (+1x params)
+            b2, eps, clip_value_fn=clip_value_fn if use_clipping else None
+        ),
+        scale_by_momentum(b1, ema=True, nesterov=nesterov, mu_dtype=mu_dtype),  # +1x
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def nadamw(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: float = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = True,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """NAdamW: NAdam (Nesterov look-ahead in the bias correction) plus decoupled weight
+    decay. Memory: 2x params.
+
+    It is ``adamw(..., nesterov=True)``: the chain is AdamW's with ``bias_correct(b1,
+    nesterov=True)``. ``mask`` and ``nesterov`` are Optax's keywords (``nesterov=False`` is
+    AdamW).
+    """
+    return adamw.__wrapped__(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        weight_decay,
+        mask,
+        nesterov=nesterov,
+        nu_dtype=nu_dtype,
+    )
+
+
+@live
+def adamaxw(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdamaxW: Adamax (infinity-norm denominator) plus decoupled weight decay. Memory: 2x.
+
+    ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``."""
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment (+1x params)
+        bias_correct(b1),
+        scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
