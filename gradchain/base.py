@@ -15,6 +15,7 @@ the gradient is simply what it receives.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -41,7 +42,10 @@ __all__ = [
     "chain",
     "describe",
     "hyperparam_dtype",
+    "all_preprocessing",
     "identity",
+    "is_preprocessing",
+    "reads_gradient_keyword",
     "tree_map_split",
     "tree_zeros_like",
     "updater",
@@ -85,8 +89,15 @@ class GradientTransformation(_Pair):
     read by ``chain``, the memory report and ``explain``, never inside a traced step:
 
     - ``name``: the factory that built it (``"scale_by_rms"``, ``"adam"``).
-    - ``preprocessing``: True when its output is still a gradient (clipping, weight decay
-      added as L2, scaling); see ``chain``.
+    - ``preprocessing``: does its output still count as a gradient? True for a gradient
+      filter (clipping, noise, an EMA filter, a variance-reduction correction, L2 decay);
+      False for a direction (momentum, a preconditioner, the learning rate); None when not
+      declared. ``chain`` refuses an undeclared transform where the answer matters: see
+      ``chain``. Every gradchain transform declares it.
+    - ``reads_gradient``: whether its update reads the ``gradient`` keyword. Inferred: True
+      when ``update`` names a ``gradient`` parameter, or (for a wrapper or chain) when
+      anything it holds reads it; pass it to say so for an update that reads
+      ``extra["gradient"]``.
     - ``members``: for a chain, the transforms it is made of (flat).
     - ``children``: the transforms it holds, each a ``Child`` saying where its state lives;
       ``walk`` follows them. A chain's children are its members.
@@ -98,7 +109,8 @@ class GradientTransformation(_Pair):
         update: Callable[..., tuple[Updates, State]],
         *,
         name: str = "transform",
-        preprocessing: bool = False,
+        preprocessing: bool | None = None,
+        reads_gradient: bool | None = None,
         members: tuple[Any, ...] = (),
         children: tuple[Child, ...] = (),
     ):
@@ -107,11 +119,20 @@ class GradientTransformation(_Pair):
                 "GradientTransformation(init, update) takes two functions, got "
                 f"{type(init).__name__} and {type(update).__name__}"
             )
+        if preprocessing not in (None, True, False):
+            raise TypeError(f"preprocessing must be True, False or None, got {preprocessing!r}")
+        if not (members or children):  # a chain or a wrapper passes its own gradient on
+            update = _with_gradient_default(update)
         self = super().__new__(cls, init, update)
         self.name = name
         self.preprocessing = preprocessing
         self.members = members
         self.children = children or tuple(Child(None, m, (i,)) for i, m in enumerate(members))
+        if reads_gradient is None:
+            reads_gradient = _names_gradient(self.update) if not self.children else any(
+                reads_gradient_keyword(c.transform) for c in self.children
+            )
+        self.reads_gradient = bool(reads_gradient)
         return self
 
     def __repr__(self) -> str:
@@ -165,6 +186,50 @@ def at_route(state: Any, route: tuple[Any, ...]) -> Any:
 
 def _name_of(transform: Any) -> str:
     return getattr(transform, "name", None) or type(transform).__name__
+
+
+def _names_gradient(update: Callable) -> bool:
+    try:
+        return "gradient" in inspect.signature(update).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_gradient_default(update: Callable) -> Callable:
+    """``update``, called with ``gradient=updates`` when no caller passed one.
+
+    ``chain`` always passes the gradient; ``optax.chain`` and a bare call do not. So a
+    transform that reads ``extra["gradient"]`` works anywhere, and reads what reaches it where
+    nobody says otherwise -- as an Optax transform does.
+    """
+    if _names_gradient(update) or not _accepts_extra_args(update):
+        return update  # it reads ``gradient=None`` as "the updates" itself, or reads none
+
+    @functools.wraps(update)
+    def update_with_gradient(updates, state, params=None, **extra):
+        if extra.get("gradient") is None:
+            extra["gradient"] = updates
+        return update(updates, state, params, **extra)
+
+    return update_with_gradient
+
+
+def is_preprocessing(transform: Any) -> bool | None:
+    """Whether ``transform``'s output is still a gradient: its declaration (None if it made
+    none). A transform from another library counts as pre-processing (see ``chain``)."""
+    return getattr(transform, "preprocessing", True)
+
+
+def all_preprocessing(transforms: Any) -> bool | None:
+    """Whether a transform made of ``transforms`` pre-processes: False if one of them is a
+    direction, None if one is undeclared, True if all are filters."""
+    marks = [is_preprocessing(t) for t in transforms]
+    return False if False in marks else (None if None in marks else True)
+
+
+def reads_gradient_keyword(transform: Any) -> bool:
+    """Whether ``transform`` (or anything it holds) reads the ``gradient`` keyword."""
+    return bool(getattr(transform, "reads_gradient", False))
 
 
 def describe(**meanings: str):
@@ -236,12 +301,6 @@ def updater(transform: Any) -> Callable[..., tuple[Updates, State]]:
     return lambda u, s, p, gradient, extra: update(u, s, p, **extra)
 
 
-def _is_preprocessing(transform: Any) -> bool:
-    # A transform from another library is assumed to pre-process the gradient (clipping,
-    # masking, noise): that is what people put in front of an optimizer.
-    return getattr(transform, "preprocessing", True)
-
-
 def _as_transform(t: Any) -> Any:
     if not (hasattr(t, "init") and hasattr(t, "update")):
         raise _checks.GradchainError(
@@ -311,22 +370,46 @@ def chain(*transforms: Any) -> GradientTransformation:
         for t, s, call in zip(members, state, calls):
             incoming = updates
             updates, s = call(updates, s, params, gradient, extra)
-            if gradient is None and not _is_preprocessing(t):
+            if gradient is None and not is_preprocessing(t):
                 gradient = incoming  # the leading pre-processing run ends here
             new_state.append(s)
         return updates, tuple(new_state)
 
+    _check_gradient_rule(members)
     result = GradientTransformation(
         init,
         update,
         name="chain",
-        preprocessing=all(_is_preprocessing(t) for t in members),
+        preprocessing=all_preprocessing(members),
         members=members,
     )
     chain_repr = repr(result)
     expected_states: dict[Any, list[Any]] = {}
     result.expected_states = expected_states  # what init built, per params signature
     return result
+
+
+def _check_gradient_rule(members: tuple[Any, ...]) -> None:
+    """Refuse an undeclared transform in the chain's leading run when a later member reads
+    the gradient: whether that member sees the gradient before or after it depends on the
+    declaration, and guessing would give a quietly different answer (a ``nu`` built from
+    the raw gradient while ``mu`` sees the filtered one, or the other way round)."""
+    for i, t in enumerate(members):
+        mark = is_preprocessing(t)
+        if mark is False:
+            return  # the leading run ends before any undeclared member
+        if mark is None:
+            readers = [_name_of(r) for r in members[i + 1 :] if reads_gradient_keyword(r)]
+            if readers:
+                raise _checks.GradchainError(
+                    f"chain: member {i} ({_name_of(t)}) does not say whether its output is "
+                    f"still a gradient, and {', '.join(readers)} after it reads the gradient. "
+                    "Declare it: GradientTransformation(init, update, preprocessing=True) for "
+                    "a gradient filter (clipping, noise, an EMA filter, a variance-reduction "
+                    "correction: the members after it then see its output as the gradient), "
+                    "or preprocessing=False for a direction (momentum, a preconditioner: they "
+                    "then see the gradient that entered it)"
+                )
 
 
 def _check_inputs(members, updates, state, params, gradient, cache) -> None:

@@ -141,5 +141,6 @@ def group_leaves(optimizer: Any, *, max_leaf_size: int = 4096) -> GradientTransf
         return out, GroupedState(inner=inner)
 
     return GradientTransformation(
-        init, update, name="group_leaves", children=(Child(None, optimizer, ("inner",)),)
+        init, update, name="group_leaves", preprocessing=getattr(optimizer, "preprocessing", None),
+        children=(Child(None, optimizer, ("inner",)),)
     )

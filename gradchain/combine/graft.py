@@ -62,4 +62,4 @@ def graft(magnitude: Any, direction: Any) -> GradientTransformation:
         return jax.tree.map(rescale, m, d), GraftState(m_state, d_state)
 
     children = (Child(None, mag, ("magnitude",)), Child(None, dirn, ("direction",)))
-    return GradientTransformation(init, update, name="graft", children=children)
+    return GradientTransformation(init, update, name="graft", children=children, preprocessing=False)

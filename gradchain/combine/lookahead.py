@@ -130,5 +130,5 @@ def lookahead(
         return out, LookaheadState(fast_state=fast_state, steps_since_sync=count)
 
     return GradientTransformation(
-        init, update, name="lookahead", children=(Child(None, inner, ("fast_state",)),)
+        init, update, name="lookahead", preprocessing=False, children=(Child(None, inner, ("fast_state",)),)
     )

@@ -67,5 +67,6 @@ def mechanize(
         init,
         update,
         name="mechanize",
+        preprocessing=False,
         children=(Child(None, base, ("inner",)), Child(None, tuner, ("mechanic",))),
     )

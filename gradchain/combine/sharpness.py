@@ -191,6 +191,7 @@ def sam(
         init,
         opaque if opaque_mode else transparent,
         name="sam",
+        preprocessing=False,
         children=(
             Child(None, outer, ("opt_state",)),
             Child("adversary", adversary, ("adv_state",)),

@@ -373,5 +373,6 @@ class MultiSteps:
             self.init,
             self.update,
             name="MultiSteps",
+            preprocessing=False,
             children=(Child(None, self._opt, ("inner_opt_state",)),),
         )

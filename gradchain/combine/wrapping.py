@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import Child, GradientTransformation
+from gradchain.base import Child, GradientTransformation, all_preprocessing
 
 __all__ = [
     "MaskedNode",
@@ -95,7 +95,7 @@ def wrapper(init, update, name: str, inner: dict[Hashable, Any]) -> GradientTran
     """A wrapper's transform, declaring what it holds: ``{"inner": t}`` for a wrapper the
     user did not name (its state keeps ``t``'s in the field ``inner``), or ``{label: t}`` for
     parameter groups (kept in ``groups[label]``; the label becomes part of every path)."""
-    preprocessing = all(getattr(t, "preprocessing", True) for t in inner.values())
+    preprocessing = all_preprocessing(inner.values())
     if list(inner) == ["inner"]:
         children = (Child(None, inner["inner"], ("inner",)),)
     else:

@@ -119,7 +119,7 @@ def scale_by_torch_adafactor(
         )
         return out, TorchAdafactorState(count, rows, cols, variance)
 
-    return GradientTransformation(init, update, name="scale_by_torch_adafactor")
+    return GradientTransformation(init, update, name="scale_by_torch_adafactor", preprocessing=False)
 
 
 _ADAFACTOR_KEYS = {

@@ -64,7 +64,7 @@ def scale_by_torch_asgd(
         out, ax = tree_map_split(step, 2, updates, params, state.ax)
         return out, TorchAsgdState(count, ax)
 
-    return GradientTransformation(init, update, name="scale_by_torch_asgd")
+    return GradientTransformation(init, update, name="scale_by_torch_asgd", preprocessing=False)
 
 
 @_ported({TorchAsgdState: {"count": "step", "ax": "ax"}})

@@ -93,7 +93,7 @@ def scale_by_torch_newton_schulz(
         _refuse_non_matrices(updates, "Muon")
         return jax.tree.map(orthogonalize, updates), state
 
-    return GradientTransformation(init, update, name="scale_by_torch_newton_schulz")
+    return GradientTransformation(init, update, name="scale_by_torch_newton_schulz", preprocessing=False)
 
 
 def scale_by_torch_shape(adjust_lr_fn: str | None = None) -> GradientTransformation:
@@ -122,7 +122,7 @@ def scale_by_torch_shape(adjust_lr_fn: str | None = None) -> GradientTransformat
 
         return jax.tree.map(scale_leaf, updates), state
 
-    return GradientTransformation(lambda params: EmptyState(), update, name="scale_by_torch_shape")
+    return GradientTransformation(lambda params: EmptyState(), update, name="scale_by_torch_shape", preprocessing=False)
 
 
 _MUON_KEYS = {MomentumState: {"mu": "momentum_buffer"}, LearningRateState: {"count": "step"}}

@@ -77,4 +77,4 @@ def scale_by_adadelta(
         )
         return out, AdadeltaState(mean_sq_grad=eg, mean_sq_update=ex)
 
-    return GradientTransformation(init, update, name="scale_by_adadelta")
+    return GradientTransformation(init, update, name="scale_by_adadelta", preprocessing=False)

@@ -119,4 +119,4 @@ def add_scaled_params(scale: float | Callable[[jax.Array], Any]) -> GradientTran
         new_state = state if schedule is None else ScaledParamsState(increment(state.count))
         return jax.tree.map(add, updates, params), new_state
 
-    return GradientTransformation(init, update, name="add_scaled_params")
+    return GradientTransformation(init, update, name="add_scaled_params", preprocessing=False)

@@ -80,7 +80,7 @@ def keep_params_nonnegative() -> GradientTransformation:
 
         return jax.tree.map(stop, updates, params), state
 
-    return GradientTransformation(init, update, name="keep_params_nonnegative")
+    return GradientTransformation(init, update, name="keep_params_nonnegative", preprocessing=False)
 
 
 def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation:
@@ -108,7 +108,7 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation
 
         return jax.tree.map(scale_leaf, updates, params), state
 
-    return GradientTransformation(init, update, name="scale_by_param_block_norm")
+    return GradientTransformation(init, update, name="scale_by_param_block_norm", preprocessing=False)
 
 
 def clip(max_delta: float) -> GradientTransformation:

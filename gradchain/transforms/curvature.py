@@ -84,7 +84,7 @@ def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> GradientTransf
         hvp = jax.jvp(jax.grad(obj_fn), (params,), (signs,))[1]
         return jax.tree.map(lambda h, r: h * r, hvp, signs), HutchinsonState(key=next_key)
 
-    return GradientTransformation(init, update, name="hutchinson_estimator_diag_hessian")
+    return GradientTransformation(init, update, name="hutchinson_estimator_diag_hessian", preprocessing=False)
 
 
 @describe(
@@ -207,6 +207,7 @@ def scale_by_hessian_diagonal(
         init,
         update,
         name="scale_by_hessian_diagonal",
+        preprocessing=False,
         children=(Child(None, estimator, ("hessian_fn_state",)),),
     )
 

@@ -100,4 +100,4 @@ def scale_by_madgrad(
         )
         return out, MadgradState(count=increment(state.count), grad_sum_sq=big_g, s=s, x0=state.x0)
 
-    return GradientTransformation(init, update, name="scale_by_madgrad")
+    return GradientTransformation(init, update, name="scale_by_madgrad", preprocessing=False)

@@ -209,7 +209,7 @@ def scale_by_factored_rms(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, FactoredRmsState(nu=nu, count=increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_factored_rms")
+    return GradientTransformation(init, update, name="scale_by_factored_rms", preprocessing=False)
 
 
 # --- update clipping and the relative step size ---------------------------------------------
@@ -242,7 +242,7 @@ def clip_by_block_rms(threshold: float = 1.0, *, axis_name: Any = None) -> Gradi
 
         return jax.tree.map(clip_leaf, updates), state
 
-    return GradientTransformation(init, update, name="clip_by_block_rms")
+    return GradientTransformation(init, update, name="clip_by_block_rms", preprocessing=False)
 
 
 def scale_by_param_block_rms(
@@ -273,4 +273,4 @@ def scale_by_param_block_rms(
 
         return jax.tree.map(scale_leaf, updates, params), state
 
-    return GradientTransformation(init, update, name="scale_by_param_block_rms")
+    return GradientTransformation(init, update, name="scale_by_param_block_rms", preprocessing=False)

@@ -61,4 +61,4 @@ def scale_by_optimistic_gradient(alpha: float = 1.0, beta: float = 1.0) -> Gradi
         out, previous = tree_map_split(step, 2, updates, state.previous_gradient)
         return out, OptimisticGradientState(jnp.asarray(False), previous)
 
-    return GradientTransformation(init, update, name="scale_by_optimistic_gradient")
+    return GradientTransformation(init, update, name="scale_by_optimistic_gradient", preprocessing=False)

@@ -316,7 +316,7 @@ def scale_by_soap(
         out, mu, nu = jax.tree.map(sharded_like, (out, mu, nu), given)
         return out, SoapState(mu, nu, stats, basis, increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_soap")
+    return GradientTransformation(init, update, name="scale_by_soap", preprocessing=False)
 
 
 def _eigenvectors(s: jax.Array) -> jax.Array:
@@ -444,7 +444,7 @@ def scale_by_shampoo(
         out = jax.tree.map(sharded_like, jax.tree.map(precondition, updates, roots), given)
         return out, ShampooState(stats, roots, increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_shampoo")
+    return GradientTransformation(init, update, name="scale_by_shampoo", preprocessing=False)
 
 
 def _inverse_root(s: jax.Array, eps: Any, p: int) -> jax.Array:

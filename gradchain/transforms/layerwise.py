@@ -92,7 +92,7 @@ def scale_by_layerwise_rms(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, LayerwiseRmsState(nu=nu, count=increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_layerwise_rms")
+    return GradientTransformation(init, update, name="scale_by_layerwise_rms", preprocessing=False)
 
 
 @_checks.names_arguments
@@ -193,4 +193,4 @@ def scale_by_trust_ratio(
 
         return jax.tree.map(scale_leaf, updates, params), state
 
-    return GradientTransformation(init, update, name="scale_by_trust_ratio")
+    return GradientTransformation(init, update, name="scale_by_trust_ratio", preprocessing=False)

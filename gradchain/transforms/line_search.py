@@ -209,7 +209,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         new_state = LbfgsState(increment(state.count), params, kept, s_mem, y_mem, rho_mem)
         return r, new_state
 
-    return GradientTransformation(init, update, name="scale_by_lbfgs")
+    return GradientTransformation(init, update, name="scale_by_lbfgs", preprocessing=False)
 
 
 # --- what a line search needs from the caller ---------------------------------------------
@@ -460,7 +460,7 @@ def scale_by_zoom_linesearch(
         )
         return _times(end.stepsize, updates), new_state
 
-    return GradientTransformation(init, update, name="scale_by_zoom_linesearch")
+    return GradientTransformation(init, update, name="scale_by_zoom_linesearch", preprocessing=False)
 
 
 # --- backtracking line search (Armijo) -----------------------------------------------------
@@ -561,7 +561,7 @@ def scale_by_backtracking_linesearch(
         new_state = BacktrackingLinesearchState(eta, f_eta, g_eta if store_grad else None, j, dec)
         return _times(eta, updates), new_state
 
-    return GradientTransformation(init, update, name="scale_by_backtracking_linesearch")
+    return GradientTransformation(init, update, name="scale_by_backtracking_linesearch", preprocessing=False)
 
 
 # --- reusing what the line search computed ---------------------------------------------------

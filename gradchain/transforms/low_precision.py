@@ -92,7 +92,7 @@ def kahan_summation() -> GradientTransformation:
         out, comp = tree_map_split(step, 2, updates, state.compensation, params)
         return out, KahanState(compensation=comp)
 
-    return GradientTransformation(init, update, name="kahan_summation")
+    return GradientTransformation(init, update, name="kahan_summation", preprocessing=False)
 
 
 @describe(key="PRNG key (uint32[2]) for the rounding draws, advanced every step")
@@ -169,4 +169,4 @@ def stochastic_rounding(seed: int = 0) -> GradientTransformation:
         out = [step(u, p, k) for u, p, k in zip(leaves, p_leaves, keys[1:])]
         return treedef.unflatten(out), StochasticRoundingState(key=keys[0])
 
-    return GradientTransformation(init, update, name="stochastic_rounding")
+    return GradientTransformation(init, update, name="stochastic_rounding", preprocessing=False)

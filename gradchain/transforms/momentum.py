@@ -90,7 +90,7 @@ def scale_by_momentum(
         out, mu = tree_map_split(step, 2, updates, state.mu)
         return out, MomentumState(mu=mu)
 
-    return GradientTransformation(init, update, name="scale_by_momentum")
+    return GradientTransformation(init, update, name="scale_by_momentum", preprocessing=False)
 
 
 @describe(count="steps taken so far (int32 scalar)")
@@ -129,7 +129,7 @@ def bias_correct(decay: float = 0.9, *, nesterov: bool = False) -> GradientTrans
 
         return jax.tree.map(correct, updates, grads), BiasCorrectState(count=count)
 
-    return GradientTransformation(init, update, name="bias_correct")
+    return GradientTransformation(init, update, name="bias_correct", preprocessing=False)
 
 
 @describe(mu="momentum: moving average of gradients with decay b2, one array per parameter")
@@ -164,7 +164,7 @@ def scale_by_lion_momentum(
         out, mu = tree_map_split(step, 2, updates, state.mu)
         return out, LionMomentumState(mu=mu)
 
-    return GradientTransformation(init, update, name="scale_by_lion_momentum")
+    return GradientTransformation(init, update, name="scale_by_lion_momentum", preprocessing=False)
 
 
 @_checks.names_arguments
@@ -244,7 +244,7 @@ def add_slow_momentum(
         count = increment(state.count) if counted else None
         return out, SlowMomentumState(slow_mu=slow_mu, count=count)
 
-    return GradientTransformation(init, update, name="add_slow_momentum")
+    return GradientTransformation(init, update, name="add_slow_momentum", preprocessing=False)
 
 
 @describe(
@@ -317,7 +317,7 @@ def scale_by_gradient_difference(
         )
         return out, GradientDifferenceState(v=v, n=n, previous_gradient=g_prev, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_gradient_difference")
+    return GradientTransformation(init, update, name="scale_by_gradient_difference", preprocessing=False)
 
 
 @describe(
@@ -369,7 +369,7 @@ def scale_by_sgd_momentum(
         out, mu = tree_map_split(step, 2, updates, state.mu)
         return out, SgdMomentumState(mu=mu, count=increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_sgd_momentum")
+    return GradientTransformation(init, update, name="scale_by_sgd_momentum", preprocessing=False)
 
 
 @describe(
@@ -422,4 +422,4 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
         new_state = NadamScheduleState(count=count, mu_product=product)
         return jax.tree.map(correct, updates, grads), new_state
 
-    return GradientTransformation(init, update, name="bias_correct_nadam")
+    return GradientTransformation(init, update, name="bias_correct_nadam", preprocessing=False)

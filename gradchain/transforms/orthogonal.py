@@ -130,7 +130,7 @@ def scale_by_newton_schulz(
 
         return jax.tree.map(orthogonalize, updates), state
 
-    return GradientTransformation(init, update, name="scale_by_newton_schulz")
+    return GradientTransformation(init, update, name="scale_by_newton_schulz", preprocessing=False)
 
 
 def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformation:
@@ -163,4 +163,4 @@ def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformatio
 
         return jax.tree.map(scale_leaf, updates), state
 
-    return GradientTransformation(init, update, name="scale_by_shape")
+    return GradientTransformation(init, update, name="scale_by_shape", preprocessing=False)

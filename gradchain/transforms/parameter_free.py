@@ -212,7 +212,7 @@ def scale_by_dadapt_adam(
         out = jax.tree.map(step, params, mu, nu)
         return out, DadaptAdamState(mu, nu, s, d.astype(h), numerator.astype(h), count)
 
-    return GradientTransformation(init, update, name="scale_by_dadapt_adam")
+    return GradientTransformation(init, update, name="scale_by_dadapt_adam", preprocessing=False)
 
 
 # --- Prodigy --------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def scale_by_prodigy(
         )
         return out, new_state
 
-    return GradientTransformation(init, update, name="scale_by_prodigy")
+    return GradientTransformation(init, update, name="scale_by_prodigy", preprocessing=False)
 
 
 # --- Mechanic -------------------------------------------------------------------------------
@@ -445,7 +445,7 @@ def scale_by_mechanic(
         out = jax.tree.map(step, updates, params, x0, delta_prev)
         return out, MechanicState(x0, r, m, v, s, increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_mechanic")
+    return GradientTransformation(init, update, name="scale_by_mechanic", preprocessing=False)
 
 
 # --- COCOB ----------------------------------------------------------------------------------
@@ -525,4 +525,4 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> GradientTransform
         out, *kept = tree_map_split(step, 5, updates, params, *state)
         return out, CocobState(state.params0, *kept)
 
-    return GradientTransformation(init, update, name="scale_by_cocob")
+    return GradientTransformation(init, update, name="scale_by_cocob", preprocessing=False)

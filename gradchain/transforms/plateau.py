@@ -136,4 +136,4 @@ def reduce_on_plateau(
         out = jax.tree.map(lambda u: (state.scale.astype(u.dtype) * u).astype(u.dtype), updates)
         return out, state
 
-    return GradientTransformation(init, update, name="reduce_on_plateau")
+    return GradientTransformation(init, update, name="reduce_on_plateau", preprocessing=False)

@@ -62,4 +62,4 @@ def scale_by_polyak(
 
         return jax.tree.map(scaled, updates), state
 
-    return GradientTransformation(init, update, name="scale_by_polyak")
+    return GradientTransformation(init, update, name="scale_by_polyak", preprocessing=False)

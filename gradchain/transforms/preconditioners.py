@@ -111,7 +111,7 @@ def scale_by_rms(
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, nu_max_in)
         return out, RmsState(nu=nu, nu_max=nu_max if amsgrad else None, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_rms")
+    return GradientTransformation(init, update, name="scale_by_rms", preprocessing=False)
 
 
 @describe(
@@ -184,7 +184,7 @@ def scale_by_stddev(
         out, mu, nu = tree_map_split(step, 3, updates, grads, state.mu, state.nu)
         return out, StddevState(mu=mu, nu=nu, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_stddev")
+    return GradientTransformation(init, update, name="scale_by_stddev", preprocessing=False)
 
 
 @describe(
@@ -237,7 +237,7 @@ def scale_by_rss(
         out, acc = tree_map_split(step, 2, updates, grads, state.sum_of_squares)
         return out, RssState(sum_of_squares=acc)
 
-    return GradientTransformation(init, update, name="scale_by_rss")
+    return GradientTransformation(init, update, name="scale_by_rss", preprocessing=False)
 
 
 @describe(
@@ -278,7 +278,7 @@ def scale_by_inf_norm(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, InfNormState(nu=nu)
 
-    return GradientTransformation(init, update, name="scale_by_inf_norm")
+    return GradientTransformation(init, update, name="scale_by_inf_norm", preprocessing=False)
 
 
 @describe(
@@ -348,7 +348,7 @@ def scale_by_surprise_rms(
         out, belief = tree_map_split(step, 2, updates, grads, state.belief)
         return out, BeliefState(belief=belief, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_surprise_rms")
+    return GradientTransformation(init, update, name="scale_by_surprise_rms", preprocessing=False)
 
 
 @describe(
@@ -409,7 +409,7 @@ def scale_by_additive_rms(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, AdditiveRmsState(nu=nu, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_additive_rms")
+    return GradientTransformation(init, update, name="scale_by_additive_rms", preprocessing=False)
 
 
 @describe(
@@ -464,4 +464,4 @@ def scale_by_amsgrad_raw(
         out, nu, nu_max = tree_map_split(step, 3, updates, grads, state.nu, state.nu_max)
         return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_amsgrad_raw")
+    return GradientTransformation(init, update, name="scale_by_amsgrad_raw", preprocessing=False)

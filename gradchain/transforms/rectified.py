@@ -111,7 +111,7 @@ def scale_by_rectified_rms(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, RectifiedRmsState(nu=nu, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_rectified_rms")
+    return GradientTransformation(init, update, name="scale_by_rectified_rms", preprocessing=False)
 
 
 @describe(
@@ -179,7 +179,7 @@ def scale_by_previous_rms(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, PreviousRmsState(nu=nu, count=increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_previous_rms")
+    return GradientTransformation(init, update, name="scale_by_previous_rms", preprocessing=False)
 
 
 @_checks.names_arguments
@@ -270,4 +270,4 @@ def scale_by_rectified_rms_torch(
         out, nu = tree_map_split(step, 2, updates, grads, state.nu)
         return out, RectifiedRmsTorchState(nu=nu, count=count)
 
-    return GradientTransformation(init, update, name="scale_by_rectified_rms_torch")
+    return GradientTransformation(init, update, name="scale_by_rectified_rms_torch", preprocessing=False)

@@ -71,7 +71,7 @@ def scale_by_learning_rate(
         factor = sign * jnp.asarray(learning_rate)
         return jax.tree.map(lambda u: _times(u, factor), updates), state
 
-    return GradientTransformation(init, update, name="scale_by_learning_rate")
+    return GradientTransformation(init, update, name="scale_by_learning_rate", preprocessing=False)
 
 
 @describe(count="steps taken so far (int32 scalar): the schedule's argument")
@@ -104,7 +104,7 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
         out = jax.tree.map(lambda u: _times(u, factor), updates)
         return out, LearningRateState(count=increment(state.count))
 
-    return GradientTransformation(init, update, name="scale_by_schedule")
+    return GradientTransformation(init, update, name="scale_by_schedule", preprocessing=False)
 
 
 def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> GradientTransformation:

@@ -150,7 +150,7 @@ def _schedule_free(learning_rate, b1, weight_lr_power, z_dtype, name, z_step):
         count = increment(state.count) if schedule else None
         return out, ScheduleFreeState(z=z, weight_sum=weight_sum, max_lr=max_lr, count=count)
 
-    return GradientTransformation(init, update, name=name)
+    return GradientTransformation(init, update, name=name, preprocessing=False)
 
 
 def schedule_free_eval_params(state: Any, params: Any, b1: Any = None) -> Any:

@@ -114,7 +114,7 @@ def scale_by_rprop(
         out, step, previous = tree_map_split(leaf, 3, updates, state.step_size, state.previous_sign)
         return out, RpropState(step_size=step, previous_sign=previous)
 
-    return GradientTransformation(init, update, name="scale_by_rprop")
+    return GradientTransformation(init, update, name="scale_by_rprop", preprocessing=False)
 
 
 def _soft_sign(mode: str, smooth_beta: float) -> GradientTransformation:
@@ -132,7 +132,7 @@ def _soft_sign(mode: str, smooth_beta: float) -> GradientTransformation:
 
         return jax.tree.map(squash, updates), state
 
-    return GradientTransformation(init, update, name=f"lion_{mode}_sign")
+    return GradientTransformation(init, update, name=f"lion_{mode}_sign", preprocessing=False)
 
 
 @_checks.names_arguments
@@ -183,4 +183,4 @@ def scale_by_sign() -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         return jax.tree.map(sign, updates), state
 
-    return GradientTransformation(init, update, name="scale_by_sign")
+    return GradientTransformation(init, update, name="scale_by_sign", preprocessing=False)

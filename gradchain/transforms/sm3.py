@@ -96,4 +96,4 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
         out, mu, nu = (treedef.unflatten([o[i] for o in outs]) for i in range(3))
         return out, Sm3State(mu=mu, nu=nu)
 
-    return GradientTransformation(init, update, name="scale_by_sm3")
+    return GradientTransformation(init, update, name="scale_by_sm3", preprocessing=False)
