@@ -27,18 +27,21 @@ from gradchain import (  # noqa: F401 -- the modules, as attributes
     transforms,
     tree,
 )
-from gradchain.averaging import (
-    EmaState,
-    ema_init,
-    ema_params,
-    ema_update,
-)
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
     apply_updates,
     chain,
     describe,
+)
+from gradchain.errors import (
+    GradchainError,
+)
+from gradchain.averaging import (
+    EmaState,
+    ema_init,
+    ema_params,
+    ema_update,
 )
 from gradchain.combine import (
     AccumulateState,
@@ -68,11 +71,9 @@ from gradchain.combine import (
     partition,
     sam,
     schedule_free,
+    schedule_free_eval_params,
     set_to_zero,
     skip_non_finite,
-)
-from gradchain.errors import (
-    GradchainError,
 )
 from gradchain.fused import (
     GroupedState,
@@ -89,9 +90,9 @@ from gradchain.ladder import (
 )
 from gradchain.memory import (
     Comparison,
+    abstract_params,
     MemoryReport,
     Row,
-    abstract_params,
     compare,
     memory_report,
 )
@@ -178,22 +179,21 @@ from gradchain.state import (
     slots,
 )
 from gradchain.transforms import (
-    DE4,
-    DE4_NEAREST,
-    RANK1_LINEAR4,
+    GradientTransformationExtraArgs,
     AdadeltaState,
-    AdditiveRmsState,
     AddNoiseState,
+    AdditiveRmsState,
     AmsgradRawState,
     BacktrackingLinesearchState,
     BeliefState,
     BiasCorrectState,
     CocobState,
+    DE4,
+    DE4_NEAREST,
     DadaptAdamState,
     FactoredMoment,
     FactoredRmsState,
     GradientDifferenceState,
-    GradientTransformationExtraArgs,
     HessianDiagonalState,
     HutchinsonState,
     InfNormState,
@@ -212,6 +212,7 @@ from gradchain.transforms import (
     Quantized,
     Quantized4bitArray,
     QuantizedArray,
+    RANK1_LINEAR4,
     RectifiedRmsState,
     RectifiedRmsTorchState,
     ReduceLROnPlateauState,
@@ -303,7 +304,6 @@ from gradchain.transforms import (
     scale_by_yogi,
     scale_by_zoom_linesearch,
     schedule_free_average,
-    schedule_free_eval_params,
     stochastic_rounding,
     trace,
     value_and_grad_from_state,
@@ -386,6 +386,7 @@ __all__ = [
     "partition",
     "sam",
     "schedule_free",
+    "schedule_free_eval_params",
     "set_to_zero",
     "skip_non_finite",
     "GroupedState",
@@ -602,7 +603,6 @@ __all__ = [
     "scale_by_yogi",
     "scale_by_zoom_linesearch",
     "schedule_free_average",
-    "schedule_free_eval_params",
     "stochastic_rounding",
     "trace",
     "value_and_grad_from_state",

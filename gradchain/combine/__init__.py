@@ -47,6 +47,7 @@ from gradchain.combine.mechanic import (
 )
 from gradchain.combine.schedule_free import (
     schedule_free,
+    schedule_free_eval_params,
 )
 from gradchain.combine.sharpness import (
     SAMState,
@@ -95,6 +96,7 @@ __all__ = [
     "partition",
     "sam",
     "schedule_free",
+    "schedule_free_eval_params",
     "set_to_zero",
     "skip_non_finite",
 ]

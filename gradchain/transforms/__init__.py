@@ -169,7 +169,6 @@ from gradchain.transforms.schedule_free import (
     ScheduleFreeState,
     scale_by_schedule_free,
     schedule_free_average,
-    schedule_free_eval_params,
 )
 from gradchain.transforms.sign import RpropState, scale_by_lion, scale_by_rprop, scale_by_sign
 from gradchain.transforms.sm3 import (
@@ -303,7 +302,6 @@ __all__ = [
     "scale_by_yogi",
     "scale_by_zoom_linesearch",
     "schedule_free_average",
-    "schedule_free_eval_params",
     "stochastic_rounding",
     "trace",
     "value_and_grad_from_state",

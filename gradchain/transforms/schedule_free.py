@@ -16,14 +16,12 @@ import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, hyperparam_dtype, tree_map_split
-from gradchain.state import get_hyperparams
 from gradchain.transforms.moment_math import compute_dtype, increment
 
 __all__ = [
     "ScheduleFreeState",
     "scale_by_schedule_free",
     "schedule_free_average",
-    "schedule_free_eval_params",
 ]
 
 
@@ -153,49 +151,3 @@ def _schedule_free(learning_rate, b1, weight_lr_power, z_dtype, name, z_step):
     return GradientTransformation(init, update, name=name, preprocessing=False)
 
 
-def schedule_free_eval_params(state: Any, params: Any, b1: Any = None) -> Any:
-    r"""The params to evaluate a schedule-free model at: x = (y - (1 - b1) z) / b1.
-
-    ``state`` is the optimizer state (of ``schedule_free_adamw``, or any chain holding a
-    ``scale_by_schedule_free``); ``params`` are the params y the training loop holds. The
-    result has the params' tree and dtypes. Use it for validation, for the final model, and
-    for checkpoints meant for inference; keep training from y and the state.
-
-    ``b1`` -- the value given to ``scale_by_schedule_free``; by default the live
-    hyperparameter ``b1`` of the optimizer that holds it (``schedule_free_adamw``'s). Pass
-    it for a chain built by hand, whose state keeps no hyperparameters.
-    """
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ScheduleFreeState))
-        if isinstance(s, ScheduleFreeState)
-    ]
-    if len(found) != 1:
-        raise _checks.GradchainError(
-            "schedule_free_eval_params needs the state of an optimizer with exactly one "
-            f"scale_by_schedule_free, found {len(found)}"
-        )
-    (sf,) = found
-    if b1 is None:
-        b1 = _live_b1(state)
-
-    def average(y, z):
-        c = compute_dtype(jnp.result_type(y), z.dtype)
-        b = jnp.asarray(b1, c)
-        return ((jnp.asarray(y).astype(c) - (1 - b) * z.astype(c)) / b).astype(jnp.result_type(y))
-
-    return jax.tree.map(average, params, sf.z)
-
-
-def _live_b1(state: Any) -> jax.Array:
-    named = {k: v for k, v in get_hyperparams(state).items() if k.split(".")[-1] == "b1"}
-    if len(named) > 1:  # schedule_free(adam(lr, b1=0.0), lr): the wrapper's b1, not adam's
-        named = {k: v for k, v in named.items() if k.split(".")[-2:-1] in (["schedule_free"],)}
-    found = list(named.values())
-    if len(found) != 1:
-        raise _checks.GradchainError(
-            f"schedule_free_eval_params found {len(found)} live hyperparameters named b1 in "
-            "this state; pass the schedule-free b1 as schedule_free_eval_params(state, "
-            "params, b1=...)"
-        )
-    return found[0]
