@@ -27,21 +27,18 @@ from gradchain import (  # noqa: F401 -- the modules, as attributes
     transforms,
     tree,
 )
+from gradchain.averaging import (
+    EmaState,
+    ema_init,
+    ema_params,
+    ema_update,
+)
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
     apply_updates,
     chain,
     describe,
-)
-from gradchain.errors import (
-    GradchainError,
-)
-from gradchain.averaging import (
-    EmaState,
-    ema_init,
-    ema_params,
-    ema_update,
 )
 from gradchain.combine import (
     AccumulateState,
@@ -75,6 +72,9 @@ from gradchain.combine import (
     set_to_zero,
     skip_non_finite,
 )
+from gradchain.errors import (
+    GradchainError,
+)
 from gradchain.fused import (
     GroupedState,
     group_leaves,
@@ -90,9 +90,9 @@ from gradchain.ladder import (
 )
 from gradchain.memory import (
     Comparison,
-    abstract_params,
     MemoryReport,
     Row,
+    abstract_params,
     compare,
     memory_report,
 )
@@ -179,21 +179,22 @@ from gradchain.state import (
     slots,
 )
 from gradchain.transforms import (
-    GradientTransformationExtraArgs,
+    DE4,
+    DE4_NEAREST,
+    RANK1_LINEAR4,
     AdadeltaState,
-    AddNoiseState,
     AdditiveRmsState,
+    AddNoiseState,
     AmsgradRawState,
     BacktrackingLinesearchState,
     BeliefState,
     BiasCorrectState,
     CocobState,
-    DE4,
-    DE4_NEAREST,
     DadaptAdamState,
     FactoredMoment,
     FactoredRmsState,
     GradientDifferenceState,
+    GradientTransformationExtraArgs,
     HessianDiagonalState,
     HutchinsonState,
     InfNormState,
@@ -212,7 +213,6 @@ from gradchain.transforms import (
     Quantized,
     Quantized4bitArray,
     QuantizedArray,
-    RANK1_LINEAR4,
     RectifiedRmsState,
     RectifiedRmsTorchState,
     ReduceLROnPlateauState,

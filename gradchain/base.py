@@ -317,10 +317,12 @@ def chain(*transforms: Any) -> GradientTransformation:
              state, the same updates -- composition is associative, exactly.
 
     Which gradient a member reads (the ``gradient`` keyword). A transform is *pre-processing*
-    when its output is still a gradient: ``clip``, ``clip_by_global_norm``,
-    ``add_decayed_weights``, ``scale``, ``identity``, and, by assumption, any transform from
-    another library. The gradient every member sees is the output of the chain's *leading run*
-    of pre-processing transforms. So in
+    when its output is still a gradient, and says so: ``preprocessing=True`` (``clip``,
+    ``clip_by_global_norm``, ``add_decayed_weights``, ``scale``, ``add_noise``, ``identity``,
+    a user's gradient filter), ``preprocessing=False`` (momentum, preconditioners, the
+    learning rate, a user's direction). A transform from another library counts as
+    pre-processing. The gradient every member sees is the output of the chain's *leading
+    run* of pre-processing transforms. So in
 
         chain(clip_by_global_norm(1.0), add_decayed_weights(1e-4),   # gradient := this
               scale_by_momentum(0.9, ema=True), bias_correct(0.9),
@@ -331,6 +333,11 @@ def chain(*transforms: Any) -> GradientTransformation:
     ``add_decayed_weights`` placed after ``scale_by_rms`` is AdamW's decoupled decay.
     A gradchain chain that is called with ``gradient`` by an enclosing wrapper (masks,
     parameter groups) reads that gradient throughout.
+
+    Refused at construction (``GradchainError`` naming the member and what to declare): a
+    ``GradientTransformation`` built without ``preprocessing`` standing in the leading run in
+    front of a member that reads the gradient (``reads_gradient``) -- whether that member
+    should see the gradient before or after it is exactly what it did not say.
 
     A foreign transform receives exactly what ``optax.chain`` would give it: the extra
     keyword arguments if its ``update`` accepts ``**kwargs`` (never ``gradient``), nothing

@@ -17,17 +17,20 @@ from typing import Any
 
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
-from gradchain.optimizers.textbook import adamw
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
-    scale_by_inf_norm,
     scale_by_learning_rate,
     scale_by_momentum,
 )
-from gradchain.transforms.adam import adam_denominator, scale_by_belief
+from gradchain.transforms.adam import (
+    adam_denominator,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_belief,
+    scale_by_yogi,
+)
 from gradchain.transforms.momentum import add_slow_momentum, scale_by_gradient_difference
-from gradchain.transforms.preconditioners import scale_by_additive_rms
 from gradchain.transforms.rectified import _quarter_power, scale_by_previous_rms
 
 __all__ = [
@@ -144,9 +147,7 @@ def yogi(
     7.8e-7 after 50 and after 200; 3.3e-4 x lr after 50 steps of other gradients).
     """
     return chain(
-        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
-        bias_correct(b1),
-        scale_by_additive_rms(b2, eps),  # additive second moment, starts at 1e-6 (+1x)
+        scale_by_yogi(b1, b2, eps),  # mu; an additive nu that starts at 1e-6 (+2x params)
         scale_by_learning_rate(learning_rate),
     )
 
@@ -195,21 +196,14 @@ def nadamw(
     """NAdamW: NAdam (Nesterov look-ahead in the bias correction) plus decoupled weight
     decay. Memory: 2x params.
 
-    It is ``adamw(..., nesterov=True)``: the chain is AdamW's with ``bias_correct(b1,
+    It is ``adamw(..., nesterov=True)``: AdamW's chain, whose direction has ``bias_correct(b1,
     nesterov=True)``. ``mask`` and ``nesterov`` are Optax's keywords (``nesterov=False`` is
     AdamW).
     """
-    return adamw.__wrapped__(
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        mu_dtype,
-        weight_decay,
-        mask,
-        nesterov=nesterov,
-        nu_dtype=nu_dtype,
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
+        add_decayed_weights(weight_decay, mask),  # decoupled decay: after the preconditioner
+        scale_by_learning_rate(learning_rate),  # (Adam's direction: mu, nu, +2x params)
     )
 
 
@@ -229,9 +223,7 @@ def adamaxw(
 
     ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``."""
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # first moment (+1x params)
-        bias_correct(b1),
-        scale_by_inf_norm(b2, eps, nu_dtype=nu_dtype),  # running max of |g| (+1x params)
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),  # mu, max |g| (+2x)
         add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )

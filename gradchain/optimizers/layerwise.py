@@ -12,11 +12,10 @@ from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms import (
     add_decayed_weights,
-    bias_correct,
     scale_by_learning_rate,
     scale_by_momentum,
 )
-from gradchain.transforms.adam import adam_denominator
+from gradchain.transforms.adam import scale_by_adam
 from gradchain.transforms.additive import add_scaled_params
 from gradchain.transforms.layerwise import scale_by_novograd, scale_by_trust_ratio
 
@@ -92,9 +91,7 @@ def lamb(
     (Optax's keyword) decays only the leaves it marks True.
     """
     return chain(
-        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
-        bias_correct(b1),
-        adam_denominator(b2, eps, eps_root),  # second moment         (+1x params)
+        scale_by_adam(b1, b2, eps, eps_root),  # Adam's direction: mu, nu (+2x params)
         add_decayed_weights(weight_decay, mask),  # decoupled decay, inside the ratio
         scale_by_trust_ratio(axis_name=axis_name),  # per leaf: ||p|| / ||u||  (+0)
         scale_by_learning_rate(learning_rate),

@@ -6,11 +6,9 @@ from __future__ import annotations
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
 from gradchain.transforms import (
-    bias_correct,
     scale_by_learning_rate,
-    scale_by_momentum,
 )
-from gradchain.transforms.rectified import scale_by_rectified_rms
+from gradchain.transforms.rectified import scale_by_radam
 
 __all__ = [
     "radam",
@@ -31,8 +29,6 @@ def radam(
     """RAdam: Adam that takes momentum-SGD steps until its denominator is trustworthy, then
     rectifies it. Memory: 2x params (no warm-up schedule needed)."""
     return chain(
-        scale_by_momentum(b1, ema=True),  # first moment                (+1x params)
-        bias_correct(b1, nesterov=nesterov),
-        scale_by_rectified_rms(b2, eps, eps_root=eps_root, threshold=threshold),  # +1x
+        scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),  # mu, nu (+2x)
         scale_by_learning_rate(learning_rate),
     )
