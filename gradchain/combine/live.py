@@ -29,8 +29,10 @@ depend on how a value was given.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -42,7 +44,13 @@ from gradchain import _checks
 from gradchain.base import Child, GradientTransformation, describe, hyperparam_dtype
 from gradchain.transforms.moment_math import increment
 
-__all__ = ["LiveState", "inject_hyperparams", "live"]
+__all__ = [
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "LiveState",
+    "inject_hyperparams",
+    "live",
+]
 
 # Never live, whatever their value: a mask may be a function of the params, not a schedule.
 ALWAYS_STATIC = frozenset({"mask"})
@@ -51,15 +59,45 @@ ALWAYS_STATIC = frozenset({"mask"})
 @describe(
     count="steps taken so far (int32 scalar), the schedules' argument; None without schedules",
     hyperparams="live hyperparameters by the optimizer's argument names (0-d arrays; set with "
-    "gradchain.set_hyperparam)",
-    scheduled="the value each schedule gave at the last step, by argument name (read-only)",
+    "gradchain.set_hyperparam), and the value each schedule gave at the last step",
+    scheduled="which hyperparameters a schedule sets: each one's schedule state (None for a "
+    "function of the step count)",
     inner="the state of the transform built from these hyperparameters",
 )
 class LiveState(NamedTuple):
     count: Any
     hyperparams: dict[str, jax.Array]
-    scheduled: dict[str, jax.Array]
+    scheduled: dict[str, Any]
     inner: Any
+
+    @property
+    def inner_state(self) -> Any:
+        """Optax's name for ``inner``."""
+        return self.inner
+
+    @property
+    def hyperparams_states(self) -> dict[str, Any]:
+        """Optax's name for ``scheduled``."""
+        return self.scheduled
+
+
+# Optax's names for the state of its inject_hyperparams: the same fields, ours named.
+InjectHyperparamsState = LiveState
+InjectStatefulHyperparamsState = LiveState
+
+
+# How many live builds are running on this thread: a live optimizer made inside one is built
+# as its plain chain, and the outer one keeps the numbers.
+_builds = threading.local()
+
+
+@contextlib.contextmanager
+def _building() -> Any:
+    _builds.depth = getattr(_builds, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _builds.depth -= 1
 
 
 def _is_number(value: Any) -> bool:
@@ -74,9 +112,15 @@ def _is_number(value: Any) -> bool:
     return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
 
 
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, (int, np.integer)):
+        return True
+    return hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.integer)
+
+
 def _may_be_fractional(value: Any, parameter: inspect.Parameter) -> bool:
     """An integer is live only where the argument is not an integer by default."""
-    if not isinstance(value, (int, np.integer)):
+    if not _is_integer(value):
         return True
     default = parameter.default
     return not isinstance(default, (int, np.integer)) or isinstance(default, bool)
@@ -91,13 +135,23 @@ def _live_by_default(parameter: inspect.Parameter, only_floats: bool) -> bool:
     return _is_number(default) and (not only_floats or _may_be_fractional(default, parameter))
 
 
+def _is_stateful_schedule(value: Any) -> bool:
+    """Optax's ``StatefulSchedule``: ``init()``, ``update(state, **extra)``, ``(state, **extra)``."""
+    return callable(value) and callable(getattr(value, "init", None)) and callable(
+        getattr(value, "update", None)
+    )
+
+
 def _is_schedule(value: Any) -> bool:
-    return callable(value) and not isinstance(value, type) and not hasattr(value, "init")
+    """A function of the step count, or a stateful schedule; not a type, not a transform."""
+    if not callable(value) or isinstance(value, type):
+        return False
+    return not hasattr(value, "init") or _is_stateful_schedule(value)
 
 
 class _Arguments(NamedTuple):
     numbers: dict[str, Any]  # live, kept in the state
-    schedules: dict[str, Callable[[jax.Array], Any]]  # live, recomputed from the count
+    schedules: dict[str, Callable[..., Any]]  # live, recomputed each step
     fixed: dict[str, Any]  # everything else, as given
 
 
@@ -127,7 +181,8 @@ def _sort_arguments(
 
 def _call(factory: Callable, signature: inspect.Signature, arguments: dict[str, Any]) -> Any:
     bound = inspect.BoundArguments(signature, dict(arguments))
-    return factory(*bound.args, **bound.kwargs)
+    with _building():
+        return factory(*bound.args, **bound.kwargs)
 
 
 def _reuse(built: dict[Any, tuple], inner: Any) -> None:
@@ -147,14 +202,70 @@ def _member_names(transform: Any) -> tuple[str, ...]:
     return tuple(repr(m) for m in getattr(transform, "members", ()))
 
 
-def _scheduled_value(name: str, schedule: Callable, count: jax.Array, dtype: Any) -> jax.Array:
-    value = jnp.asarray(schedule(count))
+def _schedule_start(schedule: Callable) -> Any:
+    return schedule.init() if _is_stateful_schedule(schedule) else None
+
+
+def _schedule_next(schedule: Callable, state: Any, extra: dict[str, Any]) -> Any:
+    return schedule.update(state, **extra) if _is_stateful_schedule(schedule) else None
+
+
+def _scheduled_value(
+    name: str, schedule: Callable, state: Any, count: jax.Array, dtype: Any, extra: dict
+) -> jax.Array:
+    if _is_stateful_schedule(schedule):
+        value = jnp.asarray(schedule(state, **extra))
+    else:
+        value = jnp.asarray(schedule(count))
     if value.shape != ():
         raise _checks.GradchainError(
             f"the schedule given as {name} returned shape {value.shape} at a step; a schedule "
             "must return a scalar"
         )
     return value.astype(dtype)
+
+
+def _accepted(update: Callable, extra: dict[str, Any]) -> dict[str, Any]:
+    """The extra arguments ``update`` takes: all for gradchain's ``**extra``; for a foreign
+    ``update(updates, state, params=None)`` (an Optax transform) only those it names."""
+    if not extra:
+        return extra
+    try:
+        parameters = inspect.signature(update).parameters
+    except (TypeError, ValueError):
+        return extra
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return extra
+    return {k: v for k, v in extra.items() if k in parameters}
+
+
+_GIVEN = object()  # where a recorded check took the argument being checked
+
+
+def _recorded_checks(log: list, numbers: dict[str, Any]) -> dict[str, tuple | None]:
+    """For each live argument, the checks its construction ran on its value (found by
+    identity), with the value left as a hole; ``None`` where that is unsure: no check took
+    it as given, or another argument held the very same object."""
+    holders: dict[int, list[str]] = {}
+    for name, value in numbers.items():
+        holders.setdefault(id(value), []).append(name)
+    found: dict[str, list] = {name: [] for name in numbers}
+    for check, args, kwargs in log:
+        for name in {n for a in (*args, *kwargs.values()) for n in holders.get(id(a), ())}:
+            value = numbers[name]
+            found[name].append(
+                (
+                    check,
+                    tuple(_GIVEN if a is value else a for a in args),
+                    {k: _GIVEN if a is value else a for k, a in kwargs.items()},
+                )
+            )
+    return {
+        name: tuple(dict.fromkeys((c, a, tuple(k.items())) for c, a, k in checks))
+        if checks and len(holders[id(numbers[name])]) == 1
+        else None
+        for name, checks in found.items()
+    }
 
 
 def _state_class(factory: Callable, validate: Callable) -> type:
@@ -186,12 +297,32 @@ def _make_live(
     own_schedules = frozenset(own_schedules)
     signature = inspect.signature(factory)
     checked = _checks.names_arguments(factory)  # refusals under the user's argument names
+    # per argument name: the checks the latest construction ran on it, to run on a new value
+    checks_of: dict[str, tuple | None] = {}
+
+    def rerun(**arguments: Any) -> None:
+        for name, value in arguments.items():
+            for check, args, kwargs in checks_of[name]:
+                check(
+                    *(value if a is _GIVEN else a for a in args),
+                    **{k: value if a is _GIVEN else a for k, a in kwargs},
+                )
+
+    rerun.__signature__ = signature  # type: ignore[attr-defined]
+    rerun.__name__ = getattr(factory, "__name__", "live")
+    rerun_checked = _checks.names_arguments(rerun)  # the same messages as the constructor's
 
     def validate(name: str, value: Any, current: dict[str, Any]) -> None:
-        """Run the constructor's checks on ``value`` for argument ``name``, the other live
-        values as they are now and the fixed arguments at their defaults."""
+        """The constructor's checks on ``value`` for argument ``name``: those its latest
+        construction ran on that argument, re-run alone; where they are not known, the
+        factory is built with the other live values as they are now and the fixed
+        arguments at their defaults."""
+        if checks_of.get(name) is not None:
+            rerun_checked(**{name: value})
+            return
         try:
-            checked(**{**current, name: value})
+            with _building():
+                checked(**{**current, name: value})
         except TypeError:  # a fixed argument without a default: the generic check only
             _checks.check_hyperparam(name, value)
 
@@ -206,58 +337,92 @@ def _make_live(
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         given = _sort_arguments(signature, arguments, static, only_floats, own_schedules)
-        example = checked(*bound.args, **bound.kwargs)  # the constructor's checks
+        if getattr(_builds, "depth", 0) and not given.schedules:
+            # inside another live factory: that one keeps the numbers, this is its plain chain
+            return checked(*bound.args, **bound.kwargs)
         store = dtype or hyperparam_dtype()
 
-        def kept_as(value: Any) -> Any:
-            # Optax's rule when no dtype is given: an integer hyperparameter stays an integer.
-            integer = isinstance(value, (int, np.integer)) or jnp.issubdtype(
-                jnp.result_type(value), jnp.integer
-            )
-            return jnp.int32 if integer and not only_floats and dtype is None else store
+        def kept_as(name: str, value: Any) -> Any:
+            if not _may_be_fractional(value, signature.parameters[name]):
+                return jnp.int32  # an integer by default (a count): stays an integer
+            strong = isinstance(value, jax.Array) and not getattr(value, "weak_type", True)
+            if strong and dtype is None and not only_floats:
+                return value.dtype  # Optax's rule: an array given with a dtype keeps it
+            return store
 
-        def values_now(hyperparams: dict[str, jax.Array]) -> dict[str, Any]:
-            return {
-                k: v if isinstance(v, jax.core.Tracer) else hyperparams[k]
-                for k, v in given.numbers.items()
+        dtypes = {k: kept_as(k, v) for k, v in given.numbers.items()}
+        for k, v in given.numbers.items():
+            _checks.check_kept_in(k, v, dtypes[k])
+
+        def start() -> tuple[dict[str, Any], dict[str, jax.Array]]:
+            states = {k: _schedule_start(s) for k, s in given.schedules.items()}
+            values = {
+                k: _scheduled_value(k, s, states[k], jnp.zeros([], jnp.int32), store, {})
+                for k, s in given.schedules.items()
             }
+            return states, values
+
+        # The constructor's checks, on the schedules' first values; what they check, recorded.
+        outer_log, _checks.recording = _checks.recording, []
+        try:
+            example = _call(checked, signature, {**arguments, **start()[1]})
+        finally:
+            log, _checks.recording = _checks.recording, outer_log
+            if outer_log is not None:
+                outer_log.extend(log)
+        checks_of.update(_recorded_checks(log, given.numbers))
 
         def init(params):
-            start = {k: _scheduled_value(k, s, jnp.zeros([], jnp.int32), store)
-                     for k, s in given.schedules.items()}
-            inner = _call(factory, signature, {**arguments, **start})
+            states, values = start()
+            inner = _call(factory, signature, {**arguments, **values})
             inner_state = inner.init(params)
             members = _member_names(inner)
             if len(built) >= 8:  # as the chain's own record: a few params trees at most
                 built.clear()
             built.update({k: (members, v) for k, v in _expected_states(inner).items()})
+            numbers = {k: jnp.asarray(v, dtypes[k]) for k, v in given.numbers.items()}
             return state_class(
                 count=jnp.zeros([], jnp.int32) if given.schedules else None,
-                hyperparams={k: jnp.asarray(v, kept_as(v)) for k, v in given.numbers.items()},
-                scheduled=start,
+                hyperparams={**numbers, **values},
+                scheduled=states,
                 inner=inner_state,
             )
 
         def update(updates, state, params=None, **extra):
-            if type(state) is not state_class or set(state.hyperparams) != set(given.numbers):
+            names = {*given.numbers, *given.schedules}
+            if (
+                type(state) is not state_class
+                or set(state.hyperparams) != names
+                or set(state.scheduled) != set(given.schedules)
+            ):
                 found = type(state).__name__
                 if isinstance(state, LiveState):
                     found += f" with hyperparameters {sorted(state.hyperparams)}"
                 raise _checks.GradchainError(
                     f"this state does not belong to this optimizer: {factory.__name__} expects "
-                    f"its {state_class.__name__} (hyperparameters {sorted(given.numbers)}), "
+                    f"its {state_class.__name__} (hyperparameters {sorted(names)}), "
                     f"got {found} (was it built by another optimizer's init?)"
                 )
-            numbers = values_now(state.hyperparams)
-            scheduled = {
-                k: _scheduled_value(k, s, state.count, store) for k, s in given.schedules.items()
+            # a value traced when the optimizer was built is live one level up: used as given
+            numbers = {
+                k: v if isinstance(v, jax.core.Tracer) else jnp.asarray(state.hyperparams[k], dtypes[k])
+                for k, v in given.numbers.items()
             }
-            inner = _call(factory, signature, {**given.fixed, **numbers, **scheduled})
+            values = {
+                k: _scheduled_value(k, s, state.scheduled[k], state.count, store, extra)
+                for k, s in given.schedules.items()
+            }
+            states = {
+                k: _schedule_next(s, state.scheduled[k], extra) for k, s in given.schedules.items()
+            }
+            inner = _call(factory, signature, {**given.fixed, **numbers, **values})
             _reuse(built, inner)
-            updates, inner_state = inner.update(updates, state.inner, params, **extra)
-            kept = {k: jnp.asarray(v, state.hyperparams[k].dtype) for k, v in numbers.items()}
+            updates, inner_state = inner.update(
+                updates, state.inner, params, **_accepted(inner.update, extra)
+            )
+            kept = {k: jnp.asarray(v, dtypes[k]) for k, v in numbers.items()}
             count = increment(state.count) if given.schedules else None
-            return updates, state_class(count, kept, scheduled, inner_state)
+            return updates, state_class(count, {**kept, **values}, states, inner_state)
 
         built: dict[Any, tuple] = {}  # what the inner chain's init built, per params
 
@@ -326,4 +491,11 @@ def inject_hyperparams(
         static_args = (static_args,)
     if getattr(inner_factory, "live", False):
         inner_factory = inner_factory.__wrapped__
+    known = inspect.signature(inner_factory).parameters
+    unknown = sorted(set(static_args) - set(known))
+    if unknown:
+        raise _checks.GradchainError(
+            f"static_args names {unknown}, which {getattr(inner_factory, '__name__', 'the factory')} "
+            f"does not take; its arguments are {list(known)}"
+        )
     return _make_live(inner_factory, static_args, only_floats=False, dtype=hyperparam_dtype)
