@@ -21,7 +21,13 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
 
 from gradchain.combine import optax_names
 from gradchain.combine.graft import GraftState, graft
-from gradchain.combine.live import LiveState, inject_hyperparams, live
+from gradchain.combine.live import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    LiveState,
+    inject_hyperparams,
+    live,
+)
 from gradchain.combine.lookahead import LookaheadParams, LookaheadState, lookahead
 from gradchain.combine.masks import (
     MaskedNode,
@@ -41,6 +47,8 @@ __all__ = [
     "AccumulateState",
     "GraftState",
     "graft",
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
     "LiveState",
     "inject_hyperparams",
     "live",
