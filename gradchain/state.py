@@ -14,7 +14,8 @@ hyperparameter, the optimizer's name (``adam.learning_rate`` beside ``sgd.learni
 Hyperparameters are kept once per optimizer, under its own argument names (see
 ``gradchain.live``): ``learning_rate``, ``b1``, or ``backbone.learning_rate`` in a group.
 Each entry of Optax's ``inject_hyperparams`` dict is one as well. They are 0-d arrays;
-``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled.
+``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled. One that a
+schedule sets is listed (its value at the last step) but cannot be set.
 
 A name given to these functions matches a slot by its path, by its bare name, or by the end
 of its path (``"backbone.nu"``): a bare name that occurs once works unqualified.
@@ -342,7 +343,9 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
              value -- a real scalar (a Python number or a 0-d array, traced or not).
     Raises:  GradchainError naming the known hyperparameters when ``name`` is not one of
              them, listing the candidates when it is ambiguous, and refusing a value that a
-             schedule sets (change the schedule instead).
+             schedule sets (change the schedule instead), a value that is not 0-d (traced
+             or not), one that is not finite in the stored dtype (``1e39`` in float32), and
+             a fraction for an integer hyperparameter (never truncated).
     """
     hyper = [s for s in slots(state) if s.hyperparameter]
     found = [s for s in hyper if _matches(s, name)]

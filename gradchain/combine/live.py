@@ -15,16 +15,27 @@ array however many transforms use it, and changing it never recompiles::
 
     state = set_hyperparam(state, "b1", 0.95)      # the constructor's checks run first
 
-Which arguments are live: a real number or a real 0-d array (float32, or float64 under x64,
-whatever the params' dtype) -- an integer only where the argument's default is not an integer
-(``ns_steps=5`` stays a static Python int) -- and a schedule (a function of the step count),
-whose value is recomputed each step and recorded, read-only, for logging. Everything else
-(bools, dtypes, masks, ``None``, the names in ``static``) is fixed at construction. A value
-that is already traced (an optimizer built inside ``jit``, or by ``optax.inject_hyperparams``)
-is live one level up: it is used as given, and recorded. An argument whose default keeps it
-fixed (``decay_offset=0``, ``mu_dtype=jnp.float32``) stays fixed when given as an array, traced
-or not (Optax's wrapper hands every number in as one), so the state's structure does not
-depend on how a value was given.
+Which arguments are live: a real number or a real 0-d array, kept as float32 (float64 under
+x64) whatever the params' dtype -- an integer only where the argument's default is an integer
+(``ns_steps=5`` stays a static Python int here; ``inject_hyperparams`` keeps it live as int32),
+and an integer given for any other argument (``learning_rate=1``) is kept as a float -- and a
+schedule (a function of the step count, or Optax's stateful schedule), whose value the
+factory is called with each step and which is recorded in ``hyperparams`` beside the others,
+read-only. Everything else (bools, dtypes, masks, ``None``, the names in ``static``) is fixed
+at construction. A value that does not fit its slot is refused, naming the argument: one that
+is not 0-d, one that is not finite in the dtype it is kept in (``1e39`` in float32), a
+fraction for an integer. A value that is already traced (an optimizer built inside ``jit``,
+or by ``optax.inject_hyperparams``) is live one level up: it is used as given, and recorded.
+An argument whose default keeps it fixed (``decay_offset=0``, ``mu_dtype=jnp.float32``) stays
+fixed when given as an array, traced or not (Optax's wrapper hands every number in as one),
+so the state's structure does not depend on how a value was given.
+
+Live inside live: a live optimizer (every named one) called while a live factory builds --
+``gradchain.adamw(learning_rate, weight_decay=wd)`` inside the user's own ``@live`` factory --
+is built as its plain chain from the values it is given, so the numbers are kept once, by the
+outer factory's names. Its arguments the outer factory does not pass on (adamw's ``b1``,
+``b2``) are constants of the outer optimizer. (A schedule given to it there, not through the
+outer's arguments, keeps it live, with its own state.)
 """
 
 from __future__ import annotations
@@ -451,18 +462,28 @@ def live(
 
     ``factory`` is any function of hyperparameters returning a transform (a chain, a named
     optimizer, one transform). The decorated function takes the same arguments, checks them
-    as the factory does, and returns a transform whose state is ``<Name>State(count,
-    hyperparams, scheduled, inner)`` (a ``LiveState``, e.g. ``AdamLiveState``): one 0-d array per live argument (see
-    the module docstring for which are live), read with ``gradchain.get_hyperparams`` and set
-    with ``gradchain.set_hyperparam`` -- which runs the factory's own checks on the new value.
+    as the factory does, and returns a transform whose state is ``<Name>LiveState(count,
+    hyperparams, scheduled, inner)`` (a ``LiveState``, e.g. ``AdamLiveState``): one 0-d array
+    per live argument (see the module docstring for which are live), read with
+    ``gradchain.get_hyperparams`` and set with ``gradchain.set_hyperparam``. A scheduled
+    argument's value at the last step is in ``hyperparams`` too (read-only); ``scheduled``
+    names those and holds each schedule's own state (``None`` for a function of the step).
+
+    Setting a value re-runs the checks that the factory's latest construction ran on that
+    argument (recorded then; the optimizer is not built again), with the constructor's
+    message. Where none was recorded, or two arguments held the very same object, the factory
+    is built with the new value instead. A check a factory makes on a value derived from the
+    argument (``1 - b1``) is not recorded.
 
     Args:   static -- argument names that are never live (besides ``mask``): shapes, counts,
             choices that change the program.
             own_schedules -- arguments whose schedule the factory reads itself (it needs
             more than this step's value, e.g. the next step's): a function given for one is
             passed through as it is; a number given for one is still live.
-    The undecorated factory stays reachable as ``decorated.__wrapped__``, to call inside
-    another live factory without storing the numbers twice.
+    A named optimizer called inside the factory is built as its plain chain (see "Live
+    inside live" in the module docstring): ``adamw(learning_rate)`` there, no
+    ``adamw.__wrapped__`` needed. The undecorated factory stays reachable as
+    ``decorated.__wrapped__``.
 
     >>> import gradchain
     >>> opt = gradchain.live(lambda learning_rate: gradchain.scale_by_learning_rate(learning_rate))(0.1)
@@ -481,11 +502,18 @@ def inject_hyperparams(
     hyperparam_dtype: Any = None,
 ) -> Callable[..., GradientTransformation]:
     """Optax's ``inject_hyperparams``, for people coming from Optax: every numeric argument
-    (integers included) and every schedule of ``inner_factory`` becomes live, except
-    ``static_args``; values are kept in ``hyperparam_dtype`` (default: float32, float64 under
-    x64). The state is gradchain's ``LiveState`` (read it with ``get_hyperparams``), not
-    Optax's ``InjectHyperparamsState``. ``gradchain.live`` is the same with the named
-    optimizers' rule for integers.
+    (integers included) and every callable of ``inner_factory`` is live -- a callable is a
+    schedule, called with the step count (or an Optax ``StatefulSchedule``, given the extra
+    arguments) -- except the names in ``static_args`` (a name ``inner_factory`` does not take
+    is refused). The factory is called with the values, a schedule's evaluated for the step;
+    ``state.hyperparams`` holds them all, the scheduled ones as of the last step, as in Optax.
+    Values are kept in ``hyperparam_dtype``; by default float32 (float64 under x64), not the
+    params' dtype as in Optax (in bfloat16, ``b2 = 0.999`` would be 1.0), except an array
+    given with a dtype of its own, which keeps it, as in Optax. An integer for an argument
+    whose default is an integer stays int32. The state is gradchain's ``LiveState``, which
+    ``InjectHyperparamsState`` names here; it reads as Optax's (``hyperparams``,
+    ``inner_state``, ``hyperparams_states``), and ``count`` is kept only with schedules.
+    ``gradchain.live`` is the same with the named optimizers' rule for integers.
     """
     if isinstance(static_args, str):
         static_args = (static_args,)
