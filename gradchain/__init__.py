@@ -27,12 +27,6 @@ from gradchain import (  # noqa: F401 -- the modules, as attributes
     transforms,
     tree,
 )
-from gradchain.averaging import (
-    EmaState,
-    ema_init,
-    ema_params,
-    ema_update,
-)
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
@@ -40,10 +34,21 @@ from gradchain.base import (
     chain,
     describe,
 )
+from gradchain.errors import (
+    GradchainError,
+)
+from gradchain.averaging import (
+    EmaState,
+    ema_init,
+    ema_params,
+    ema_update,
+)
 from gradchain.combine import (
     AccumulateState,
     ApplyIfFiniteState,
     GraftState,
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
     LiveState,
     LookaheadParams,
     LookaheadState,
@@ -72,9 +77,6 @@ from gradchain.combine import (
     set_to_zero,
     skip_non_finite,
 )
-from gradchain.errors import (
-    GradchainError,
-)
 from gradchain.fused import (
     GroupedState,
     group_leaves,
@@ -90,9 +92,9 @@ from gradchain.ladder import (
 )
 from gradchain.memory import (
     Comparison,
+    abstract_params,
     MemoryReport,
     Row,
-    abstract_params,
     compare,
     memory_report,
 )
@@ -179,22 +181,21 @@ from gradchain.state import (
     slots,
 )
 from gradchain.transforms import (
-    DE4,
-    DE4_NEAREST,
-    RANK1_LINEAR4,
+    GradientTransformationExtraArgs,
     AdadeltaState,
-    AdditiveRmsState,
     AddNoiseState,
+    AdditiveRmsState,
     AmsgradRawState,
     BacktrackingLinesearchState,
     BeliefState,
     BiasCorrectState,
     CocobState,
+    DE4,
+    DE4_NEAREST,
     DadaptAdamState,
     FactoredMoment,
     FactoredRmsState,
     GradientDifferenceState,
-    GradientTransformationExtraArgs,
     HessianDiagonalState,
     HutchinsonState,
     InfNormState,
@@ -213,6 +214,7 @@ from gradchain.transforms import (
     Quantized,
     Quantized4bitArray,
     QuantizedArray,
+    RANK1_LINEAR4,
     RectifiedRmsState,
     RectifiedRmsTorchState,
     ReduceLROnPlateauState,
@@ -362,6 +364,8 @@ __all__ = [
     "AccumulateState",
     "ApplyIfFiniteState",
     "GraftState",
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
     "LiveState",
     "LookaheadParams",
     "LookaheadState",

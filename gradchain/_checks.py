@@ -59,6 +59,21 @@ def names_arguments(factory: Any) -> Any:
 
     return build
 
+# While ``gradchain.live`` builds an optimizer this is a list, and each hyperparameter check
+# below appends ``(check, args, kwargs)`` to it: ``set_hyperparam`` re-runs just these checks
+# on a new value instead of building the optimizer again.
+recording: list | None = None
+
+
+def _recorded(check: Any) -> Any:
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if recording is not None:
+            recording.append((check, args, kwargs))
+        check(*args, **kwargs)
+
+    return run
+
 
 def _concrete(value: Any) -> float | None:
     """The value as a Python float, or None when it cannot be known (a traced array)."""
@@ -96,6 +111,7 @@ def _kind(value: Any) -> str:
     return text if len(text) <= 60 else f"a {type(value).__name__}"
 
 
+@_recorded
 def check_hyperparam(name: str, value: Any, *, allow_inf: bool = False) -> None:
     """A hyperparameter must be a real, finite scalar (or a traced array): not a bool, not
     NaN, not a dtype or a function. ``allow_inf`` where infinity means "no limit"."""
@@ -111,6 +127,7 @@ def check_hyperparam(name: str, value: Any, *, allow_inf: bool = False) -> None:
         raise _refuse(name, value, f"{name} must be finite, got {x}")
 
 
+@_recorded
 def check_non_negative(name: str, value: Any, *, allow_inf: bool = False) -> None:
     check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
@@ -118,6 +135,7 @@ def check_non_negative(name: str, value: Any, *, allow_inf: bool = False) -> Non
         raise _refuse(name, value, f"{name} must be >= 0, got {x}")
 
 
+@_recorded
 def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> None:
     check_hyperparam(name, value, allow_inf=allow_inf)
     x = _concrete(value)
@@ -125,6 +143,7 @@ def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> None:
         raise _refuse(name, value, f"{name} must be > 0, got {x}")
 
 
+@_recorded
 def check_unit_interval(name: str, value: Any) -> None:
     """A decay or beta lives in [0, 1): 1 would never forget, and never leave zero bias."""
     check_hyperparam(name, value)
@@ -133,6 +152,7 @@ def check_unit_interval(name: str, value: Any) -> None:
         raise _refuse(name, value, f"{name} must be in [0, 1), got {x}")
 
 
+@_recorded
 def check_closed_unit_interval(name: str, value: Any) -> None:
     check_hyperparam(name, value)
     x = _concrete(value)
@@ -140,11 +160,13 @@ def check_closed_unit_interval(name: str, value: Any) -> None:
         raise _refuse(name, value, f"{name} must be in [0, 1], got {x}")
 
 
+@_recorded
 def check_learning_rate(value: Any) -> None:
     """A learning rate is a number >= 0 or a schedule (a function of the step count)."""
     check_schedule_or("learning_rate", value, check_non_negative)
 
 
+@_recorded
 def check_schedule_or(name: str, value: Any, check: Any) -> None:
     """A hyperparameter that may also be a schedule (a function of the step count): a
     function passes, a type (``jnp.float32``, callable but no schedule) does not, and a
@@ -154,6 +176,7 @@ def check_schedule_or(name: str, value: Any, check: Any) -> None:
     check(name, value)
 
 
+@_recorded
 def check_int(name: str, value: Any, minimum: int = 0) -> None:
     """A count or size: a Python or NumPy integer (not a bool), at least ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -162,6 +185,7 @@ def check_int(name: str, value: Any, minimum: int = 0) -> None:
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {value}")
 
 
+@_recorded
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise _refuse(name, value, f"{name} must be one of {choices}, got {value!r}")
@@ -380,3 +404,36 @@ def refuse_sharded_reduction(who: str, axes: list[str], remedy: str) -> None:
         f"{who} reduces over a leaf that is sharded over mesh axes {axes} inside shard_map, "
         f"so each device would see only its shard: {remedy}"
     )
+
+
+def check_kept_in(name: str, value: Any, dtype: Any) -> None:
+    """A live hyperparameter is kept as a 0-d array of ``dtype``: refuse a value that changes
+    its shape, overflows there (``1e39`` in float32 would be ``inf``) or would be truncated
+    (``0.5`` in an integer). A traced value is checked for its shape and kind only."""
+    shape = np.shape(value) if not isinstance(value, jax.core.Tracer) else value.shape
+    if shape != ():
+        raise _refuse(name, value, f"{name} must be a scalar (0-d), got shape {tuple(shape)}")
+    kind = jax.numpy.result_type(value) if isinstance(value, jax.core.Tracer) else None
+    integer_slot = jax.numpy.issubdtype(dtype, jax.numpy.integer)
+    if kind is not None:
+        if integer_slot and not jax.numpy.issubdtype(kind, jax.numpy.integer):
+            raise _refuse(
+                name, value, f"{name} is kept as {np.dtype(dtype)}: a traced {kind} value would "
+                "be truncated; give an integer"
+            )
+        return
+    x = _concrete(value)
+    if integer_slot:
+        if not float(x).is_integer():
+            raise _refuse(
+                name, value, f"{name} is kept as {np.dtype(dtype)}: {x} would be truncated to "
+                f"{int(x)}; give an integer"
+            )
+        return
+    with np.errstate(over="ignore"):
+        kept = np.asarray(x, np.float64).astype(dtype)
+    if math.isfinite(x) and not np.isfinite(kept):
+        raise _refuse(
+            name, value, f"{name} = {x:g} is not finite in {np.dtype(dtype)}, the dtype it is "
+            f"kept in (largest: {float(jax.numpy.finfo(dtype).max):g})"
+        )

@@ -14,7 +14,8 @@ hyperparameter, the optimizer's name (``adam.learning_rate`` beside ``sgd.learni
 Hyperparameters are kept once per optimizer, under its own argument names (see
 ``gradchain.live``): ``learning_rate``, ``b1``, or ``backbone.learning_rate`` in a group.
 Each entry of Optax's ``inject_hyperparams`` dict is one as well. They are 0-d arrays;
-``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled.
+``set_hyperparam`` keeps their dtype, so a jitted step is reused, not recompiled. One that a
+schedule sets is listed (its value at the last step) but cannot be set.
 
 A name given to these functions matches a slot by its path, by its bare name, or by the end
 of its path (``"backbone.nu"``): a bare name that occurs once works unqualified.
@@ -44,9 +45,11 @@ _GENERIC_MEANINGS = {
     "sum_of_squares": "running sum of g**2 (by its name)",
 }
 
-# Fields of gradchain's ``LiveState`` (and Optax's ``InjectHyperparamsState``) whose entries
-# are hyperparameters, by whether ``set_hyperparam`` may change them.
-_HYPERPARAMETER_FIELDS = {"hyperparams": True, "scheduled": False}
+# gradchain's ``LiveState`` and Optax's ``InjectHyperparamsState`` keep their hyperparameters
+# in ``hyperparams``; the names a schedule sets are the keys of ``scheduled`` (ours, hidden: it
+# holds the schedules' own states) or ``hyperparams_states`` (Optax's).
+_HYPERPARAMETER_FIELD = "hyperparams"
+_SCHEDULED_FIELDS = ("scheduled", "hyperparams_states")
 
 
 class Slot(NamedTuple):
@@ -112,10 +115,17 @@ def _ndim(x: Any) -> int:
     return np.ndim(x)
 
 
-def _hyperparameter_dict(cls: type, field: str, value: Any) -> bool:
-    if field not in _HYPERPARAMETER_FIELDS or not isinstance(value, dict):
-        return False
+def _holds_hyperparameters(cls: type) -> bool:
     return hasattr(cls, "validate") or cls.__module__.split(".")[0] == "optax"
+
+
+def _scheduled_names(node: Any) -> frozenset:
+    """The hyperparameters of a live (or Optax's injected) state that a schedule sets."""
+    for field in _SCHEDULED_FIELDS:
+        found = getattr(node, field, None)
+        if isinstance(found, dict):
+            return frozenset(found)
+    return frozenset()
 
 
 def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=True) -> Any:
@@ -125,15 +135,17 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
         cls = type(node)
         meanings = getattr(cls, "meanings", {})
         fields = []
+        hyperparameters = _holds_hyperparameters(cls)
+        scheduled = _scheduled_names(node) if hyperparameters else frozenset()
         for field, value in zip(cls._fields, node):
             here = (*route, field)
             if value is None:
                 fields.append(None)
+            elif hyperparameters and field == "scheduled" and hasattr(cls, "validate"):
+                fields.append(value)  # the schedules' own states: not slots
             elif _holds_states(value):
                 fields.append(_map_slots(value, fn, here, labels, top=True))
-            elif _hyperparameter_dict(cls, field, value):
-                settable = _HYPERPARAMETER_FIELDS[field]
-                meaning = "hyperparameter" if settable else "hyperparameter, set by a schedule"
+            elif hyperparameters and field == _HYPERPARAMETER_FIELD and isinstance(value, dict):
                 fields.append(
                     {
                         k: fn(
@@ -142,11 +154,13 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
                                 (*here, k),
                                 cls.__name__,
                                 str(k),
-                                meaning,
+                                "hyperparameter, set by a schedule"
+                                if k in scheduled
+                                else "hyperparameter",
                                 v,
                                 _ndim(v) == 0,
                                 labels,
-                                settable and _ndim(v) == 0,
+                                k not in scheduled and _ndim(v) == 0,
                                 getattr(cls, "optimizer", ""),
                             )
                         )
@@ -314,8 +328,7 @@ def _validate(state: State, slot: Slot, value: Any) -> None:
     if validate is None:  # an Optax state: the generic check
         _checks.check_hyperparam(slot.name, value)
         return
-    current = {**holder.hyperparams, **holder.scheduled}
-    validate(slot.name, value, current)
+    validate(slot.name, value, dict(holder.hyperparams))
 
 
 def set_hyperparam(state: State, name: str, value: Any) -> State:
@@ -330,7 +343,9 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
              value -- a real scalar (a Python number or a 0-d array, traced or not).
     Raises:  GradchainError naming the known hyperparameters when ``name`` is not one of
              them, listing the candidates when it is ambiguous, and refusing a value that a
-             schedule sets (change the schedule instead).
+             schedule sets (change the schedule instead), a value that is not 0-d (traced
+             or not), one that is not finite in the stored dtype (``1e39`` in float32), and
+             a fraction for an integer hyperparameter (never truncated).
     """
     hyper = [s for s in slots(state) if s.hyperparameter]
     found = [s for s in hyper if _matches(s, name)]
@@ -351,9 +366,11 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
             f"hyperparameter {slot.path!r} is set by a schedule at every step (its value is "
             "recorded for logging); change the schedule instead"
         )
+    kept_in = jnp.result_type(slot.value)
+    _checks.check_kept_in(slot.name, value, kept_in)  # 0-d, fits, not truncated
     _validate(state, slot, _probe(value))
 
     def new_value(s: Slot) -> Any:
-        return jnp.asarray(value, dtype=jnp.result_type(s.value))
+        return jnp.asarray(value, dtype=kept_in)
 
     return _replace_at(state, {slot.route: new_value})

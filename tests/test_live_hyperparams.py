@@ -423,3 +423,176 @@ def test_optax_inject_hyperparams_leaves_adafactors_inner_state_as_plain_adafact
     ours, theirs = jax.tree.leaves((u, s)), jax.tree.leaves((v, t.inner_state))
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # measured: bit for bit
+
+
+# --- live inside live (issue 22) -----------------------------------------------------------
+
+
+def clipped_adamw_factory(calls=None):
+    @gradchain.live
+    def my_opt(learning_rate, wd=1e-4):
+        if calls is not None:
+            calls.append(1)
+        return gradchain.chain(
+            gradchain.clip_by_global_norm(1.0), gradchain.adamw(learning_rate, weight_decay=wd)
+        )
+
+    return my_opt
+
+
+def test_a_named_optimizer_inside_a_live_factory_keeps_its_numbers_once(dtype):
+    params = make_params(dtype)
+    grads = grads_sequence(params, dtype)
+    opt = clipped_adamw_factory()(0.01, wd=0.1)
+    step, traces = counting_step(opt)
+    p, state = params, opt.init(params)
+    assert sorted(gradchain.get_hyperparams(state)) == ["learning_rate", "wd"]
+    changes = {3: {"learning_rate": 0.003}, 7: {"wd": 0.5}}
+    for t, g in enumerate(grads):
+        for name, value in changes.get(t, {}).items():
+            state = gradchain.set_hyperparam(state, name, value)
+        p, state = step(p, state, g)
+    assert len(traces) == 1
+
+    with reference_promotion():
+        ref = optax.inject_hyperparams(
+            lambda learning_rate, wd: optax.chain(
+                optax.clip_by_global_norm(1.0), optax.adamw(learning_rate, weight_decay=wd)
+            )
+        )(learning_rate=0.01, wd=0.1)
+        q, ref_state = params, ref.init(params)
+        for t, g in enumerate(grads):
+            for name, value in changes.get(t, {}).items():
+                ref_state.hyperparams[name] = jnp.asarray(value, dtype)
+            updates, ref_state = ref.update(g, ref_state, q)
+            q = optax.apply_updates(q, updates)
+    # measured: 6e-8 (float32), 0 (float64); TOL as above
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=TOL[dtype])
+
+
+def test_checking_a_new_value_does_not_build_the_optimizer_again():
+    calls = []
+    opt = clipped_adamw_factory(calls)(0.01)
+    state = opt.init(make_params(jnp.float32))
+    before = len(calls)
+    state = gradchain.set_hyperparam(state, "wd", 0.2)
+    assert len(calls) == before  # the recorded checks ran, not the factory
+    with pytest.raises(gradchain.GradchainError, match=r"^wd must be >= 0, got -1.0") as setting:
+        gradchain.set_hyperparam(state, "wd", -1.0)
+    with pytest.raises(gradchain.GradchainError) as constructor:
+        clipped_adamw_factory()(0.01, wd=-1.0)
+    assert str(setting.value) == str(constructor.value)
+
+
+def test_inject_hyperparams_of_a_named_optimizer_still_keeps_its_own_names():
+    ours = gradchain.inject_hyperparams(gradchain.adamw)(0.01)
+    theirs = optax.inject_hyperparams(gradchain.adamw)(0.01)
+    assert "b1" in gradchain.get_hyperparams(ours.init(1.0))
+    assert "b1" in theirs.init(jnp.ones(2)).hyperparams
+
+
+# --- values that do not fit their slot (issue 23) -------------------------------------------
+
+
+def test_a_value_that_overflows_its_dtype_is_refused_naming_the_argument():
+    with pytest.raises(gradchain.GradchainError, match=r"learning_rate = 1e\+39 is not finite in float32"):
+        gradchain.adam(1e39)
+    state = gradchain.adam(1e-3).init(1.0)
+    with pytest.raises(gradchain.GradchainError, match=r"b2 = 1e\+39 is not finite in float32"):
+        gradchain.set_hyperparam(state, "b2", 1e39)
+
+
+def test_a_value_that_fits_float64_is_kept_under_x64(x64):
+    state = gradchain.sgd(1e39).init(1.0)
+    assert float(gradchain.get_hyperparams(state)["learning_rate"]) == 1e39
+
+
+def test_a_non_scalar_value_is_refused_inside_jit_naming_its_shape():
+    opt = gradchain.sgd(0.1)
+    state = opt.init(jnp.ones(3))
+
+    @jax.jit
+    def set_lr(state, lr):
+        return gradchain.set_hyperparam(state, "learning_rate", lr)
+
+    with pytest.raises(gradchain.GradchainError, match=r"learning_rate must be a scalar \(0-d\), got shape \(3,\)"):
+        set_lr(state, jnp.ones(3))
+    with pytest.raises(gradchain.GradchainError, match=r"got shape \(3,\)"):
+        gradchain.set_hyperparam(state, "learning_rate", np.ones(3))
+
+
+def test_an_integer_learning_rate_is_kept_as_a_float():
+    state = gradchain.inject_hyperparams(gradchain.sgd)(learning_rate=1).init(1.0)
+    state = gradchain.set_hyperparam(state, "learning_rate", 0.5)
+    assert float(gradchain.get_hyperparams(state)["learning_rate"]) == 0.5
+
+
+def test_a_float_is_never_truncated_into_an_integer_hyperparameter():
+    def repeat(learning_rate, times=2):
+        return gradchain.scale_by_learning_rate(learning_rate * times)
+
+    state = gradchain.inject_hyperparams(repeat)(0.1).init(1.0)
+    assert gradchain.get_hyperparams(state)["times"].dtype == jnp.int32
+    with pytest.raises(gradchain.GradchainError, match=r"times is kept as int32: 0.5 would be truncated"):
+        gradchain.set_hyperparam(state, "times", 0.5)
+    state = gradchain.set_hyperparam(state, "times", 3.0)  # a whole number is not truncated
+    assert int(gradchain.get_hyperparams(state)["times"]) == 3
+
+
+# --- Optax's inject_hyperparams semantics (issue 24) ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+@pytest.mark.parametrize("scheduled", ["learning_rate", "b1"])
+def test_inject_hyperparams_follows_optax_step_by_step(name, scheduled, dtype):
+    if name == "sgd" and scheduled == "b1":
+        scheduled = "momentum"
+    linear = optax.linear_schedule(0.9, 0.1, transition_steps=6)
+    # in dtype: Optax keeps a float32 schedule value as float32 even under x64 (we cast it)
+    schedule = lambda count: linear(count).astype(dtype)  # noqa: E731
+    others = {"learning_rate": 0.05, "b1": 0.9, "momentum": 0.5}
+    kwargs = {k: v for k, v in others.items() if k in ("learning_rate", scheduled)
+              or (name == "adam") == (k == "b1")}
+    kwargs[scheduled] = schedule
+    params = make_params(dtype)
+    grads = grads_sequence(params, dtype, steps=8)
+    ours = gradchain.inject_hyperparams(getattr(gradchain, name))(**kwargs)
+    with reference_promotion():
+        theirs = optax.inject_hyperparams(getattr(optax, name))(**kwargs)
+        s, t = ours.init(params), theirs.init(params)
+        for g in grads:
+            u, s = jax.jit(ours.update)(g, s, params)
+            v, t = jax.jit(theirs.update)(g, t, params)
+            assert float(s.hyperparams[scheduled]) == float(t.hyperparams[scheduled])
+            assert s.hyperparams[scheduled].dtype == dtype
+            # measured: 0 (float32 and float64); TOL as above
+            for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(v)):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=TOL[dtype])
+    with pytest.raises(gradchain.GradchainError, match="set by a schedule"):
+        gradchain.set_hyperparam(s, scheduled, 0.5)
+
+
+def test_the_factory_is_called_with_the_scheduled_values():
+    def descent(learning_rate):
+        return optax.scale(-learning_rate)  # a number, never the schedule
+
+    opt = gradchain.inject_hyperparams(descent)(optax.linear_schedule(1.0, 0.0, 4))
+    state = opt.init(jnp.zeros(2))
+    assert float(state.hyperparams["learning_rate"]) == 1.0
+    u, state = opt.update(jnp.ones(2), state)
+    u, state = opt.update(jnp.ones(2), state)
+    np.testing.assert_allclose(np.asarray(u), -0.75)
+    assert float(state.hyperparams["learning_rate"]) == 0.75
+
+
+def test_inject_hyperparams_refuses_unknown_static_args():
+    with pytest.raises(gradchain.GradchainError, match=r"static_args names \['lr'\]"):
+        gradchain.inject_hyperparams(gradchain.sgd, static_args="lr")
+
+
+def test_optax_state_names_read_our_state():
+    opt = gradchain.inject_hyperparams(gradchain.sgd)(optax.linear_schedule(1.0, 0.0, 4))
+    state = opt.init(jnp.zeros(2))
+    assert isinstance(state, gradchain.InjectHyperparamsState)
+    assert state.inner_state is state.inner and set(state.hyperparams_states) == {"learning_rate"}

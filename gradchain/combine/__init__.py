@@ -24,6 +24,8 @@ from gradchain.combine.graft import (
     graft,
 )
 from gradchain.combine.live import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
     LiveState,
     inject_hyperparams,
     live,
@@ -72,6 +74,8 @@ __all__ = [
     "AccumulateState",
     "ApplyIfFiniteState",
     "GraftState",
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
     "LiveState",
     "LookaheadParams",
     "LookaheadState",
