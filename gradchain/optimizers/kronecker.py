@@ -81,7 +81,7 @@ def soap(
         add_decayed_weights(weight_decay),  # decoupled: after the preconditioner
         scale_by_learning_rate(learning_rate),
     )
-    others = adamw.__wrapped__(  # mu, nu (+2x the vectors)
+    others = adamw(  # mu, nu (+2x the vectors)
         learning_rate, b1, b2, eps, 0.0, mu_dtype, weight_decay
     )
     return partition({"kronecker": matrices, "adam": others}, _kronecker_labels)
@@ -144,7 +144,7 @@ def shampoo(
         add_decayed_weights(weight_decay),  # decoupled: after the preconditioner
         scale_by_learning_rate(learning_rate),
     )
-    others = adamw.__wrapped__(  # mu, nu (+2x the vectors)
+    others = adamw(  # mu, nu (+2x the vectors)
         learning_rate, adam_b1, adam_b2, graft_eps, 0.0, None, weight_decay
     )
     return partition({"kronecker": matrices, "adam": others}, _kronecker_labels)

@@ -75,7 +75,7 @@ def muon(
         add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
-    others = adamw.__wrapped__(
+    others = adamw(
         learning_rate if adam_learning_rate is None else adam_learning_rate,
         adam_b1,
         adam_b2,

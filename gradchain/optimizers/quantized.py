@@ -47,7 +47,7 @@ def adam_8bit(
                 float32.   Memory: ~0.5x params (float32 Adam: 2x).
     Reference:  Dettmers et al., "8-bit Optimizers via Block-wise Quantization", 2022.
     """
-    return adamw_8bit.__wrapped__(
+    return adamw_8bit(
         learning_rate, b1, b2, eps, eps_root, 0.0, block_size=block_size, min_size=min_size
     )
 
@@ -141,7 +141,7 @@ def adam_4bit(
                 stays in its entry).
     Reference:  Li, Chen & Zhu, "Memory Efficient Optimizers with 4-bit States", NeurIPS 2023.
     """
-    return adamw_4bit.__wrapped__(
+    return adamw_4bit(
         learning_rate, b1, b2, eps, eps_root, 0.0, block_size=block_size, min_size=min_size
     )
 
