@@ -17,6 +17,7 @@ from typing import Any
 
 from gradchain.base import GradientTransformation, LearningRate, chain
 from gradchain.combine.live import live
+from gradchain.optimizers.textbook import adamw
 from gradchain.transforms import (
     add_decayed_weights,
     bias_correct,
@@ -25,7 +26,6 @@ from gradchain.transforms import (
 )
 from gradchain.transforms.adam import (
     adam_denominator,
-    scale_by_adam,
     scale_by_adamax,
     scale_by_belief,
     scale_by_yogi,
@@ -200,10 +200,9 @@ def nadamw(
     nesterov=True)``. ``mask`` and ``nesterov`` are Optax's keywords (``nesterov=False`` is
     AdamW).
     """
-    return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
-        add_decayed_weights(weight_decay, mask),  # decoupled decay: after the preconditioner
-        scale_by_learning_rate(learning_rate),  # (Adam's direction: mu, nu, +2x params)
+    return adamw(  # inside this factory, adamw is its plain chain (live composes with live)
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask,
+        nesterov=nesterov, nu_dtype=nu_dtype,
     )
 
 
