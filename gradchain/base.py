@@ -8,9 +8,11 @@ The one addition to Optax's protocol is the ``gradient`` keyword. Some transform
 gradient itself while they act on a running update that is no longer a gradient: Adam's
 ``scale_by_rms`` builds its second moment from ``g**2`` but divides the bias-corrected
 momentum that reaches it. ``chain`` hands every member the gradient in that keyword (see
-``chain`` for exactly which gradient), and every gradchain transform reads it as
-``updates if gradient is None else gradient`` -- so used alone, or inside ``optax.chain``,
-the gradient is simply what it receives.
+``chain`` for exactly which gradient). The transforms that need it (``reads_gradient``: the
+second moments, and the wrappers and chains holding them) read it as ``updates if gradient is
+None else gradient`` -- so used alone, or inside ``optax.chain``, the gradient is simply what
+it receives; the others ignore it. Which gradient depends on what each member declares:
+``preprocessing`` (see ``GradientTransformation`` and ``chain``).
 """
 
 from __future__ import annotations

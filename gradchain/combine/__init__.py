@@ -12,9 +12,10 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
 - State. A wrapper's state is a described NamedTuple that keeps the inner state in a field:
   ``inner`` (``masked``, ``accumulate``, ``skip_non_finite``) or ``groups``, a dict from
   label to inner state (``partition``).
-- Owners. The returned transform has an attribute ``inner``: a dict from the same keys to the
-  inner transforms (``{"inner": t}``, or ``{label: t}`` for ``partition``), so a report can
-  name who owns each piece of state. (``members`` is ``chain``'s and would be flattened.)
+- Owners. The returned transform lists what it holds in ``children``: one ``Child(label,
+  transform, route)`` per inner transform (label None for an unnamed inner transform, the
+  group's label for ``partition``), ``route`` being where its state lives in the wrapper's
+  state, so a report can name who owns each piece of state (``gradchain.base.walk``).
 - The ``gradient`` keyword is hidden and grouped exactly like the updates, and any other
   keyword argument reaches the inner transforms unchanged.
 """

@@ -77,7 +77,7 @@ def _steps(optimizer: Any) -> list[_Step]:
 
 def _doc_of(transform: Any) -> tuple[str, str]:
     """(its factory's docstring, the docstring with its Update equation). A wrapper of one
-    transform -- ``.inner == {"inner": t}``, or a name like
+    transform -- one unlabelled ``children`` entry, or a name like
     ``quantized_moments(scale_by_rms, nu=uint8)`` -- takes the equation of what it wraps."""
     name = getattr(transform, "name", None) or ""
     own = _factory_doc(name.split("(")[0]) if name else ""
