@@ -45,17 +45,23 @@ def names_arguments(factory: Any) -> Any:
                 raise
             bound = signature.bind_partial(*args, **kwargs)
             bound.apply_defaults()
+            checked_as, said = getattr(error, "checked_as", None), getattr(error, "said", None)
             if inner in bound.arguments and bound.arguments[inner] is error.value:
-                raise  # already under the user's name
-            names = [k for k, v in bound.arguments.items() if v is error.value]
-            if not names or not str(error).startswith(inner):
-                raise
-            message = " or ".join(names) + str(error)[len(inner) :]
-            raise _refuse(
-                names[0],
+                if checked_as is None:
+                    raise  # already under the user's name
+                inner, message = checked_as, said  # relabelled by a direction inside: say ours
+            else:
+                names = [k for k, v in bound.arguments.items() if v is error.value]
+                if not names or not str(error).startswith(inner):
+                    raise
+                message = " or ".join(names) + str(error)[len(inner) :]
+            refused = _refuse(
+                message.split(" ", 1)[0],
                 error.value,
                 f"{message} (checked as {inner} by a transform inside {factory.__name__})",
-            ) from None
+            )
+            refused.checked_as, refused.said = inner, message
+            raise refused from None
 
     return build
 

@@ -9,7 +9,7 @@ through: a live hyperparameter reaches the factory as a traced 0-d array at ever
 >>> checks.check_unit_interval("decay", 1.0)
 Traceback (most recent call last):
 ...
-gradchain._checks.GradchainError: decay must be in [0, 1), got 1.0
+gradchain.GradchainError: decay must be in [0, 1), got 1.0
 """
 
 from gradchain._checks import (

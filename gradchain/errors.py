@@ -17,8 +17,12 @@ class GradchainError(ValueError):
     argument: str | None = None
     value: Any = None
 
+    __module__ = "gradchain"  # shown as gradchain.GradchainError: where users import it
+
 
 class CheckpointError(GradchainError):
     """Raised by ``gradchain.checkpoint`` for a file it will not restore: damaged, crafted,
     written in another format version, or not matching the targets. The message names the
     file and the problem."""
+
+    __module__ = "gradchain.checkpoint"

@@ -72,7 +72,7 @@ def adafactor(
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
 
-    >>> import jax.numpy as jnp, gradchain
+    >>> import jax, jax.numpy as jnp, gradchain
     >>> opt = gradchain.adafactor(learning_rate=0.1)
     >>> state = opt.init({"w": jnp.zeros((256, 512))})
     >>> [x.shape for x in jax.tree.leaves(state.inner[0].nu)]   # a row and a column statistic

@@ -69,7 +69,7 @@ def adamw_8bit(
     The chain is AdamW's, with its two moment transforms wrapped in ``quantized_moments``.
     Reference:  Dettmers et al., 2022; Loshchilov & Hutter, 2019.
 
-    >>> import jax.numpy as jnp, gradchain
+    >>> import jax, jax.numpy as jnp, gradchain
     >>> opt = gradchain.adamw_8bit(1e-3)
     >>> state = opt.init({"w": jnp.zeros((1024, 1024))})
     >>> sorted({x.dtype.name for x in jax.tree.leaves(state.inner[0].mu)})
@@ -164,7 +164,7 @@ def adamw_4bit(
     RANK1_LINEAR4 (rank-1 normalised, no zero), as in the paper's 4-bit AdamW.
     Reference:  Li, Chen & Zhu, 2023; Loshchilov & Hutter, 2019.
 
-    >>> import jax.numpy as jnp, gradchain
+    >>> import jax, jax.numpy as jnp, gradchain
     >>> opt = gradchain.adamw_4bit(1e-3)
     >>> nu = opt.init({"w": jnp.zeros((1024, 1024))}).inner[2].nu["w"]
     >>> nu.codes.shape, [s.shape for s in nu.scales]   # two codes a byte; a row and a column
