@@ -75,3 +75,14 @@ def with_objective(name, opt, objective=half_square):
         return opt.update(updates, state, params, **{k: given[k] for k in wanted}, **extra)
 
     return gradchain.GradientTransformation(opt.init, update, name=name)
+
+
+@pytest.fixture
+def torch64(x64):
+    """float64 JAX and float64 torch scalars (torch keeps NAdam's mu_product, and its step
+    counts, in its default dtype)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

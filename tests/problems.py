@@ -252,3 +252,34 @@ ADAPTIVE = {
     "rprop": lambda: gradchain.rprop(0.01),
     "adadelta": lambda: gradchain.adadelta(1.0),
 }
+
+
+# --- a vector under shrinking gradients, for the torch.optim references ---------------------
+
+
+def shrinking_grads(steps=30, size=5):
+    """``steps`` float64 gradients whose scale falls from 10 to 0.1: an old maximum wins."""
+    rng = np.random.default_rng(4)
+    return rng.normal(size=(steps, size)) * np.geomspace(10.0, 0.1, steps)[:, None]
+
+
+def gradchain_steps(opt, params, grads):
+    """``params`` after ``opt`` takes the given gradients, one jitted step each."""
+    step, state = jax.jit(opt.update), opt.init(params)
+    for g in grads:
+        u, state = step(jnp.asarray(g), state, params)
+        params = gradchain.apply_updates(params, u)
+    return params
+
+
+def torch_steps(make_optimizer, params, grads):
+    """``params`` (one float64 vector) after torch's ``make_optimizer([tensor])`` takes the
+    given gradients."""
+    import torch
+
+    t = torch.tensor(np.asarray(params, np.float64), requires_grad=True)
+    opt = make_optimizer([t])
+    for g in grads:
+        t.grad = torch.tensor(np.asarray(g, np.float64))
+        opt.step()
+    return t.detach().numpy()

@@ -2,6 +2,7 @@
 optimizers/line_search.py): L-BFGS and its line searches, and the Polyak step, against
 Optax; tolerances measured once and frozen, the measured number beside each."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,3 +130,26 @@ def test_polyak_sgd_gets_its_value_through_gradchains_wrappers_not_optaxs():
     theirs = optax.MultiSteps(gradchain.polyak_sgd(max_learning_rate=1.0), every_k_schedule=1)
     with pytest.raises(gradchain.GradchainError, match="needs the objective's value"):
         theirs.update(g, theirs.init(p), p, value=f(p))
+
+
+def test_scale_by_polyak_is_the_gap_over_the_squared_norm_capped_by_hand():
+    """u = (3, 4) over two leaves, ||u||**2 = 25: value 10 gives the step 10 / 25 = 0.4; a cap
+    of 0.1 wins over it; sps+ with the value below f_min gives 0; a zero update stays 0."""
+    u = {"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}
+
+    def step(value, **kw):
+        opt = gradchain.scale_by_polyak(**kw)
+        return opt.update(u, opt.init(u), u, value=jnp.asarray(value))[0]
+
+    chex.assert_trees_all_close(
+        step(10.0), {"a": jnp.asarray([1.2]), "b": jnp.asarray([1.6])}, rtol=1e-7
+    )
+    chex.assert_trees_all_close(
+        step(11.0, f_min=1.0, max_learning_rate=0.1),
+        {"a": jnp.asarray([0.3]), "b": jnp.asarray([0.4])},
+        rtol=1e-7,
+    )  # float32: a few ulps
+    chex.assert_trees_all_equal(step(-1.0, variant="sps+"), {"a": jnp.zeros(1), "b": jnp.zeros(1)})
+    zero = {"a": jnp.zeros(1), "b": jnp.zeros(1)}
+    opt = gradchain.scale_by_polyak()
+    chex.assert_trees_all_equal(opt.update(zero, opt.init(zero), zero, value=1.0)[0], zero)
