@@ -3,6 +3,7 @@ The Optax reference runs under "standard" promotion (see ``reference_promotion``
 
 import contextlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,13 @@ import pytest
 def strict_promotion():
     with jax.numpy_dtype_promotion("strict"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_trace_counts():
+    """``chex.assert_max_traces`` counts traces by where the function was written: start every
+    test (and every parametrized case) at zero."""
+    chex.clear_trace_counter()
 
 
 @pytest.fixture
