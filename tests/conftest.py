@@ -3,6 +3,7 @@ The Optax reference runs under "standard" promotion (see ``reference_promotion``
 
 import contextlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,13 @@ import pytest
 def strict_promotion():
     with jax.numpy_dtype_promotion("strict"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_trace_counts():
+    """``chex.assert_max_traces`` counts traces by where the function was written: start every
+    test (and every parametrized case) at zero."""
+    chex.clear_trace_counter()
 
 
 @pytest.fixture
@@ -75,3 +83,14 @@ def with_objective(name, opt, objective=half_square):
         return opt.update(updates, state, params, **{k: given[k] for k in wanted}, **extra)
 
     return gradchain.GradientTransformation(opt.init, update, name=name)
+
+
+@pytest.fixture
+def torch64(x64):
+    """float64 JAX and float64 torch scalars (torch keeps NAdam's mu_product, and its step
+    counts, in its default dtype)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

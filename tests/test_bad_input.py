@@ -516,3 +516,43 @@ def test_a_complex_or_bool_0d_array_is_still_refused():
         gradchain.sgd(jnp.asarray(0.1 + 0j))
     with pytest.raises(gradchain.GradchainError, match="bool"):
         gradchain.sgd(jnp.asarray(True))
+
+
+def test_refusals_name_the_argument():
+    with pytest.raises(gradchain.GradchainError, match="masked takes the transform once"):
+        gradchain.masked(gradchain.scale(1.0), {"w": True}, inner=gradchain.scale(1.0))
+    with pytest.raises(gradchain.GradchainError, match="partition takes the labels once"):
+        gradchain.partition({"a": gradchain.sgd(0.1)}, {"w": "a"}, param_labels={"w": "a"})
+    with pytest.raises(gradchain.GradchainError, match="mode"):
+        gradchain.scale_by_lion(mode="soft")
+    with pytest.raises(gradchain.GradchainError, match="every_k_schedule"):
+        gradchain.MultiSteps(gradchain.sgd(0.1), 0)
+    with pytest.raises(gradchain.GradchainError, match="state_dtype or z_dtype"):
+        gradchain.schedule_free_adamw(state_dtype=jnp.float32, z_dtype=jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: gradchain.ademamix(0.1, b3=1.0), "b3 must be in"),
+        (lambda: gradchain.adan(0.1, b2=-0.1), "b2 must be in"),
+        (lambda: gradchain.radam(0.1, b2=1.0), "b2 must be in"),
+        (lambda: gradchain.scale_by_rprop(0.1, eta_minus=1.5), "eta_minus must be in"),
+        (lambda: gradchain.scale_by_trust_ratio(trust_coefficient=0.0), "trust_coefficient"),
+        (lambda: gradchain.scale_by_schedule_free(0.1, b1=0.0), "b1 must be > 0"),
+        (lambda: gradchain.adadelta(1.0, eps=0.0), "eps must be > 0"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(build, message):
+    with pytest.raises(gradchain.GradchainError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [gradchain.scale_by_trust_ratio(), gradchain.scale_by_schedule_free(0.1)],
+    ids=["trust_ratio", "schedule_free"],
+)
+def test_transforms_that_need_params_say_so(opt):
+    with pytest.raises(gradchain.GradchainError, match="needs the params"):
+        opt.update(jnp.ones(3), opt.init(jnp.ones(3)))

@@ -259,3 +259,40 @@ def test_a_transform_after_the_direction_reads_the_gradient_that_entered_the_cha
     reference = _cautious_adamw_reference(h["lr"], h["b1"], h["b2"], h["eps"], h["wd"])
     # Measured: float64 4.4e-16, float32 1.3e-6.
     assert np.max(np.abs(_run(ours, dtype) - reference)) < TOL[dtype]
+
+
+def test_gradient_transformation_extra_args_isinstance():
+    assert isinstance(gradchain.adam(1e-3), gradchain.GradientTransformationExtraArgs)
+    assert isinstance(gradchain.scale_by_adam(), gradchain.GradientTransformationExtraArgs)
+    built = gradchain.GradientTransformationExtraArgs(
+        lambda p: gradchain.EmptyState(), lambda u, s, p=None, **e: (u, s)
+    )
+    assert isinstance(built, gradchain.GradientTransformation)
+
+
+def test_foreign_lbfgs_in_our_chain_equals_optax_chain(x64):
+    """A foreign transform gets exactly what optax.chain gives it (value, grad, value_fn)."""
+    matrix = jnp.array([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])
+
+    def loss(p):
+        return 0.5 * p @ matrix @ p - jnp.sum(p)
+
+    def solve(opt):
+        value_and_grad = optax.value_and_grad_from_state(loss)
+
+        def step(carry, _):
+            p, s = carry
+            value, grad = value_and_grad(p, state=s)
+            u, s = opt.update(grad, s, p, value=value, grad=grad, value_fn=loss)
+            return (optax.apply_updates(p, u), s), None
+
+        p0 = jnp.array([1.0, -1.0, 2.0])
+        with reference_promotion():  # Optax's line search mixes int32 and int64 under x64
+            return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=15)[0][0])(
+                p0
+            )
+
+    ours = solve(gradchain.chain(optax.clip_by_global_norm(10.0), optax.lbfgs()))
+    theirs = solve(optax.chain(optax.clip_by_global_norm(10.0), optax.lbfgs()))
+    assert float(jnp.max(jnp.abs(ours - theirs))) == 0.0  # measured: 0 (bit for bit)
+    assert float(jnp.max(jnp.abs(ours - jnp.linalg.solve(matrix, jnp.ones(3))))) < 1e-10

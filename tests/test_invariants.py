@@ -2,6 +2,7 @@
 never change, jit equal to eager, and the Optax protocol from both sides (optax.chain,
 inject_hyperparams, MultiSteps, an Optax transform inside gradchain.chain)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,17 @@ import pytest
 
 import gradchain
 from tests.conftest import reference_promotion, with_objective
+from tests.problems import (
+    ADAPTIVE,
+    REDUCED_STATE,
+    grads_sequence,
+    max_abs_diff,
+    noise_sequence,
+    run_grads,
+    run_noisy,
+    small_tree,
+    steps_of,
+)
 
 NAMED = sorted(gradchain.optimizers.__all__)
 
@@ -124,14 +136,13 @@ def test_params_and_state_keep_their_dtypes(name, param_dtype, grad_dtype):
     params = make_params(param_dtype)
     state = opt.init(params)
     want = dtype_tree(state)
-    update = jax.jit(opt.update)
+    update = jax.jit(chex.assert_max_traces(opt.update, n=1))  # compiles once
     for k in range(50):
         updates, state = update(random_grads(params, k, grad_dtype), state, params)
         params = gradchain.apply_updates(params, updates)
         if k in (0, 49):
             assert dtype_tree(state) == want, f"after step {k + 1}"
     assert all(p.dtype == param_dtype for p in jax.tree.leaves(params))
-    assert update._cache_size() == 1
 
 
 HALF_PRECISION_ADAMS = {
@@ -251,14 +262,13 @@ def test_inject_hyperparams_wraps_gradchain_adam_and_its_learning_rate_is_live()
 
     params = make_params()
     state = ours.init(params)
-    step = jax.jit(ours.update)
+    step = jax.jit(chex.assert_max_traces(ours.update, n=1))
     g = random_grads(params, 0)
     u1, state = step(g, state, params)
     state.hyperparams["learning_rate"] = jnp.asarray(0.0, jnp.float32)
     u2, state = step(g, state, params)
     assert all((np.asarray(u) != 0).any() for u in jax.tree.leaves(u1))
     assert all((np.asarray(u) == 0).all() for u in jax.tree.leaves(u2))
-    assert step._cache_size() == 1
 
 
 def test_multisteps_wraps_gradchain_adam():
@@ -268,3 +278,149 @@ def test_multisteps_wraps_gradchain_adam():
             optax.MultiSteps(gradchain.adam(0.01), every_k_schedule=3),
             optax.MultiSteps(optax.adam(0.01), every_k_schedule=3),
         )
+
+
+# --- the optimizers with a reduced state: jit equals eager, state types stable ---------------
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED_STATE))
+def test_jit_equals_eager_and_state_dtypes_are_stable(name):
+    # small leaves: eager dispatch compiles each primitive for each new shape
+    rng = np.random.default_rng(5)
+    shapes = {"w": (6, 8), "v": (5,), "s": ()}
+    params = {k: jnp.asarray(rng.normal(size=v), jnp.float32) for k, v in shapes.items()}
+    noise = noise_sequence(params, jnp.float32, steps=1)
+    opt = REDUCED_STATE[name]()
+    eager, eager_state = run_noisy(opt, params, noise, jit=False)
+    jitted, jit_state = run_noisy(opt, params, noise, jit=True)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    start = opt.init(params)
+    assert jax.tree.structure(start) == jax.tree.structure(jit_state)
+    for s0, s1 in zip(jax.tree.leaves(start), jax.tree.leaves(jit_state)):
+        assert (s0.dtype, s0.shape) == (s1.dtype, s1.shape)
+
+
+# --- the adaptive optimizers: mixed precision, no shared buffers, their parents ------------
+
+
+def _signature(state):
+    return jax.tree.structure(state), [(x.shape, x.dtype) for x in jax.tree.leaves(state)]
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTIVE))
+def test_jit_equals_eager_and_state_types_stay_with_mixed_precision_params(name):
+    """bfloat16, float32 and float16 leaves: the jitted step keeps every state leaf's shape
+    and dtype (one compilation), the updates keep the params' dtypes, and eager agrees."""
+    params = {
+        "w": jnp.ones((4, 3), jnp.bfloat16) * 0.5,
+        "b": jnp.asarray([0.25, -1.0, 2.0], jnp.float32),
+        "h": jnp.full((2,), -0.5, jnp.float16),
+    }
+    opt = ADAPTIVE[name]()
+    rng = np.random.default_rng(3)
+    grads = [
+        jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+        for _ in range(3)
+    ]
+    step = jax.jit(chex.assert_max_traces(opt.update, n=1))  # no retrace: the state kept its types
+    results = {}
+    for mode, update in (("jit", step), ("eager", opt.update)):
+        p, state = params, opt.init(params)
+        before = _signature(state)
+        for g in grads:
+            updates, state = update(g, state, p)
+            assert jax.tree.map(lambda x: x.dtype, updates) == jax.tree.map(lambda x: x.dtype, p)
+            assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+            p = gradchain.apply_updates(p, updates)
+            assert _signature(state) == before
+        results[mode] = p
+    # float32 to rounding; the 16-bit leaves to one unit in their last place (at |p| <= 1).
+    assert max_abs_diff(results["jit"]["b"], results["eager"]["b"]) <= 1e-6
+    assert max_abs_diff(results["jit"]["w"], results["eager"]["w"]) <= 2**-8
+    assert max_abs_diff(results["jit"]["h"], results["eager"]["h"]) <= 2**-11
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTIVE))
+def test_no_two_state_leaves_share_a_buffer(name):
+    state = ADAPTIVE[name]().init(small_tree(jnp.float32))
+    ids = [id(x) for x in jax.tree.leaves(state)]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    "child, parent",
+    [
+        (lambda: gradchain.nadamw(0.01, weight_decay=0.0), lambda: gradchain.nadam(0.01)),
+        (lambda: gradchain.adamaxw(0.01, weight_decay=0.0), lambda: gradchain.adamax(0.01)),
+        (  # no slow momentum: AdamW
+            lambda: gradchain.ademamix(0.01, alpha=0.0, weight_decay=0.1),
+            lambda: gradchain.adamw(0.01, weight_decay=0.1),
+        ),
+        (  # a threshold no step reaches: bias-corrected momentum SGD
+            lambda: gradchain.radam(0.01, threshold=1e9),
+            lambda: gradchain.chain(
+                gradchain.scale_by_momentum(0.9, ema=True),
+                gradchain.bias_correct(0.9),
+                gradchain.scale_by_learning_rate(0.01),
+            ),
+        ),
+        (  # no momentum, no decay: the trust ratio times the learning rate
+            lambda: gradchain.lars(0.1, trust_coefficient=1.0, momentum=0.0),
+            lambda: gradchain.chain(
+                gradchain.scale_by_trust_ratio(), gradchain.scale_by_learning_rate(0.1)
+            ),
+        ),
+    ],
+    ids=["nadamw->nadam", "adamaxw->adamax", "ademamix->adamw", "radam->momentum", "lars->ratio"],
+)
+def test_reduces_to_parent(child, parent):
+    params = small_tree(jnp.float32)
+    grads = grads_sequence(params, jnp.float32, steps=30)
+    a, _ = run_grads(child(), params, grads)
+    b, _ = run_grads(parent(), params, grads)
+    assert max_abs_diff(a, b) <= 1e-6
+
+
+# A valid new value for every live argument of these optimizers (different from its default).
+NEW_VALUES = {
+    "learning_rate": 0.05, "b1": 0.8, "b2": 0.95, "b3": 0.95, "alpha": 2.0, "eps": 0.5,
+    "eps_root": 1e-4, "weight_decay": 0.05, "threshold": 3.0, "trust_coefficient": 0.02,
+    "momentum": 0.5, "rho": 0.7, "eta_minus": 0.4, "eta_plus": 1.3, "min_step_size": 6e-3,
+    "max_step_size": 0.02, "weight_lr_power": 1.0,
+}
+
+
+LEARNING_RATE = {"lars": 0.1, "adadelta": 1.0}  # the others: 0.01
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTIVE))
+def test_set_hyperparam_equals_a_fresh_optimizer_without_recompiling(name):
+    factory = getattr(gradchain, name)
+    lr = LEARNING_RATE.get(name, 0.01)
+    params = small_tree(jnp.float32)
+    # 8 steps: RAdam's rectification starts at step 6, ADOPT's first update is 0.
+    grads = steps_of(grads_sequence(params, jnp.float32, steps=8))
+    opt = factory(lr)
+    live_names = sorted(gradchain.get_hyperparams(opt.init(params)))
+    assert live_names and set(live_names) <= set(NEW_VALUES)
+    if name == "rprop":  # its learning rate is the initial step size: read once, at init
+        assert "learning_rate" not in live_names
+
+    def steps(step, state):
+        p, out = params, []
+        for g in grads:
+            updates, state = step(g, state, p)
+            p = gradchain.apply_updates(p, updates)
+            out.append(updates)
+        return out
+
+    step = jax.jit(chex.assert_max_traces(opt.update, n=1))  # every value runs through it
+    unchanged = steps(step, opt.init(params))
+    for arg in live_names:
+        value = NEW_VALUES[arg]
+        got = steps(step, gradchain.set_hyperparam(opt.init(params), arg, value))
+        fresh = factory(**{"learning_rate": lr, arg: value})
+        want = steps(jax.jit(fresh.update), fresh.init(params))
+        assert max_abs_diff(got, want) == 0, arg
+        assert max_abs_diff(got, unchanged) > 0, f"{arg} changed nothing in 8 steps"

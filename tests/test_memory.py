@@ -14,6 +14,7 @@ import pytest
 import gradchain
 from gradchain import ladder
 from tests.conftest import reference_promotion
+from tests.problems import ADAPTIVE, REDUCED_STATE, matrix_tree, small_tree
 
 # A mixed-dtype model: float32 (7x5 + 5 + 2x2x3 = 52 elements, 208 bytes) and bfloat16
 # (11x3 + 4 = 37 elements, 74 bytes). 89 elements, 282 bytes in all.
@@ -452,3 +453,59 @@ def test_a_single_transform_and_a_bare_optax_optimizer():
         state = optax.adamw(1e-3).init(params)
     assert {r.transform for r in report.rows if r.per_parameter} == {"ScaleByAdamState"}
     assert report.params_multiple == 2 and report.total_bytes == real_bytes(state)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED_STATE))
+def test_memory_report_equals_the_real_state_bytes(name):
+    params = matrix_tree(jnp.float32)
+    opt = REDUCED_STATE[name]()
+    assert gradchain.memory_report(opt, params).total_bytes == real_bytes(opt.init(params))
+
+
+# Param-sized slots per optimizer (float32 AdamW = 2) and extra bytes per parameter element.
+MEMORY = {
+    "ademamix": (3, 0),  # mu, slow_mu, nu
+    "adan": (4, 0),  # mu, v, n, previous_gradient
+    "schedule_free_adamw": (2, 0),  # nu, z
+    "adabelief": (2, 0),  # mu, belief
+    "radam": (2, 0),
+    "yogi": (2, 0),
+    "adopt": (2, 0),
+    "nadamw": (2, 0),
+    "adamaxw": (2, 0),
+    "lamb": (2, 0),
+    "lars": (1, 0),  # velocity
+    "rprop": (1, 1),  # step_size + the previous sign in int8 (1 byte per element)
+    "adadelta": (2, 0),  # mean_sq_grad, mean_sq_update
+}
+
+
+def per_parameter_bytes(state, params):
+    """Bytes of the state fields whose subtree is laid out like the params (leaf shapes
+    equal), counted from the state itself -- independently of gradchain.memory."""
+    treedef, shapes = jax.tree.structure(params), [p.shape for p in jax.tree.leaves(params)]
+    total = 0
+    for member in state.inner:  # the chain inside the optimizer's live hyperparameters
+        for value in member:
+            try:
+                leaves = treedef.flatten_up_to(value)
+            except (ValueError, TypeError):
+                continue
+            if [np.shape(x) for x in leaves] == shapes:
+                total += sum(x.nbytes for x in leaves)
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTIVE))
+def test_state_bytes(name):
+    params = small_tree(jnp.float32)
+    param_elements = sum(p.size for p in jax.tree.leaves(params))
+    param_bytes = sum(p.nbytes for p in jax.tree.leaves(params))
+    state = ADAPTIVE[name]().init(params)
+    slots, extra = MEMORY[name]
+    expected = slots * param_bytes + extra * param_elements
+    assert per_parameter_bytes(state, params) == expected
+    # The memory report (from shapes only) agrees with the real state, byte for byte.
+    report = gradchain.memory_report(ADAPTIVE[name](), params)
+    assert report.per_parameter_bytes == expected
+    assert report.total_bytes == sum(x.nbytes for x in jax.tree.leaves(state))
