@@ -93,9 +93,36 @@ def _back(lr: LearningRate, weight_decay: float, coupled: bool) -> list[Gradient
 
 
 def _betas(betas: Sequence[float]) -> tuple[float, float]:
+    """torch's check: a pair, each in [0, 1) ("Invalid beta parameter at index i")."""
     if len(betas) != 2:
         raise _checks.GradchainError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, beta in enumerate(betas):
+        if not isinstance(beta, jax.core.Tracer) and not 0.0 <= beta < 1.0:
+            raise _checks.GradchainError(
+                f"betas[{i}] must be in [0, 1), got {beta} (torch: Invalid beta parameter at "
+                f"index {i})"
+            )
     return betas[0], betas[1]
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "torch"
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A torch tensor given as a number (``lr=torch.tensor(1e-3)``, tensor ``betas``) becomes
+    a Python float, read once, as torch reads a 1-element tensor; other values pass through."""
+    if isinstance(value, tuple | list) and any(_is_torch_tensor(v) for v in value):
+        return type(value)(_plain(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if not _is_torch_tensor(value):
+        return value
+    array = np.asarray(value.detach() if hasattr(value, "detach") else value)
+    if array.size != 1:
+        raise _checks.GradchainError(
+            f"{name} as a tensor must have one element, got shape {array.shape} (torch: "
+            f"Tensor {name} must be 1-element)"
+        )
+    return float(array.reshape(()))
 
 
 def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight_decay",)):
@@ -109,8 +136,10 @@ def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight
 
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> GradientTransformation:
-            transform = built(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
+            for name, value in bound.arguments.items():  # torch tensors as numbers: floats
+                bound.arguments[name] = _plain(name, value)
+            transform = built(*bound.args, **bound.kwargs)
             bound.apply_defaults()
             transform.torch_state_keys, transform.torch_name = keys, factory.__name__
             # torch's param_group entries, for to_torch_state_dict: torch's arguments only
@@ -472,6 +501,11 @@ def Rprop(
             "Rprop's lr is the initial step size, read once: give a number, not a schedule"
         )
     (eta_minus, eta_plus), (lo, hi) = etas, step_sizes
+    if not 0.0 < eta_minus < 1.0 < eta_plus:
+        raise _checks.GradchainError(
+            f"etas must satisfy 0 < etas[0] < 1 < etas[1], got {tuple(etas)} (torch: Invalid "
+            f"eta values)"
+        )
     # scale_by_rprop emits a step up the gradient; torch descends unless maximize.
     rprop = scale_by_rprop(lr, eta_minus, eta_plus, lo, hi, clip_every_step=True)
     return chain(rprop) if maximize else chain(rprop, scale(-1.0))
