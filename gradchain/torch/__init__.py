@@ -55,6 +55,7 @@ from gradchain.torch.schedulers import (
     PolynomialLR,
     ReduceLROnPlateau,
     SequentialLR,
+    SWALR,
     StepLR,
 )
 from gradchain.torch.state_dict import from_torch_state_dict, to_torch_state_dict
@@ -86,6 +87,7 @@ __all__ = [
     "RMSprop",
     "ReduceLROnPlateau",
     "Rprop",
+    "SWALR",
     "SequentialLR",
     "StepLR",
     "from_torch_state_dict",
