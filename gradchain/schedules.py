@@ -283,9 +283,9 @@ def polynomial_schedule(
     Note:       Optax turns transition_steps <= 0 into a constant and a negative
                 transition_begin into 0; here they are errors. The remaining fraction is
                 computed as (T - s) / T, exactly 0 at s = T: Optax's 1 - s / T, which XLA
-                compiles as 1 - s * (1/T), is -6e-8 there in float32, and a power of 0.5
-                makes it NaN from step T on under jit (Optax 0.2.8, measured:
-                ``polynomial_schedule(0.1, 0.0, 0.5, 250)``).
+                compiles as 1 - s * (1/T), is -4.7e-8 there in float32 (-2.1e-17 in
+                float64), and a power of 0.5 makes it NaN from step T on under jit, in
+                both (Optax 0.2.8, measured: ``polynomial_schedule(1.0, 0.0, 0.5, 250)``).
     """
     _checks.check_hyperparam("init_value", init_value)
     _checks.check_hyperparam("end_value", end_value)
