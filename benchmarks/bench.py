@@ -596,9 +596,10 @@ def markdown(result: dict) -> str:
         ]
         for r in result["torch"]:
             lines.append(
-                f"| torch {r['torch']}, {r['torch_threads']} threads | {r['gradchain_torch_ms']:.2f} "
-                f"| {r['torch_foreach_ms']:.2f} | {r['torch_fused_ms']:.2f} | "
-                f"{r['ratio_foreach']:.2f} | {r['ratio_fused']:.2f} | {r['aa_ratio']:.2f} |"
+                f"| torch {r['torch']}, {r['torch_threads']} threads | "
+                f"{r['gradchain_torch_ms']:.2f} | {r['torch_foreach_ms']:.2f} | "
+                f"{r['torch_fused_ms']:.2f} | {r['ratio_foreach']:.2f} | {r['ratio_fused']:.2f} | "
+                f"{r['aa_ratio']:.2f} |"
             )
     lines += [
         "",

@@ -76,8 +76,9 @@ EXPECTED[("Muon", "Tensor lr")] = (
     "tensor's dtype (float32 in the database) where gradchain computes in float64: 3.3e-7 "
     "relative after 20 steps"
 )
+_TENSOR_BETAS = r"betas\[0\] as a Tensor is not supported for capturable=False and foreach=True"
 for _name in ("Adam", "AdamW"):
-    EXPECTED[(_name, "refuses", r"betas\[0\] as a Tensor is not supported for capturable=False and foreach=True")] = (
+    EXPECTED[(_name, "refuses", _TENSOR_BETAS)] = (
         "implementation-only refusal (torch's foreach kernel); gradchain reads the tensors once"
     )
 

@@ -78,7 +78,8 @@ CASES = [
     ("Chained-exp-step", lambda o: ls.ChainedScheduler([ls.ExponentialLR(o, 0.99),
                                                         ls.StepLR(o, 50, 0.3)]),
      gt.ChainedScheduler([gt.ExponentialLR(LR, 0.99), gt.StepLR(LR, 50, 0.3)])),
-    *[(f"SWALR-{s}-{e}", lambda o, s=s, e=e: SWALR(o, swa_lr=0.02, anneal_epochs=e, anneal_strategy=s),
+    *[(f"SWALR-{s}-{e}",
+       lambda o, s=s, e=e: SWALR(o, swa_lr=0.02, anneal_epochs=e, anneal_strategy=s),
        gt.SWALR(LR, swa_lr=0.02, anneal_epochs=e, anneal_strategy=s))
       for s in ("cos", "linear") for e in (0, 1, 10, 100)],
 ]  # fmt: skip
@@ -90,7 +91,8 @@ def test_scheduler_equals_torchs_over_300_steps_under_jit(name, make, ours, floa
 
 
 RESUMED = [
-    ("StepLR", lambda o, k: ls.StepLR(o, 30, 0.5, last_epoch=k), lambda k: gt.StepLR(LR, 30, 0.5, last_epoch=k)),
+    ("StepLR", lambda o, k: ls.StepLR(o, 30, 0.5, last_epoch=k),
+     lambda k: gt.StepLR(LR, 30, 0.5, last_epoch=k)),
     ("MultiStepLR", lambda o, k: ls.MultiStepLR(o, [20, 90], 0.3, last_epoch=k),
      lambda k: gt.MultiStepLR(LR, [20, 90], 0.3, last_epoch=k)),
     ("ExponentialLR", lambda o, k: ls.ExponentialLR(o, 0.99, last_epoch=k),
@@ -109,8 +111,8 @@ RESUMED = [
      lambda k: gt.LambdaLR(LR, lambda t: 1 / (1 + t), last_epoch=k)),
     ("MultiplicativeLR", lambda o, k: ls.MultiplicativeLR(o, lambda t: 0.99, last_epoch=k),
      lambda k: gt.MultiplicativeLR(LR, lambda t: jnp.asarray(0.99), last_epoch=k)),
-    ("CyclicLR", lambda o, k: ls.CyclicLR(o, 0.01, 0.1, 25, mode="triangular2", cycle_momentum=False,
-                                          last_epoch=k),
+    ("CyclicLR", lambda o, k: ls.CyclicLR(o, 0.01, 0.1, 25, mode="triangular2",
+                                          cycle_momentum=False, last_epoch=k),
      lambda k: gt.CyclicLR(0.01, 0.1, 25, mode="triangular2", last_epoch=k)),
     ("OneCycleLR", lambda o, k: ls.OneCycleLR(o, 0.1, total_steps=400, cycle_momentum=False,
                                               last_epoch=k),

@@ -41,6 +41,7 @@ from gradchain.torch.optimizers import (
     Rprop,
 )
 from gradchain.torch.schedulers import (
+    SWALR,
     ChainedScheduler,
     ConstantLR,
     CosineAnnealingLR,
@@ -55,7 +56,6 @@ from gradchain.torch.schedulers import (
     PolynomialLR,
     ReduceLROnPlateau,
     SequentialLR,
-    SWALR,
     StepLR,
 )
 from gradchain.torch.state_dict import from_torch_state_dict, to_torch_state_dict
