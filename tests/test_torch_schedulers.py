@@ -186,3 +186,55 @@ def test_chained_cosine_leaves_the_plain_product_after_t_max(float64):
                                          gt.CosineAnnealingLR(LR, T_max=100)]))  # fmt: skip
     product = LR * 0.995 ** np.arange(STEPS) * (1 + np.cos(math.pi * np.arange(STEPS) / 100)) / 2
     assert abs(chained[292] / product[292] - 1) > 0.3
+
+
+CYCLED = [
+    ("OneCycleLR", lambda o: ls.OneCycleLR(o, 0.1, total_steps=STEPS), gt.OneCycleLR(0.1, STEPS)),
+    ("OneCycleLR-three-phase-linear",
+     lambda o: ls.OneCycleLR(o, 0.1, total_steps=STEPS, three_phase=True, anneal_strategy="linear",
+                             base_momentum=0.7, max_momentum=0.9),
+     gt.OneCycleLR(0.1, STEPS, three_phase=True, anneal_strategy="linear", base_momentum=0.7,
+                   max_momentum=0.9)),
+    ("CyclicLR-triangular2", lambda o: ls.CyclicLR(o, 0.01, 0.1, 40, mode="triangular2"),
+     gt.CyclicLR(0.01, 0.1, 40, mode="triangular2")),
+    ("CyclicLR-exp_range", lambda o: ls.CyclicLR(o, 0.01, 0.1, 30, 50, mode="exp_range",
+                                                 gamma=0.995),
+     gt.CyclicLR(0.01, 0.1, 30, 50, mode="exp_range", gamma=0.995)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, make, ours", CYCLED, ids=[c[0] for c in CYCLED])
+@pytest.mark.parametrize("torch_opt", ["SGD", "Adam"])
+def test_cycled_momentum_is_torchs_and_takes_torchs_steps(name, make, ours, torch_opt, float64):
+    rng = np.random.default_rng(3)
+    p0, grads = rng.normal(size=(3, 4)), rng.normal(size=(STEPS, 3, 4))
+    t = torch.tensor(p0)
+    cls, kwargs = (torch.optim.SGD, dict(momentum=0.9)) if torch_opt == "SGD" else (
+        torch.optim.Adam, dict(betas=(0.9, 0.99)))  # fmt: skip
+    opt = cls([t], lr=0.1, **kwargs)
+    sched, momenta = make(opt), []
+    for g in grads:
+        group = opt.param_groups[0]
+        momenta.append(group["momentum"] if torch_opt == "SGD" else group["betas"][0])
+        t.grad = torch.tensor(g)
+        opt.step()
+        sched.step()
+    assert _close(_ours(ours.momentum), np.array(momenta)) <= RTOL
+    if torch_opt == "SGD":
+        port = gt.SGD(lr=ours, momentum=ours.momentum)
+    else:
+        port = gt.Adam(lr=ours, betas=(ours.momentum, 0.99))
+
+    def body(carry, g):
+        p, s = carry
+        u, s = port.update(g, s, p)
+        return (p + u, s), None
+
+    p = jnp.asarray(p0)
+    (p, _), _ = jax.jit(lambda c, gs: jax.lax.scan(body, c, gs))((p, port.init(p)), grads)
+    assert float(np.max(np.abs(np.asarray(p) - t.numpy()))) <= 1e-10  # measured: <= 5.3e-15
+
+
+def test_a_cycled_beta1_is_refused_where_torch_has_no_port_for_it():
+    with pytest.raises(GradchainError, match="betas"):
+        gt.NAdam(betas=(gt.OneCycleLR(0.1, 100).momentum, 0.999))

@@ -151,14 +151,18 @@ def OneCycleLR(
     final_div_factor: float = 1e4,
     three_phase: bool = False,
     last_epoch: int = -1,
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.OneCycleLR's learning rate: up from max_lr / div_factor to
     max_lr over pct_start of the steps, then down to max_lr / div_factor / final_div_factor
     (three_phase: down to the start first, then to the minimum).
 
-    Note: torch's ``cycle_momentum=True`` (its default) also cycles SGD's momentum or Adam's
-    beta1 between 0.85 and 0.95; this schedule is the learning rate only, so a run matches
-    torch's with ``cycle_momentum=False``.
+    Cycled momentum: with ``cycle_momentum`` (torch's default) the schedule has a second one,
+    ``.momentum``, going the other way (max_momentum down to base_momentum while the lr rises,
+    and back): give it to the optimizer as torch's scheduler sets it, ``SGD(lr=sched,
+    momentum=sched.momentum)`` or ``Adam(lr=sched, betas=(sched.momentum, 0.999))``.
 
     Past the end: torch raises when stepped more than total_steps times; this schedule holds
     its final value, ``max_lr / div_factor / final_div_factor``, from step total_steps - 1 on
@@ -195,6 +199,8 @@ def OneCycleLR(
             return end + (start - end) / 2.0 * (jnp.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
+    up, down = (max_momentum, base_momentum), (base_momentum, max_momentum)
+    momenta = [up, down, (max_momentum, max_momentum)] if three_phase else [up, down]
     pieces, begin = [], 0.0
     for i, (end, lo, hi) in enumerate(phases):  # torch: each starts where the last one ended
         if end <= begin:  # torch divides by end - begin: ZeroDivisionError, or a NaN here
@@ -208,15 +214,21 @@ def OneCycleLR(
         pieces.append((begin, end, lo, hi))
         begin = end
 
-    def schedule(count):
-        t = jnp.minimum(_steps(count), total_steps - 1)  # past the end: the final value
-        begin, end, lo, hi = pieces[-1]  # the last phase also covers any step past its end
-        lr = anneal(lo, hi, (t - begin) / (end - begin))
-        for begin, end, lo, hi in reversed(pieces[:-1]):
-            lr = jnp.where(t <= end, anneal(lo, hi, (t - begin) / (end - begin)), lr)
-        return lr
+    def phased(values):
+        def schedule(count):
+            t = jnp.minimum(_steps(count), total_steps - 1)  # past the end: the final value
+            (begin, end, _, _), (lo, hi) = pieces[-1], values[-1]  # the last phase: any later t
+            lr = anneal(lo, hi, (t - begin) / (end - begin))
+            for (begin, end, _, _), (lo, hi) in reversed(list(zip(pieces[:-1], values[:-1]))):
+                lr = jnp.where(t <= end, anneal(lo, hi, (t - begin) / (end - begin)), lr)
+            return lr
 
-    return _resumed(schedule, last_epoch)
+        return _resumed(schedule, last_epoch)
+
+    schedule = phased([(lo, hi) for _, _, lo, hi in pieces])
+    if cycle_momentum:
+        schedule.momentum = phased(momenta)
+    return schedule
 
 
 def SequentialLR(
@@ -371,6 +383,9 @@ def CyclicLR(
     gamma: float = 1.0,
     scale_fn: Callable[[Any], Any] | None = None,
     scale_mode: str = "cycle",
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.8,
+    max_momentum: float = 0.9,
     last_epoch: int = -1,
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.CyclicLR's learning rate: from base_lr up to max_lr in
@@ -378,9 +393,10 @@ def CyclicLR(
     ("triangular": 1, "triangular2": halved each cycle, "exp_range": gamma**t) or ``scale_fn``
     (of the cycle number, or of t with ``scale_mode="iterations"``; a jnp function).
 
-    Note: as ``OneCycleLR``, the learning rate only: torch's ``cycle_momentum=True`` (its
-    default) also cycles the momentum; match a torch run built with ``cycle_momentum=False``.
-    torch sets the optimizer's lr to base_lr: the optimizer's own ``lr`` is ignored here too.
+    With ``cycle_momentum`` (torch's default), ``.momentum`` is the momentum torch sets,
+    ``max_momentum - (max_momentum - base_momentum) * factor * scale``: pass it to the optimizer
+    as in ``OneCycleLR``. torch sets the optimizer's lr to base_lr: the optimizer's own ``lr``
+    is ignored here too.
     """
     if scale_fn is None:
         _checks.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
@@ -399,15 +415,21 @@ def CyclicLR(
             return 1 / 2.0 ** (x - 1)
         return _const(gamma) ** x
 
-    def schedule(count):
-        t = _steps(count)
-        cycle = jnp.floor(1 + t / total)
-        x = 1.0 + t / total - cycle
-        factor = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
-        height = (_const(max_lr) - base_lr) * factor
-        return base_lr + height * scale(cycle if scale_mode == "cycle" else t)
+    def cyclic(low, high, rising):
+        def schedule(count):
+            t = _steps(count)
+            cycle = jnp.floor(1 + t / total)
+            x = 1.0 + t / total - cycle
+            factor = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+            height = (_const(high) - low) * factor * scale(cycle if scale_mode == "cycle" else t)
+            return low + height if rising else high - height
 
-    return _resumed(schedule, last_epoch)
+        return _resumed(schedule, last_epoch)
+
+    schedule = cyclic(base_lr, max_lr, rising=True)
+    if cycle_momentum:
+        schedule.momentum = cyclic(base_momentum, max_momentum, rising=False)
+    return schedule
 
 
 def ChainedScheduler(schedules: Sequence[Callable[[Any], Any]]) -> Callable[[Any], jax.Array]:
