@@ -19,8 +19,9 @@ What is expected to differ is listed once, in ``EXPECTED``, with the reason; the
 Measured: 253 configurations of 13 optimizers, 252 equal (the one left is in ``EXPECTED``);
 before this module's fixes 244. 39 inputs torch refuses at construction: gradchain refuses 31
 naming the argument, and accepts the 8 torch refuses for its kernels only (``EXPECTED``);
-before, 24. Runtime: 51 s wall, 35 s CPU, on a shared 2-core machine (load average 8), most
-of it one jit compilation per distinct configuration and importing torch's test helpers.
+before, 24. Runtime: 35-40 s of CPU; wall 51 s on a shared 2-core machine at load average 8,
+131 s at 12. Most of it is one jit compilation per distinct configuration, and importing
+torch's test helpers.
 """
 
 import sys
