@@ -337,6 +337,73 @@ def tree_table(cfg: dict) -> list[dict]:
     return rows
 
 
+# --- what the torch port costs: gradchain.torch.AdamW against torch.optim.AdamW -------------
+
+
+class TorchContender:
+    """torch.optim.AdamW on the same tree (float32 CPU tensors, gradients set once), timed by
+    ``interleave`` like a Contender: ``run(k)`` takes k ``opt.step()``."""
+
+    def __init__(self, make: Callable, **flags: Any):
+        import torch
+
+        self.params = [torch.from_numpy(np.array(p)) for p in jax.tree.leaves(make())]
+        for p in self.params:
+            p.grad = p * 1e-3
+        self.opt = torch.optim.AdamW(self.params, lr=LR, weight_decay=1e-2, **flags)
+        self.times: list[float] = []
+        self.run(2)
+
+    def run(self, k: int) -> float:
+        start = time.perf_counter()
+        for _ in range(k):
+            self.opt.step()
+        return (time.perf_counter() - start) / k
+
+
+def torch_table(cfg: dict) -> list[dict]:
+    """gradchain.torch.AdamW (a jitted, donated step) beside torch.optim.AdamW with
+    foreach=True and fused=True on the transformer-like tree, in alternating ~20 ms blocks,
+    with a second foreach copy as torch's A/A control. Ratios: gradchain.torch / torch. One row
+    per torch intra-op thread count: 1, and every CPU (on a loaded machine the second spins)."""
+    import torch
+
+    rows = []
+    before = torch.get_num_threads()
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        rows.append(_torch_row(transformer_like, cfg))
+    torch.set_num_threads(before)
+    return rows
+
+
+def _torch_row(make: Callable, cfg: dict) -> dict:
+    import torch
+
+    import gradchain.torch as gt
+
+    cs = [
+        Contender(gt.AdamW(lr=LR, weight_decay=1e-2), gradchain.apply_updates, 0, 0, make=make),
+        TorchContender(make, foreach=True),
+        TorchContender(make, fused=True),
+        TorchContender(make, foreach=True),
+    ]
+    interleave(cs, cfg["row_budget_s"] * 2)
+    ours, foreach, fused, aa = (statistics.median(c.times) * 1e3 for c in cs)
+    row = {"tree": "transformer-like (194 leaves, 6.4e6)", "gradchain_torch_ms": ours,
+           "torch_foreach_ms": foreach, "torch_fused_ms": fused, "torch": torch.__version__,
+           "torch_threads": torch.get_num_threads(), "ratio_foreach": ours / foreach,
+           "ratio_fused": ours / fused, "aa_ratio": aa / foreach}  # fmt: skip
+    print(
+        f"torch port ({row['torch_threads']} threads), AdamW on {row['tree']}: gradchain.torch "
+        f"{ours:.2f} ms, torch foreach "
+        f"{foreach:.2f} ms ({row['ratio_foreach']:.2f}x), fused {fused:.2f} ms "
+        f"({row['ratio_fused']:.2f}x), A/A {row['aa_ratio']:.2f}",
+        flush=True,
+    )
+    return row
+
+
 # --- structure: equations and fusions per leaf ---------------------------------------------
 
 
@@ -520,6 +587,20 @@ def markdown(result: dict) -> str:
             f"| {r['first_ratio']:.2f} | {r['gradchain_step_ms']:.2f} / {r['optax_step_ms']:.2f} "
             f"| {r['step_ratio']:.2f} | {r['aa_ratio']:.2f} |"
         )
+    if result.get("torch"):
+        lines += [
+            "",
+            "| AdamW, transformer-like tree | gradchain.torch ms | torch foreach ms | torch fused "
+            "ms | ratio foreach | ratio fused | torch A/A |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in result["torch"]:
+            lines.append(
+                f"| torch {r['torch']}, {r['torch_threads']} threads | "
+                f"{r['gradchain_torch_ms']:.2f} | {r['torch_foreach_ms']:.2f} | "
+                f"{r['torch_fused_ms']:.2f} | {r['ratio_foreach']:.2f} | {r['ratio_fused']:.2f} | "
+                f"{r['aa_ratio']:.2f} |"
+            )
     lines += [
         "",
         "| structure (Adam) | jaxpr equations per leaf | fusions per leaf |",
@@ -551,7 +632,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--skip",
         nargs="*",
         default=[],
-        help="parts to skip: steps compile trees structure memory",
+        help="parts to skip: steps compile trees torch structure memory",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -564,6 +645,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = [] if "steps" in args.skip else step_table(cfg, bandwidth)
     compiled = [] if "compile" in args.skip else compile_table(cfg)
     trees = [] if "trees" in args.skip else tree_table(cfg)
+    ported = [] if "torch" in args.skip else torch_table(cfg)
     struct = [] if "structure" in args.skip else structure()
     mem = [] if "memory" in args.skip else memory_rows(cfg["memory_n"])
     aa = [r["aa_ratio"] for r in steps if "aa_ratio" in r]
@@ -577,6 +659,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": steps,
         "compile": compiled,
         "trees": trees,
+        "torch": ported,
         "structure": struct,
         "memory": mem,
         "summary": {

@@ -18,7 +18,7 @@ constant (a negative ``transition_steps``, ``decay_rate = 0``...) is refused at 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +35,13 @@ __all__ = [
     "linear_onecycle_schedule",
     "linear_schedule",
     "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
     "polynomial_schedule",
     "sgdr_schedule",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
+    "WrappedSchedule",
 ]
 
 
@@ -124,8 +126,9 @@ def cosine_decay_schedule(
     def schedule(count):
         start = _float(init_value)
         end = _float(end_value) if end_value is not None else _float(alpha) * start
-        t = jnp.minimum(_float(count), decay_steps)
-        c = 0.5 * (1 + jnp.cos(jnp.pi * t / decay_steps))
+        steps = float(decay_steps)  # a float: 1e10 steps would overflow int32 under jit
+        t = jnp.minimum(_float(count), steps)
+        c = 0.5 * (1 + jnp.cos(jnp.pi * t / steps))
         return end + (start - end) * c ** _float(exponent)
 
     return schedule
@@ -245,6 +248,8 @@ def warmup_cosine_decay_schedule(
     Args:       init_value, peak_value, end_value -- finite.  warmup_steps -- integer >= 0.
                 decay_steps -- integer > warmup_steps: the whole schedule's length, warmup
                 included (Optax's meaning).  exponent -- > 0, as in cosine_decay_schedule.
+    Note:       peak_value = 0 stays at 0 after the warmup, as Optax's does (it decays by a
+                fraction of the peak, end_value / peak_value, taken as 0 there).
     Reference:  Goyal et al., "Accurate, Large Minibatch SGD", 2017 (warmup);
                 Loshchilov & Hutter, 2017 (cosine).
     """
@@ -257,8 +262,10 @@ def warmup_cosine_decay_schedule(
             f"decay_steps={decay_steps}, warmup_steps={warmup_steps}"
         )
     warmup = linear_schedule(init_value, peak_value, warmup_steps)
+    # A peak of 0 stays at 0 after the warmup, whatever end_value (as Optax: alpha is 0 there).
+    end = 0.0 if _concrete_zero(peak_value) else end_value
     decay = cosine_decay_schedule(
-        peak_value, decay_steps - warmup_steps, exponent=exponent, end_value=end_value
+        peak_value, decay_steps - warmup_steps, exponent=exponent, end_value=end
     )
     return join_schedules([warmup, decay], [warmup_steps])
 
@@ -270,20 +277,25 @@ def polynomial_schedule(
 
     Value:      s = clip(t - transition_begin, 0, transition_steps)
                 v(t) = (init_value - end_value) * (1 - s / transition_steps)**power + end_value
-    Args:       init_value, end_value -- finite.  power -- finite (1 is linear_schedule).
+    Args:       init_value, end_value -- finite.  power -- finite, > 0 (1 is linear_schedule;
+                at power <= 0 the curve never leaves init_value, or is infinite at the end).
                 transition_steps -- integer > 0.  transition_begin -- integer >= 0.
     Note:       Optax turns transition_steps <= 0 into a constant and a negative
-                transition_begin into 0; here they are errors.
+                transition_begin into 0; here they are errors. The remaining fraction is
+                computed as (T - s) / T, exactly 0 at s = T: Optax's 1 - s / T, which XLA
+                compiles as 1 - s * (1/T), is -4.7e-8 there in float32 (-2.1e-17 in
+                float64), and a power of 0.5 makes it NaN from step T on under jit, in
+                both (Optax 0.2.8, measured: ``polynomial_schedule(1.0, 0.0, 0.5, 250)``).
     """
     _checks.check_hyperparam("init_value", init_value)
     _checks.check_hyperparam("end_value", end_value)
-    _checks.check_hyperparam("power", power)
+    _checks.check_positive("power", power)
     _checks.check_int("transition_steps", transition_steps, minimum=1)
     _checks.check_int("transition_begin", transition_begin)
 
     def schedule(count):
         s = jnp.clip(_float(count) - transition_begin, 0, transition_steps)
-        remaining = 1 - s / transition_steps
+        remaining = (transition_steps - s) / transition_steps  # in [0, 1], exactly 0 at the end
         return (_float(init_value) - _float(end_value)) * remaining ** _float(power) + _float(end_value)
 
     return schedule
@@ -339,6 +351,72 @@ def _interpolated_pieces(kind: str, init_value: float, boundaries_and_scales: di
         return value + jnp.where(knots[-1] <= t, values[-1], 0)
 
     return schedule
+
+
+def piecewise_interpolate_schedule(
+    interpolate_type: str, init_value: float, boundaries_and_scales: dict[int, float] | None = None
+) -> Schedule:
+    """Multiply the value by a scale at each boundary, gliding there from the previous one.
+
+    Value:      v_0 = init_value, v_k = v_{k-1} * scale_k at boundary b_k (b_0 = 0); between
+                b_{k-1} and b_k, v(t) moves from v_{k-1} to v_k linearly, or along a half
+                cosine; from the last boundary on, v(t) = the last v_k.
+    Args:       interpolate_type -- "linear" or "cosine".  init_value -- finite.
+                boundaries_and_scales -- {step (int >= 0): scale (>= 0)}; none: a constant.
+    Note:       Optax's semantics (``optax.piecewise_interpolate_schedule``): the scales
+                accumulate, and the interpolation runs between the accumulated values.
+    """
+    _checks.check_choice("interpolate_type", interpolate_type, ("linear", "cosine"))
+    _checks.check_hyperparam("init_value", init_value)
+    for step, scale in (boundaries_and_scales or {}).items():
+        _checks.check_int("boundaries_and_scales (a boundary)", step)
+        _checks.check_non_negative(f"boundaries_and_scales[{step}]", scale)
+    if not boundaries_and_scales:
+        return constant_schedule(init_value)
+    return _interpolated_pieces(interpolate_type, init_value, boundaries_and_scales)
+
+
+class WrappedSchedule:
+    """A schedule that keeps its own step count: ``init()``, ``update(state)``, ``state ->
+    value`` (Optax's ``optax.schedules.WrappedSchedule``, the form its live hyperparameters
+    hold a schedule in).
+
+    >>> import gradchain
+    >>> wrapped = gradchain.WrappedSchedule(gradchain.linear_schedule(1.0, 0.0, 4))
+    >>> state = wrapped.update(wrapped.init())
+    >>> float(wrapped(state))
+    0.75
+    """
+
+    def __init__(self, schedule_fn: Schedule) -> None:
+        if not callable(schedule_fn):
+            raise _checks.GradchainError(
+                f"schedule_fn must be a schedule (a function of the step count), got "
+                f"{type(schedule_fn).__name__}"
+            )
+        self.schedule_fn = schedule_fn
+
+    def init(self) -> WrappedScheduleState:
+        return WrappedScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(self, state: WrappedScheduleState, **extra_args: Any) -> WrappedScheduleState:
+        """One step: the count goes up by one, and stays at int32's largest value there."""
+        count = jnp.asarray(state.count, jnp.int32)
+        top = jnp.iinfo(jnp.int32).max
+        return WrappedScheduleState(count=jnp.where(count < top, count + 1, top))
+
+    def __call__(self, state: WrappedScheduleState, **extra_args: Any) -> jax.Array:
+        return self.schedule_fn(state.count)
+
+
+class WrappedScheduleState(NamedTuple):
+    """WrappedSchedule's memory: the int32 step count."""
+
+    count: jax.Array
+
+
+def _concrete_zero(value: Any) -> bool:
+    return not isinstance(value, jax.core.Tracer) and bool(jnp.all(jnp.asarray(value) == 0))
 
 
 def _check_onecycle(transition_steps, peak_value, pct_start, div_factor, final_div_factor):

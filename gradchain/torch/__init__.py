@@ -41,6 +41,7 @@ from gradchain.torch.optimizers import (
     Rprop,
 )
 from gradchain.torch.schedulers import (
+    SWALR,
     ChainedScheduler,
     ConstantLR,
     CosineAnnealingLR,
@@ -86,6 +87,7 @@ __all__ = [
     "RMSprop",
     "ReduceLROnPlateau",
     "Rprop",
+    "SWALR",
     "SequentialLR",
     "StepLR",
     "from_torch_state_dict",

@@ -5,7 +5,9 @@ in ``param_groups`` and lets you change between steps (``param_group["lr"] = ...
 ``gradchain.set_hyperparam(state, "lr", ...)`` here -- lr, eps, alpha, dampening, rho,
 momentum_decay, lr_decay, initial_accumulator_value. Fixed at construction: ``betas`` (a
 pair), ``etas`` and ``step_sizes``, the flags, and ``weight_decay`` and SGD's and RMSprop's
-``momentum``, whose zero or non-zero value decides which transforms the chain holds.
+``momentum``, whose zero or non-zero value decides which transforms the chain holds. SGD's
+``momentum`` and Adam's and AdamW's ``betas[0]`` may be a schedule instead (torch's cycled
+momentum: ``OneCycleLR(...).momentum``), read afresh each step (``gradchain.torch.cycled``).
 
 Each constructor records on the transform which torch ``state_dict`` entry fills which state
 slot (``torch_state_keys``), for ``gradchain.torch.from_torch_state_dict``.
@@ -25,6 +27,7 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import GradientTransformation, chain, hyperparam_dtype
 from gradchain.combine.live import live
+from gradchain.torch.cycled import with_scheduled_value
 from gradchain.transforms import (
     AdadeltaState,
     BiasCorrectState,
@@ -90,10 +93,45 @@ def _back(lr: LearningRate, weight_decay: float, coupled: bool) -> list[Gradient
     return [*parts, scale_by_learning_rate(lr)]
 
 
-def _betas(betas: Sequence[float]) -> tuple[float, float]:
+def _betas(betas: Sequence[float], who: str, cycled: bool = False) -> tuple[float, float]:
+    """torch's check: a pair, each in [0, 1) ("Invalid beta parameter at index i"); with
+    ``cycled``, beta1 may be a schedule (torch's cycle_momentum)."""
     if len(betas) != 2:
         raise _checks.GradchainError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    if callable(betas[1]) or (callable(betas[0]) and not cycled):
+        raise _checks.GradchainError(
+            f"betas: {who} takes numbers; a schedule as betas[0] (a cycled momentum, from "
+            f"OneCycleLR or CyclicLR's .momentum) is taken by Adam and AdamW"
+        )
+    for i, beta in enumerate(betas):
+        if callable(beta) or isinstance(beta, jax.core.Tracer):
+            continue
+        if not 0.0 <= beta < 1.0:
+            raise _checks.GradchainError(
+                f"betas[{i}] must be in [0, 1), got {beta} (torch: Invalid beta parameter at "
+                f"index {i})"
+            )
     return betas[0], betas[1]
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "torch"
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A torch tensor given as a number (``lr=torch.tensor(1e-3)``, tensor ``betas``) becomes
+    a Python float, read once, as torch reads a 1-element tensor; other values pass through."""
+    if isinstance(value, tuple | list) and any(_is_torch_tensor(v) for v in value):
+        return type(value)(_plain(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if not _is_torch_tensor(value):
+        return value
+    array = np.asarray(value.detach() if hasattr(value, "detach") else value)
+    if array.size != 1:
+        raise _checks.GradchainError(
+            f"{name} as a tensor must have one element, got shape {array.shape} (torch: "
+            f"Tensor {name} must be 1-element)"
+        )
+    return float(array.reshape(()))
 
 
 def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight_decay",)):
@@ -107,8 +145,10 @@ def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight
 
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> GradientTransformation:
-            transform = built(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
+            for name, value in bound.arguments.items():  # torch tensors as numbers: floats
+                bound.arguments[name] = _plain(name, value)
+            transform = built(*bound.args, **bound.kwargs)
             bound.apply_defaults()
             transform.torch_state_keys, transform.torch_name = keys, factory.__name__
             # torch's param_group entries, for to_torch_state_dict: torch's arguments only
@@ -158,14 +198,19 @@ def SGD(
     [-0.14000000059604645]
     """
     _check_implementation_args("SGD", implementation)
-    _checks.check_non_negative("momentum", momentum)
+    cycled = callable(momentum)  # a schedule: OneCycleLR / CyclicLR's cycled momentum
+    if not cycled:
+        _checks.check_non_negative("momentum", momentum)
     damped = not isinstance(dampening, jax.core.Tracer) and dampening != 0  # checked when known
-    if nesterov and (momentum <= 0 or damped):
+    if nesterov and ((not cycled and momentum <= 0) or damped):
         raise _checks.GradchainError(
             "nesterov=True needs momentum > 0 and dampening = 0 (as torch.optim.SGD requires)"
         )
     parts = _front(maximize, weight_decay, coupled=True)
-    if momentum != 0:
+    if cycled:
+        make = functools.partial(scale_by_sgd_momentum, dampening=dampening, nesterov=nesterov)
+        parts.append(with_scheduled_value(make, momentum))
+    elif momentum != 0:
         parts.append(scale_by_sgd_momentum(momentum, dampening, nesterov=nesterov))
     return chain(*parts, *_back(lr, weight_decay, True))
 
@@ -286,13 +331,17 @@ def Adam(
     <add_decayed_weights>
     """
     _check_implementation_args("Adam", implementation)
-    b1, b2 = _betas(betas)
+    b1, b2 = _betas(betas, "Adam", cycled=True)
     coupled = not decoupled_weight_decay
     rms = scale_by_amsgrad_raw(b2, eps) if amsgrad else _adam_rms(b2, eps)
+    if callable(b1):  # cycled by OneCycleLR / CyclicLR: today's beta1, in m and in 1 - b1**t
+        first = [with_scheduled_value(lambda b: scale_by_momentum(b, ema=True), b1),
+                 with_scheduled_value(bias_correct, b1)]  # fmt: skip
+    else:
+        first = [scale_by_momentum(b1, ema=True), bias_correct(b1)]
     return chain(
         *_front(maximize, weight_decay, coupled),
-        scale_by_momentum(b1, ema=True),
-        bias_correct(b1),
+        *first,
         rms,
         *_back(lr, weight_decay, coupled),
     )
@@ -357,7 +406,7 @@ def NAdam(
     Reference:  torch.optim.NAdam; Dozat, 2016.
     """
     _check_implementation_args("NAdam", implementation)
-    b1, b2 = _betas(betas)
+    b1, b2 = _betas(betas, "NAdam")
     coupled = not decoupled_weight_decay
     return chain(
         *_front(maximize, weight_decay, coupled),
@@ -397,7 +446,7 @@ def RAdam(
     Reference:  torch.optim.RAdam; Liu et al., 2020.
     """
     _check_implementation_args("RAdam", implementation)
-    b1, b2 = _betas(betas)
+    b1, b2 = _betas(betas, "RAdam")
     coupled = not decoupled_weight_decay
     return chain(
         *_front(maximize, weight_decay, coupled),
@@ -435,7 +484,7 @@ def Adamax(
     Reference:  torch.optim.Adamax; Kingma & Ba, 2015, section 7.1.
     """
     _check_implementation_args("Adamax", implementation)
-    b1, b2 = _betas(betas)
+    b1, b2 = _betas(betas, "Adamax")
     return chain(
         *_front(maximize, weight_decay, coupled=True),
         scale_by_momentum(b1, ema=True),
@@ -470,6 +519,11 @@ def Rprop(
             "Rprop's lr is the initial step size, read once: give a number, not a schedule"
         )
     (eta_minus, eta_plus), (lo, hi) = etas, step_sizes
+    if not 0.0 < eta_minus < 1.0 < eta_plus:
+        raise _checks.GradchainError(
+            f"etas must satisfy 0 < etas[0] < 1 < etas[1], got {tuple(etas)} (torch: Invalid "
+            f"eta values)"
+        )
     # scale_by_rprop emits a step up the gradient; torch descends unless maximize.
     rprop = scale_by_rprop(lr, eta_minus, eta_plus, lo, hi, clip_every_step=True)
     return chain(rprop) if maximize else chain(rprop, scale(-1.0))

@@ -15,12 +15,35 @@ from gradchain.base import hyperparam_dtype
 
 __all__ = ["ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
            "CyclicLR", "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR",
-           "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SequentialLR", "StepLR"]  # fmt: skip
+           "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SWALR", "SequentialLR",
+           "StepLR"]  # fmt: skip
 
 # Each returns a function of the int32 step count t (0 at the first step) whose value is
 # torch's lr after t calls of scheduler.step(). They are closed forms (torch mostly updates
 # recursively, lr <- lr * factor); the two agree to rounding (measured: at most 1.4e-14
 # relative over 1,000 steps).
+#
+# ``last_epoch`` (torch's resume argument, -1 for a fresh start) continues the fresh run: the
+# step numbered t takes the fresh run's value at epoch last_epoch + t (the lr at last_epoch is
+# the one the optimizer was saved with). ``lr`` stays the initial lr (torch's
+# ``param_group["initial_lr"]``). torch's own resumes agree for ExponentialLR and
+# MultiplicativeLR only: StepLR, MultiStepLR, ConstantLR and LambdaLR skip one epoch, and the
+# recursive cosine, linear, polynomial, cyclic and warm-restart forms restart their recursion
+# from a different count (tests/test_torch_schedulers.py measures each).
+
+
+def _resumed(schedule: Callable[[Any], jax.Array], last_epoch: int) -> Callable[[Any], jax.Array]:
+    """``schedule`` continued from torch's ``last_epoch``: t -> schedule(t + last_epoch)."""
+    _checks.check_int("last_epoch", last_epoch, minimum=-1)
+    if last_epoch <= 0:
+        return schedule
+
+    def resumed(count):
+        return schedule(jnp.asarray(count) + last_epoch)
+
+    resumed.__dict__.update(schedule.__dict__)  # base_lr: still multiplicative
+    resumed.last_epoch = last_epoch
+    return resumed
 
 
 def _steps(count: Any) -> jax.Array:
@@ -31,7 +54,9 @@ def _const(x: float) -> jax.Array:
     return jnp.asarray(x, hyperparam_dtype())
 
 
-def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[Any], jax.Array]:
+def StepLR(
+    lr: float, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.StepLR: ``lr * gamma ** (t // step_size)``.
 
     Args:  lr -- the optimizer's initial lr.  step_size -- steps between decays, >= 1.
@@ -42,11 +67,11 @@ def StepLR(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[Any], jax
     def schedule(count):
         return _const(lr) * _const(gamma) ** jnp.floor(_steps(count) / step_size)
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
 def MultiStepLR(
-    lr: float, milestones: Sequence[int], gamma: float = 0.1
+    lr: float, milestones: Sequence[int], gamma: float = 0.1, last_epoch: int = -1
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.MultiStepLR: ``lr * gamma ** (milestones reached so far)``.
 
@@ -59,24 +84,27 @@ def MultiStepLR(
         reached = sum((t >= m).astype(t.dtype) for m in marks) if marks else _const(0.0)
         return _const(lr) * _const(gamma) ** reached
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
-def ExponentialLR(lr: float, gamma: float) -> Callable[[Any], jax.Array]:
+def ExponentialLR(lr: float, gamma: float, last_epoch: int = -1) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.ExponentialLR: ``lr * gamma ** t``."""
 
     def schedule(count):
         return _const(lr) * _const(gamma) ** _steps(count)
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
-def CosineAnnealingLR(lr: float, T_max: int, eta_min: float = 0.0) -> Callable[[Any], jax.Array]:
+def CosineAnnealingLR(
+    lr: float, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.CosineAnnealingLR: half a cosine from lr to eta_min in T_max
     steps, ``eta_min + (lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
 
     Past T_max it climbs back, as torch's does (the cosine is periodic with period 2 T_max);
     for warm restarts use ``SequentialLR`` or torch's ``CosineAnnealingWarmRestarts`` form.
+    In a ``ChainedScheduler`` it takes torch's recursive form, which differs (see there).
     """
     if T_max < 1:
         raise _checks.GradchainError(f"T_max must be >= 1, got {T_max}")
@@ -85,11 +113,17 @@ def CosineAnnealingLR(lr: float, T_max: int, eta_min: float = 0.0) -> Callable[[
         cosine = jnp.cos(math.pi * _steps(count) / T_max)
         return _const(eta_min) + (_const(lr) - eta_min) * (1 + cosine) / 2
 
-    return _multiplicative(schedule, lr) if eta_min == 0 else schedule
+    if eta_min == 0:
+        _multiplicative(schedule, lr).cosine_T_max = T_max  # for ChainedScheduler
+    return _resumed(schedule, last_epoch)
 
 
 def LinearLR(
-    lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5
+    lr: float,
+    start_factor: float = 1.0 / 3,
+    end_factor: float = 1.0,
+    total_iters: int = 5,
+    last_epoch: int = -1,
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.LinearLR: the factor moves linearly from start_factor to
     end_factor over total_iters steps, then stays: ``lr * (s + (e - s) * min(t, T) / T)``."""
@@ -103,7 +137,7 @@ def LinearLR(
         done = jnp.minimum(_steps(count), total_iters) / max(total_iters, 1)
         return _const(lr) * (start_factor + (end_factor - start_factor) * done)
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
 def OneCycleLR(
@@ -116,14 +150,19 @@ def OneCycleLR(
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
     three_phase: bool = False,
+    last_epoch: int = -1,
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.OneCycleLR's learning rate: up from max_lr / div_factor to
     max_lr over pct_start of the steps, then down to max_lr / div_factor / final_div_factor
     (three_phase: down to the start first, then to the minimum).
 
-    Note: torch's ``cycle_momentum=True`` (its default) also cycles SGD's momentum or Adam's
-    beta1 between 0.85 and 0.95; this schedule is the learning rate only, so a run matches
-    torch's with ``cycle_momentum=False``.
+    Cycled momentum: with ``cycle_momentum`` (torch's default) the schedule has a second one,
+    ``.momentum``, going the other way (max_momentum down to base_momentum while the lr rises,
+    and back): give it to the optimizer as torch's scheduler sets it, ``SGD(lr=sched,
+    momentum=sched.momentum)`` or ``Adam(lr=sched, betas=(sched.momentum, 0.999))``.
 
     Past the end: torch raises when stepped more than total_steps times; this schedule holds
     its final value, ``max_lr / div_factor / final_div_factor``, from step total_steps - 1 on
@@ -160,6 +199,8 @@ def OneCycleLR(
             return end + (start - end) / 2.0 * (jnp.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
+    up, down = (max_momentum, base_momentum), (base_momentum, max_momentum)
+    momenta = [up, down, (max_momentum, max_momentum)] if three_phase else [up, down]
     pieces, begin = [], 0.0
     for i, (end, lo, hi) in enumerate(phases):  # torch: each starts where the last one ended
         if end <= begin:  # torch divides by end - begin: ZeroDivisionError, or a NaN here
@@ -173,19 +214,25 @@ def OneCycleLR(
         pieces.append((begin, end, lo, hi))
         begin = end
 
-    def schedule(count):
-        t = jnp.minimum(_steps(count), total_steps - 1)  # past the end: the final value
-        begin, end, lo, hi = pieces[-1]  # the last phase also covers any step past its end
-        lr = anneal(lo, hi, (t - begin) / (end - begin))
-        for begin, end, lo, hi in reversed(pieces[:-1]):
-            lr = jnp.where(t <= end, anneal(lo, hi, (t - begin) / (end - begin)), lr)
-        return lr
+    def phased(values):
+        def schedule(count):
+            t = jnp.minimum(_steps(count), total_steps - 1)  # past the end: the final value
+            (begin, end, _, _), (lo, hi) = pieces[-1], values[-1]  # the last phase: any later t
+            lr = anneal(lo, hi, (t - begin) / (end - begin))
+            for (begin, end, _, _), (lo, hi) in reversed(list(zip(pieces[:-1], values[:-1]))):
+                lr = jnp.where(t <= end, anneal(lo, hi, (t - begin) / (end - begin)), lr)
+            return lr
 
+        return _resumed(schedule, last_epoch)
+
+    schedule = phased([(lo, hi) for _, _, lo, hi in pieces])
+    if cycle_momentum:
+        schedule.momentum = phased(momenta)
     return schedule
 
 
 def SequentialLR(
-    schedules: Sequence[Callable[[Any], Any]], milestones: Sequence[int]
+    schedules: Sequence[Callable[[Any], Any]], milestones: Sequence[int], last_epoch: int = -1
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.SequentialLR: ``schedules[i]`` from milestone ``i - 1`` on,
     restarted at its own step 0 there (torch calls ``scheduler.step(0)`` at a milestone).
@@ -210,7 +257,7 @@ def SequentialLR(
             lr = jnp.where(count >= mark, later, lr)
         return lr
 
-    return schedule
+    return _resumed(schedule, last_epoch)
 
 
 # --- the rest of torch.optim.lr_scheduler --------------------------------------------------
@@ -224,7 +271,7 @@ def _multiplicative(schedule: Callable[[Any], jax.Array], lr: float) -> Callable
 
 
 def ConstantLR(
-    lr: float, factor: float = 1.0 / 3, total_iters: int = 5
+    lr: float, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.ConstantLR: ``lr * factor`` before step total_iters, then lr."""
     if not 0 <= factor <= 1:
@@ -233,22 +280,31 @@ def ConstantLR(
     def schedule(count):
         return jnp.where(_steps(count) < total_iters, _const(lr) * factor, _const(lr))
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
-def PolynomialLR(lr: float, total_iters: int = 5, power: float = 1.0) -> Callable[[Any], jax.Array]:
-    """torch.optim.lr_scheduler.PolynomialLR: ``lr * (1 - min(t, T) / T) ** power``: 0 from T on."""
-    if total_iters < 1:
-        raise _checks.GradchainError(f"total_iters must be >= 1, got {total_iters}")
+def PolynomialLR(
+    lr: float, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1
+) -> Callable[[Any], jax.Array]:
+    """torch.optim.lr_scheduler.PolynomialLR: ``lr * (1 - min(t, T) / T) ** power``: 0 from T on.
+
+    The fraction left is computed as (T - min(t, T)) / T, exactly 0 from T on (1 - t / T, which
+    XLA compiles as 1 - t * (1/T), gave NaN at power 0.5 under jit). power < 0 is refused: torch
+    divides by zero at step T (power 0 is a constant lr, as in torch).
+    """
+    _checks.check_int("total_iters", total_iters, minimum=1)
+    _checks.check_non_negative("power", power)
 
     def schedule(count):
-        left = 1 - jnp.minimum(_steps(count), total_iters) / total_iters
+        left = (total_iters - jnp.minimum(_steps(count), total_iters)) / total_iters
         return _const(lr) * left ** _const(power)
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
-def LambdaLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.Array]:
+def LambdaLR(
+    lr: float, lr_lambda: Callable[[Any], Any], last_epoch: int = -1
+) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.LambdaLR: ``lr * lr_lambda(t)``.
 
     ``lr_lambda`` receives the step count as a traced float array of whole numbers (torch: an
@@ -259,10 +315,12 @@ def LambdaLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.
     def schedule(count):
         return _const(lr) * jnp.asarray(lr_lambda(_steps(count))).astype(hyperparam_dtype())
 
-    return schedule
+    return _resumed(schedule, last_epoch)
 
 
-def MultiplicativeLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[Any], jax.Array]:
+def MultiplicativeLR(
+    lr: float, lr_lambda: Callable[[Any], Any], last_epoch: int = -1
+) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.MultiplicativeLR: ``lr * lr_lambda(1) * ... * lr_lambda(t)``.
 
     ``lr_lambda`` as for ``LambdaLR`` (a traced step count). The product is a loop of t
@@ -277,11 +335,11 @@ def MultiplicativeLR(lr: float, lr_lambda: Callable[[Any], Any]) -> Callable[[An
 
         return jax.lax.fori_loop(1, t + 1, times, _const(lr))
 
-    return _multiplicative(schedule, lr)
+    return _resumed(_multiplicative(schedule, lr), last_epoch)
 
 
 def CosineAnnealingWarmRestarts(
-    lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0
+    lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0, last_epoch: int = -1
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.CosineAnnealingWarmRestarts, stepped once per optimizer step:
     ``eta_min + (lr - eta_min) (1 + cos(pi T_cur / T_i)) / 2``, T_cur the steps since the last
@@ -294,24 +352,26 @@ def CosineAnnealingWarmRestarts(
         raise _checks.GradchainError(f"T_0 must be a positive int, got {T_0!r}")
     if not isinstance(T_mult, int) or T_mult < 1:
         raise _checks.GradchainError(f"T_mult must be an int >= 1, got {T_mult!r}")
-    starts, lengths = [0], [T_0]  # every restart that fits in int32
-    while T_mult > 1 and starts[-1] + lengths[-1] < 2**31 - 1:
-        starts.append(starts[-1] + lengths[-1])
+    # Every restart an int32 count reaches: the last cycle's length may pass int32 (T_0 = 20,
+    # T_mult = 3: 2.6e9), so the lengths are kept as floats.
+    starts, lengths = [0], [float(T_0)]
+    while T_mult > 1 and starts[-1] + lengths[-1] <= 2**31 - 1:
+        starts.append(starts[-1] + int(lengths[-1]))
         lengths.append(lengths[-1] * T_mult)
-    starts_a, lengths_a = jnp.asarray(starts, jnp.int32), jnp.asarray(lengths, jnp.int32)
+    starts_a = jnp.asarray(starts, jnp.int32)
 
     def schedule(count):
         t = jnp.asarray(count).astype(jnp.int32)
+        c = hyperparam_dtype()
         if T_mult == 1:
-            t_cur, t_i = t % T_0, jnp.asarray(T_0)
+            t_cur, t_i = t % T_0, jnp.asarray(T_0, c)
         else:
             cycle = jnp.sum(t >= starts_a) - 1
-            t_cur, t_i = t - starts_a[cycle], lengths_a[cycle]
-        c = hyperparam_dtype()
-        cosine = jnp.cos(math.pi * t_cur.astype(c) / t_i.astype(c))
+            t_cur, t_i = t - starts_a[cycle], jnp.asarray(lengths, c)[cycle]
+        cosine = jnp.cos(math.pi * t_cur.astype(c) / t_i)
         return _const(eta_min) + (_const(lr) - eta_min) * (1 + cosine) / 2
 
-    return schedule
+    return _resumed(schedule, last_epoch)
 
 
 def CyclicLR(
@@ -323,15 +383,20 @@ def CyclicLR(
     gamma: float = 1.0,
     scale_fn: Callable[[Any], Any] | None = None,
     scale_mode: str = "cycle",
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.8,
+    max_momentum: float = 0.9,
+    last_epoch: int = -1,
 ) -> Callable[[Any], jax.Array]:
     """torch.optim.lr_scheduler.CyclicLR's learning rate: from base_lr up to max_lr in
     step_size_up steps and down in step_size_down, the height scaled by ``mode``
     ("triangular": 1, "triangular2": halved each cycle, "exp_range": gamma**t) or ``scale_fn``
     (of the cycle number, or of t with ``scale_mode="iterations"``; a jnp function).
 
-    Note: as ``OneCycleLR``, the learning rate only: torch's ``cycle_momentum=True`` (its
-    default) also cycles the momentum; match a torch run built with ``cycle_momentum=False``.
-    torch sets the optimizer's lr to base_lr: the optimizer's own ``lr`` is ignored here too.
+    With ``cycle_momentum`` (torch's default), ``.momentum`` is the momentum torch sets,
+    ``max_momentum - (max_momentum - base_momentum) * factor * scale``: pass it to the optimizer
+    as in ``OneCycleLR``. torch sets the optimizer's lr to base_lr: the optimizer's own ``lr``
+    is ignored here too.
     """
     if scale_fn is None:
         _checks.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
@@ -350,14 +415,20 @@ def CyclicLR(
             return 1 / 2.0 ** (x - 1)
         return _const(gamma) ** x
 
-    def schedule(count):
-        t = _steps(count)
-        cycle = jnp.floor(1 + t / total)
-        x = 1.0 + t / total - cycle
-        factor = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
-        height = (_const(max_lr) - base_lr) * factor
-        return base_lr + height * scale(cycle if scale_mode == "cycle" else t)
+    def cyclic(low, high, rising):
+        def schedule(count):
+            t = _steps(count)
+            cycle = jnp.floor(1 + t / total)
+            x = 1.0 + t / total - cycle
+            factor = jnp.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+            height = (_const(high) - low) * factor * scale(cycle if scale_mode == "cycle" else t)
+            return low + height if rising else high - height
 
+        return _resumed(schedule, last_epoch)
+
+    schedule = cyclic(base_lr, max_lr, rising=True)
+    if cycle_momentum:
+        schedule.momentum = cyclic(base_momentum, max_momentum, rising=False)
     return schedule
 
 
@@ -370,6 +441,15 @@ def ChainedScheduler(schedules: Sequence[Callable[[Any], Any]]) -> Callable[[Any
     MultiplicativeLR, CosineAnnealingLR with eta_min = 0. The others set the lr outright
     (LambdaLR, OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts, ...): in torch the last of
     those wins over the ones before it, which is rarely what a chain means; they are refused.
+
+    A CosineAnnealingLR in a chain follows torch's recursive form, not the cosine times the
+    others: it multiplies the lr by c(t) / c(t - 1), c(t) = (1 + cos(pi t / T_max)) / 2, which
+    reaches exactly 0 at t = T_max, 3 T_max, ...; the step after, torch *adds*
+    lr * c(t) (``base_lr * (1 - cos(pi / T_max)) / 2``) to that 0, so every factor the other
+    schedules had accumulated is lost there, and they start again from 1. So the chain is
+    lr * c(t) * P(t) / P(r), r the last such restart (P(t) the others' product; the restart
+    step's own factors count for schedules after the cosine in the list). One cosine per chain
+    (a fresh one: no ``last_epoch``).
     """
     bases = [getattr(s, "base_lr", None) for s in schedules]
     if not schedules or None in bases:
@@ -384,12 +464,68 @@ def ChainedScheduler(schedules: Sequence[Callable[[Any], Any]]) -> Callable[[Any
             f"ChainedScheduler needs its schedules built on one non-zero lr, got {bases}"
         )
     lr = bases[0]
+    cosines = [i for i, s in enumerate(schedules) if hasattr(s, "cosine_T_max")]
+    if len(cosines) > 1 or any(hasattr(schedules[i], "last_epoch") for i in cosines):
+        raise _checks.GradchainError(
+            "ChainedScheduler takes at most one CosineAnnealingLR, not resumed (last_epoch=-1): "
+            f"got one at positions {cosines}"
+        )
 
-    def schedule(count):
-        out = _const(lr)
-        for s in schedules:
+    def factor(members, count):
+        out = _const(1.0)
+        for s in members:
             out = out * (jnp.asarray(s(count)).astype(out.dtype) / lr)
         return out
+
+    if not cosines:
+        return lambda count: _const(lr) * factor(schedules, count)
+    k = cosines[0]
+    T, before, after = schedules[k].cosine_T_max, schedules[:k], schedules[k + 1 :]
+
+    def schedule(count):
+        t = jnp.asarray(count).astype(jnp.int32)
+        cosine = schedules[k](t) / lr  # c(t)
+        # the last restart r: T + 1 + 2 T j <= t, or none (r = 0) before T + 1
+        r = t - jnp.maximum(t - (T + 1), 0) % (2 * T)
+        restarted = t >= T + 1
+        since_before = factor(before, t) / jnp.where(restarted, factor(before, r), 1)
+        since_after = factor(after, t) / jnp.where(restarted, factor(after, r - 1), 1)
+        return _const(lr) * cosine * since_before * since_after
+
+    schedule.base_lr = lr
+    return schedule
+
+
+def SWALR(
+    lr: float,
+    swa_lr: float,
+    anneal_epochs: int = 10,
+    anneal_strategy: str = "cos",
+    last_epoch: int = -1,
+) -> Callable[[Any], jax.Array]:
+    """torch.optim.swa_utils.SWALR: from lr to swa_lr in anneal_epochs steps, then swa_lr.
+
+    Value:  a = clip(t / max(1, anneal_epochs), 0, 1) ;  "cos": a <- (1 - cos(pi a)) / 2
+            lr_t = swa_lr * a + lr * (1 - a)   (anneal_epochs = 0: swa_lr from the start)
+    Args:   lr -- the optimizer's lr when SWALR takes over.  ``last_epoch`` is accepted and,
+            as in torch (which counts its own steps here), changes no value.
+    Note:   torch recovers lr from the current one at each step; the closed form agrees to
+            rounding. Switch to it at the SWA start with ``SequentialLR([..., SWALR(...)],
+            milestones=[swa_start])``.
+    Reference: Izmailov et al., "Averaging Weights Leads to Wider Optima", 2018.
+    """
+    _checks.check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
+    _checks.check_int("anneal_epochs", anneal_epochs)
+    _checks.check_int("last_epoch", last_epoch, minimum=-1)
+
+    def schedule(count):
+        t = _steps(count)
+        if anneal_epochs == 0:
+            return _const(swa_lr) + 0 * t
+        a = jnp.clip(t / anneal_epochs, 0, 1)
+        if anneal_strategy == "cos":
+            a = (1 - jnp.cos(math.pi * a)) / 2
+        return _const(swa_lr) * a + _const(lr) * (1 - a)
 
     return schedule
 
