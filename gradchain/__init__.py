@@ -151,6 +151,7 @@ from gradchain.optimizers import (
     yogi,
 )
 from gradchain.schedules import (
+    WrappedSchedule,
     constant_schedule,
     cosine_decay_schedule,
     cosine_onecycle_schedule,
@@ -159,6 +160,7 @@ from gradchain.schedules import (
     linear_onecycle_schedule,
     linear_schedule,
     piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
     polynomial_schedule,
     sgdr_schedule,
     warmup_constant_schedule,

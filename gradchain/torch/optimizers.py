@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, chain, hyperparam_dtype
+from gradchain.base import GradientTransformation, LearningRate, chain, hyperparam_dtype
 from gradchain.combine.live import live
 from gradchain.torch.cycled import with_scheduled_value
 from gradchain.transforms import (
@@ -62,7 +62,6 @@ from gradchain.transforms.rectified import RectifiedRmsTorchState, scale_by_rect
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
            "Rprop"]  # fmt: skip
 
-LearningRate = float | Callable[[Any], Any]
 
 # torch.optim arguments that choose an implementation, never the math: accepted and ignored.
 _IMPLEMENTATION_ONLY = frozenset({"foreach", "fused", "capturable", "differentiable"})
