@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 import gradchain
 from gradchain import adamw, apply_updates, chain, kahan_summation, stochastic_rounding
+from tests.conftest import reference_promotion
 
 LOW = [jnp.bfloat16, jnp.float16]
 
@@ -258,6 +259,163 @@ def test_low_precision_adamw_reaches_float32_loss(case):
     assert abs(kahan_loss - float32_loss) <= kahan_tol * start
     assert abs(sr_loss - float32_loss) <= sr_tol * start
     assert float32_loss < 0.02 * start  # the float32 run converged (measured <= 0.81%)
+
+
+# --- float16 params: moments in float32 -------------------------------------------------
+# float16 reaches 65504 and 6e-8: a sum of g**2 overflows at |g| ~ 100 within a few steps, and
+# (1 - b2) g**2 underflows below |g| ~ 8e-3. So the moments of float16 params are stored in
+# float32 unless a *_dtype keyword says otherwise (moment_math.moment_dtype/accumulator_dtype).
+
+F16_SHAPES = {"w": (16, 8), "b": (8,)}  # a matrix (Shampoo, SOAP, SM3) and a vector
+F16_STEPS = 100
+
+
+def _f16_gradients():
+    """100 steps of gradients whose entries keep a magnitude from 1e-3 to 1e2 (each entry
+    its own), rounded to float16 so the float32 reference sees exactly what float16 sees."""
+    rng = np.random.default_rng(0)
+    p0 = {k: rng.uniform(-1, 1, s).astype(np.float16) for k, s in F16_SHAPES.items()}
+    size = {k: 10.0 ** rng.uniform(-3, 2, s) for k, s in F16_SHAPES.items()}
+    grads = [
+        {k: (size[k] * rng.uniform(0.5, 1.5, s)).astype(np.float16) for k, s in F16_SHAPES.items()}
+        for _ in range(F16_STEPS)
+    ]
+    return p0, grads
+
+
+def _half_square_f32(params):
+    return sum(0.5 * jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params))
+
+
+def _run_on(opt, p0, grads, dtype, **extra):
+    @jax.jit
+    def step(p, s, g):
+        u, s = opt.update(jax.tree.map(lambda x: x.astype(dtype), g), s, p, **extra)
+        return apply_updates(p, u), s
+
+    p = jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), p0)
+    s = opt.init(p)
+    for g in grads:
+        p, s = step(p, s, g)
+    return p, s
+
+
+# optimizer, and the measured max |p16 - p32| after 100 steps (float32 moved the params by
+# up to `moved`). Before the float32 moments (issue 23): adam 6.4 (nu underflows: inf steps
+# rounded into the params), adagrad 1.4, shampoo 6.3 and novograd 3.1 (sums of g**2 at inf:
+# frozen), sm3 0.14 of 0.18, sophia -inf at step 1, radam 1.0.
+F16_OPEN_LOOP = {
+    "adam": (lambda: gradchain.adam(1e-2), 0.0085),  # moved 1.02
+    "adagrad": (lambda: gradchain.adagrad(1e-1), 0.0117),  # moved 1.93
+    "shampoo": (lambda: gradchain.shampoo(1e-2), 0.017),  # moved 0.98
+    "soap": (lambda: gradchain.soap(1e-2), 0.024),  # moved 1.44
+    "novograd": (lambda: gradchain.novograd(1e-2), 0.0181),  # moved 8.4
+    "sm3": (lambda: gradchain.sm3(1e-2), 0.0158),  # moved 0.18
+    "sophia": (lambda: gradchain.sophia(1e-2), 0.0235),  # moved 1.0
+    "radam": (lambda: gradchain.radam(1e-2), 0.108),  # moved 5.9
+}
+
+
+@pytest.mark.parametrize("name", F16_OPEN_LOOP)
+def test_float16_params_follow_float32_with_gradients_up_to_1e2(name):
+    make, measured = F16_OPEN_LOOP[name]
+    p0, grads = _f16_gradients()
+    extra = {"obj_fn": _half_square_f32} if name == "sophia" else {}
+    p32, _ = _run_on(make(), p0, grads, jnp.float32, **extra)
+    p16, s16 = _run_on(make(), p0, grads, jnp.float16, **extra)
+    for k in F16_SHAPES:
+        assert bool(jnp.isfinite(p16[k]).all()), k
+        np.testing.assert_allclose(p16[k].astype(jnp.float32), p32[k], rtol=0, atol=1.5 * measured)
+    # the policy: every floating state buffer of a float16 param is float32 (params0 aside)
+    widths = {x.dtype for x in jax.tree.leaves(s16) if jnp.issubdtype(x.dtype, jnp.floating)}
+    assert widths == {jnp.dtype(jnp.float32)}, widths
+
+
+def test_float16_moments_opt_back_in_with_their_dtype_keywords():
+    p = jnp.ones((4,), jnp.float16)
+    state = adamw(1e-3, mu_dtype=jnp.float16, nu_dtype=jnp.float16).init(p)
+    floating = [x for x in jax.tree.leaves(state) if x.shape == (4,)]
+    assert [x.dtype for x in floating] == [jnp.float16, jnp.float16]  # mu, nu as asked
+    # bfloat16 has float32's range: its moments stay bfloat16 (the math is float32)
+    state = adamw(1e-3).init(p.astype(jnp.bfloat16))
+    assert {x.dtype for x in jax.tree.leaves(state) if x.shape == (4,)} == {jnp.dtype(jnp.bfloat16)}
+
+
+def test_float16_sophia_first_step_is_optax_s():
+    # The ratio m / max(gamma * nu, eps) = 0.1 / 1e-8 (nu starts at 0) is clipped to 1:
+    # Optax's first step is -lr * 1 = -0.01. Before issue 23 it was cast to float16 before
+    # the clip, overflowed to inf, and was kept as an infinite update: -inf.
+    import optax
+
+    p = jnp.full((4,), 0.5, jnp.float16)
+    g = jnp.full((4,), 0.1, jnp.float16)
+    obj = lambda q: 0.5 * jnp.sum(jnp.square(q.astype(jnp.float32)))  # noqa: E731
+    ours = gradchain.sophia(1e-2)
+    u, _ = ours.update(g, ours.init(p), p, obj_fn=obj)
+    with reference_promotion():
+        theirs = optax.contrib.sophia(1e-2)
+        v, _ = theirs.update(g, theirs.init(p), p, obj_fn=obj)
+    assert u.dtype == jnp.float16
+    np.testing.assert_array_equal(u, v)  # both -0.01 in float16, bit for bit (measured)
+    np.testing.assert_allclose(u.astype(jnp.float32), -0.01, rtol=1e-3)
+
+
+def _quadratic():
+    """0.5 * sum(h (p - t)**2), h from 1 to 100: gradients up to 1e2 at the start, params
+    one unit from the answer."""
+    rng = np.random.default_rng(0)
+    h = {k: jnp.asarray(10.0 ** rng.uniform(0, 2, s), jnp.float32) for k, s in F16_SHAPES.items()}
+    t = {k: jnp.asarray(rng.uniform(-1, 1, s), jnp.float32) for k, s in F16_SHAPES.items()}
+    p0 = {k: t[k] + jnp.asarray(rng.choice([-1.0, 1.0], s), jnp.float32) for k, s in F16_SHAPES.items()}
+    return h, t, p0
+
+
+def _descend(opt, dtype, steps):
+    h, t, p0 = _quadratic()
+
+    @jax.jit
+    def run(p):
+        def body(carry, _):
+            p, s = carry
+            g = jax.tree.map(lambda x, hk, tk: (hk * (x.astype(jnp.float32) - tk)).astype(dtype), p, h, t)
+            u, s = opt.update(g, s, p)
+            p = apply_updates(p, u)
+            finite = jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves(p)]))
+            return (p, s), finite
+
+        return jax.lax.scan(body, (p, opt.init(p)), None, steps)
+
+    (p, _), finite = run(jax.tree.map(lambda x: x.astype(dtype), p0))
+    far = sum(int(jnp.sum(jnp.abs(p[k].astype(jnp.float32) - t[k]) > 0.05)) for k in p)
+    return p, np.asarray(finite), far
+
+
+# optimizer, steps, measured max |p16 - p32| at the end
+F16_DESCENT = {
+    "radam": (lambda: gradchain.radam(3e-2), 400, 0.0050),
+    "lars": (lambda: gradchain.lars(1.0), 400, 0.0037),
+    "prodigy": (lambda: gradchain.prodigy(1.0, estim_lr0=1e-2), 200, 0.0011),
+}
+
+
+@pytest.mark.parametrize("name", F16_DESCENT)
+def test_float16_params_descend_a_quadratic_as_float32(name):
+    make, steps, measured = F16_DESCENT[name]
+    p32, finite32, far32 = _descend(make(), jnp.float32, steps)
+    p16, finite16, far16 = _descend(make(), jnp.float16, steps)
+    assert finite32.all() and finite16.all()
+    assert far16 == far32 == 0  # every parameter within 0.05 of the answer
+    for k in F16_SHAPES:
+        np.testing.assert_allclose(p16[k].astype(jnp.float32), p32[k], rtol=0, atol=1.5 * measured)
+
+
+def test_float16_prodigy_with_its_default_start_stays_finite():
+    # d starts at 1e-6: steps of ~1e-6 round away in float16 params near 1 (spacing 1e-3), so
+    # Prodigy cannot measure a distance and stays at its start (float32 converges; add
+    # kahan_summation or start estim_lr0 above the spacing). Before issue 23 its float16
+    # moments d * g, d**2 * g**2 underflowed and the params were NaN from step 3.
+    p16, finite, _ = _descend(gradchain.prodigy(1.0), jnp.float16, 200)
+    assert finite.all()
 
 
 # --- torch-optimi's Kahan summation ------------------------------------------------------

@@ -15,10 +15,9 @@ from gradchain.base import (
     _as_transform,
     chain,
     describe,
-    tree_zeros_like,
     updater,
 )
-from gradchain.transforms.moment_math import compute_dtype, increment
+from gradchain.transforms.moment_math import accumulator_zeros, compute_dtype, increment
 from gradchain.transforms.momentum import bias_correct, scale_by_momentum
 
 __all__ = [
@@ -151,7 +150,7 @@ def scale_by_hessian_diagonal(
     def init(params):
         return HessianDiagonalState(
             count=jnp.zeros([], jnp.int32),
-            nu=tree_zeros_like(params),
+            nu=accumulator_zeros(params),
             hessian_fn_state=estimator.init(params),
         )
 
@@ -160,18 +159,17 @@ def scale_by_hessian_diagonal(
             _checks.refuse_missing_params("scale_by_hessian_diagonal")
         grads = updates if gradient is None else gradient
 
-        def clip_keeping_inf(u):
-            limit = jnp.asarray(clip_threshold, u.dtype)
-            return jnp.where(jnp.isinf(u), u, jnp.clip(u, -limit, limit))
-
-        def divide(u, nu):
+        def divide_and_clip(u, nu):
+            # in >= float32, cast to u's dtype last: a float16 ratio m / eps overflows to inf
             c = compute_dtype(u.dtype, nu.dtype)
             denom = jnp.maximum(jnp.asarray(gamma, c) * nu.astype(c), jnp.asarray(eps, c))
-            return (u.astype(c) / denom).astype(u.dtype)
+            ratio = u.astype(c) / denom
+            if clip_threshold is not None:  # an infinite ratio stays infinite: a fault shows
+                limit = jnp.asarray(clip_threshold, c)
+                ratio = jnp.where(jnp.isinf(ratio), ratio, jnp.clip(ratio, -limit, limit))
+            return ratio.astype(u.dtype)
 
-        out = jax.tree.map(divide, updates, state.nu)
-        if clip_threshold is not None:  # an infinite ratio stays infinite: a fault shows
-            out = jax.tree.map(clip_keeping_inf, out)
+        out = jax.tree.map(divide_and_clip, updates, state.nu)
         count = increment(state.count)
         if report:
             inside = sum(jnp.sum(jnp.abs(u) < clip_threshold) for u in jax.tree.leaves(out))

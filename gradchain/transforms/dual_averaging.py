@@ -15,9 +15,8 @@ from gradchain.base import (
     describe,
     hyperparam_dtype,
     tree_map_split,
-    tree_zeros_like,
 )
-from gradchain.transforms.moment_math import compute_dtype, increment
+from gradchain.transforms.moment_math import accumulator_zeros, compute_dtype, increment
 
 __all__ = [
     "MadgradState",
@@ -71,8 +70,8 @@ def scale_by_madgrad(
     def init(params):
         return MadgradState(
             count=jnp.zeros([], jnp.int32),
-            grad_sum_sq=tree_zeros_like(params),
-            s=tree_zeros_like(params),
+            grad_sum_sq=accumulator_zeros(params),
+            s=accumulator_zeros(params),
             x0=jax.tree.map(lambda p: jnp.array(p, copy=True), params),
         )
 

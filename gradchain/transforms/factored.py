@@ -30,7 +30,13 @@ from gradchain.transforms.mesh_axes import (
     split_axes,
     zeros_without_axis,
 )
-from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
+from gradchain.transforms.moment_math import (
+    abs_sq,
+    compute_dtype,
+    increment,
+    moment_dtype,
+    real_dtype,
+)
 
 __all__ = [
     "FactoredMoment",
@@ -159,7 +165,7 @@ def scale_by_factored_rms(
             "scale_by_factored_rms's init (which axes to factor depends on the whole shape)",
             "make the state outside shard_map from the whole params, and pass it in",
         )
-        shape, dtype = jnp.shape(p), nu_dtype or real_dtype(jnp.result_type(p))
+        shape, dtype = jnp.shape(p), moment_dtype(p, nu_dtype)
         axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
         if axes is None:
             return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed

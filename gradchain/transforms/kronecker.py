@@ -48,7 +48,12 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split
 from gradchain.transforms.mesh_axes import refuse_if_sharded, sharded_like, whole
-from gradchain.transforms.moment_math import compute_dtype, increment, moment_dtype
+from gradchain.transforms.moment_math import (
+    accumulator_dtype,
+    compute_dtype,
+    increment,
+    moment_dtype,
+)
 
 __all__ = [
     "ShampooState",
@@ -263,7 +268,7 @@ def scale_by_soap(
 
         def leaf(p):
             c = compute_dtype(p.dtype)
-            mu = jnp.zeros_like(p, mu_dtype or p.dtype)
+            mu = jnp.zeros_like(p, accumulator_dtype(p, mu_dtype))
             nu = jnp.zeros_like(p, moment_dtype(p))
             return (
                 mu,

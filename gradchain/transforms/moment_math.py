@@ -3,6 +3,13 @@
 Moment math runs in at least float32 whatever the params' dtype, so that b2 = 0.999 does not
 round to 1.0 in bfloat16 and eps does not underflow in float16; each result is cast back to
 the dtype of the state or update it belongs to, so dtypes never change between steps.
+
+Where a moment is *stored* (``moment_dtype``, ``accumulator_dtype``): in the params' dtype,
+except for float16 params, whose moments are stored in float32 unless the transform's
+``*_dtype`` keyword says otherwise. float16 has 5 exponent bits: a sum of g**2 overflows to
+inf at |g| ~ 256 (AdaGrad's after a few steps of |g| = 100), and g**2 * (1 - b2) underflows to
+0 below |g| ~ 8e-3, so a second moment that is inf or 0 freezes or blows up its parameter.
+bfloat16 has float32's exponent range and keeps its moments in bfloat16 (the math is float32).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from gradchain import _checks
 
 __all__ = [
     "abs_sq",
+    "accumulator_dtype",
+    "accumulator_zeros",
     "cast",
     "compute_dtype",
     "divide",
@@ -66,14 +75,35 @@ def real_dtype(dtype: Any) -> jnp.dtype:
     return jnp.finfo(dtype).dtype
 
 
+def _widen_float16(dtype: jnp.dtype) -> jnp.dtype:
+    # float16's range (6e-8 .. 65504) is too narrow for a running sum or average of g or g**2
+    return jnp.dtype(jnp.float32) if dtype == jnp.float16 else dtype
+
+
 def moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
-    """The storage dtype of a second moment of ``param``: ``dtype``, or the param's real dtype."""
-    return jnp.dtype(dtype) if dtype is not None else real_dtype(jnp.result_type(param))
+    """The storage dtype of a second moment of ``param``: ``dtype`` when given, else the
+    param's real dtype -- float32 for float16 params (see the module's docstring)."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    return _widen_float16(real_dtype(jnp.result_type(param)))
+
+
+def accumulator_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
+    """The storage dtype of a first moment (a velocity, a sum of g) of ``param``: ``dtype``
+    when given, else the param's dtype (complex stays complex) -- float32 for float16 params."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    return _widen_float16(jnp.dtype(jnp.result_type(param)))
 
 
 def moment_zeros(params: Any, dtype: Any = None) -> Any:
     """A second moment's starting zeros: one buffer per leaf, in ``moment_dtype``."""
     return jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, dtype)), params)
+
+
+def accumulator_zeros(params: Any, dtype: Any = None) -> Any:
+    """A first moment's starting zeros: one buffer per leaf, in ``accumulator_dtype``."""
+    return jax.tree.map(lambda p: jnp.zeros_like(p, accumulator_dtype(p, dtype)), params)
 
 
 def increment(count: jax.Array) -> jax.Array:

@@ -21,11 +21,12 @@ from gradchain.base import (
 )
 from gradchain.transforms.moment_math import (
     abs_sq,
+    accumulator_zeros,
     cast,
     compute_dtype,
     divide,
     increment,
-    moment_dtype,
+    moment_zeros,
     scalar_dtype,
 )
 
@@ -74,7 +75,7 @@ def scale_by_momentum(
     _checks.check_dtype("mu_dtype", mu_dtype)
 
     def init(params):
-        return MomentumState(mu=tree_zeros_like(params, mu_dtype))
+        return MomentumState(mu=accumulator_zeros(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
         d = jnp.asarray(decay, scalar_dtype(updates, state.mu))  # >= float32, once per step
@@ -152,7 +153,7 @@ def scale_by_lion_momentum(
     _checks.check_dtype("mu_dtype", mu_dtype)
 
     def init(params):
-        return LionMomentumState(mu=tree_zeros_like(params, mu_dtype))
+        return LionMomentumState(mu=accumulator_zeros(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
         def step(u, mu):
@@ -227,7 +228,7 @@ def add_slow_momentum(
 
     def init(params):
         count = jnp.zeros([], jnp.int32) if counted else None
-        return SlowMomentumState(slow_mu=tree_zeros_like(params, mu_dtype), count=count)
+        return SlowMomentumState(slow_mu=accumulator_zeros(params, mu_dtype), count=count)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         grads = updates if gradient is None else gradient
@@ -288,8 +289,8 @@ def scale_by_gradient_difference(
 
     def init(params):
         return GradientDifferenceState(
-            v=tree_zeros_like(params),
-            n=jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p)), params),
+            v=accumulator_zeros(params),
+            n=moment_zeros(params),
             previous_gradient=tree_zeros_like(params),
             count=jnp.zeros([], jnp.int32),
         )
@@ -353,7 +354,7 @@ def scale_by_sgd_momentum(
     _checks.check_dtype("mu_dtype", mu_dtype)
 
     def init(params):
-        mu = tree_zeros_like(params, mu_dtype)
+        mu = accumulator_zeros(params, mu_dtype)
         return SgdMomentumState(mu=mu, count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra):

@@ -28,7 +28,12 @@ from gradchain.base import (
     tree_zeros_like,
 )
 from gradchain.transforms.mesh_axes import refuse_if_sharded
-from gradchain.transforms.moment_math import compute_dtype, increment, scalar_dtype
+from gradchain.transforms.moment_math import (
+    accumulator_zeros,
+    compute_dtype,
+    increment,
+    scalar_dtype,
+)
 
 __all__ = [
     "CocobState",
@@ -165,9 +170,9 @@ def scale_by_dadapt_adam(
     def init(params):
         s = scalar_dtype(params)
         return DadaptAdamState(
-            mu=tree_zeros_like(params),
-            nu=tree_zeros_like(params),
-            s=tree_zeros_like(params),
+            mu=accumulator_zeros(params),
+            nu=accumulator_zeros(params),
+            s=accumulator_zeros(params),
             d=jnp.asarray(estim_lr0, s),
             numerator=jnp.zeros([], s),
             count=jnp.zeros([], jnp.int32),
@@ -202,14 +207,14 @@ def scale_by_dadapt_adam(
         numerator = r * state.numerator + one_r * dlr * new_sum
         d = jnp.maximum(state.d, _ratio_or_zero(numerator, one_r * _l1(s, h, who)))
 
-        def step(p, mu, nu):
+        def step(u, p, mu, nu):
             c = compute_dtype(mu.dtype, h)
             p = jnp.asarray(p).astype(c)
             decay = jnp.asarray(weight_decay, c) * dlr.astype(c) * p
             out = -decay - mu.astype(c) / (jnp.sqrt(nu.astype(c)) + eps_.astype(c))
-            return out.astype(mu.dtype)
+            return out.astype(u.dtype)  # mu may be wider (float16 params: float32 moments)
 
-        out = jax.tree.map(step, params, mu, nu)
+        out = jax.tree.map(step, updates, params, mu, nu)
         return out, DadaptAdamState(mu, nu, s, d.astype(h), numerator.astype(h), count)
 
     return GradientTransformation(init, update, name="scale_by_dadapt_adam", preprocessing=False)
@@ -272,9 +277,9 @@ def scale_by_prodigy(
                 skips the moments and the count; this transform, as Optax's, updates them:
                 0.023 apart in the params after 120 steps on a quadratic with a 10-step
                 warmup from 0, float64.)
-                mu and nu are kept in the params' dtype, as Optax's: they hold d * g and
-                d**2 * g**2 (d starts at 1e-6), which underflow in float16 -- keep float16
-                params' optimizer state in float32 (``gradchain.partition`` or a cast).
+                mu, nu and s are kept in the params' dtype, as Optax's, except for float16
+                params: they hold d * g and d**2 * g**2 (d starts at 1e-6), which underflow
+                in float16, so float16 params keep them in float32 (``moment_math``).
     Reference:  Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free
                 Learner", ICML 2024 (the authors' ``prodigyopt.Prodigy``).
     """
@@ -290,9 +295,9 @@ def scale_by_prodigy(
     def init(params):
         s = scalar_dtype(params)
         return ProdigyState(
-            mu=tree_zeros_like(params),
-            nu=tree_zeros_like(params),
-            s=tree_zeros_like(params),
+            mu=accumulator_zeros(params),
+            nu=accumulator_zeros(params),
+            s=accumulator_zeros(params),
             params0=_copy(params),
             d=jnp.asarray(estim_lr0, s),
             numerator=jnp.zeros([], s),
@@ -329,14 +334,14 @@ def scale_by_prodigy(
         estimate = jnp.asarray(estim_lr_coef, h) * numerator
         d_new = jnp.maximum(d, _ratio_or_zero(estimate, _l1(s, h, who)))
 
-        def step(p, mu, nu):
+        def step(u, p, mu, nu):
             c = compute_dtype(mu.dtype, h)
             k = dlr.astype(c)
             decay = jnp.asarray(weight_decay, c) * k * jnp.asarray(p).astype(c)
             denom = jnp.sqrt(nu.astype(c)) + d_new.astype(c) * eps_.astype(c)
-            return (-decay - k * mu.astype(c) / denom).astype(mu.dtype)
+            return (-decay - k * mu.astype(c) / denom).astype(u.dtype)  # mu may be wider
 
-        out = jax.tree.map(step, params, mu, nu)
+        out = jax.tree.map(step, updates, params, mu, nu)
         new_state = ProdigyState(
             mu, nu, s, state.params0, d_new.astype(h), numerator.astype(h), count
         )

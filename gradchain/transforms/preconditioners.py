@@ -17,6 +17,7 @@ from gradchain import _checks
 from gradchain.base import GradientTransformation, describe, tree_map_split, tree_zeros_like
 from gradchain.transforms.moment_math import (
     abs_sq,
+    accumulator_zeros,
     cast,
     compute_dtype,
     divide,
@@ -161,7 +162,7 @@ def scale_by_stddev(
             lambda p: jnp.full_like(p, initial_scale, moment_dtype(p, nu_dtype)), params
         )
         count = jnp.zeros([], jnp.int32) if bias_correction else None
-        mu = tree_zeros_like(params, mu_dtype)
+        mu = accumulator_zeros(params, mu_dtype)
         return StddevState(mu=mu, nu=nu, count=count)
 
     def update(updates, state, params=None, *, gradient=None, **extra):

@@ -31,6 +31,12 @@ mean +-inf and top - 1 NaN (its finite entries keep the code's relative precisio
 range 1.16x (uint8) or 1.25x (int8) narrower). Measured: 1e30 in one gradient entry of 8-bit
 Adam made all 256 entries of its block NaN for good; now only that entry is lost, as in float32
 Adam, whatever the leaf's shape.
+
+A signed (first-moment) entry whose square overflows (|x| > sqrt(float32 max) = 1.8e19) is a
+fault too: its second moment is inf (its update 0 in float32 Adam), and as its block's absmax it
+rounded the block's other 255 entries to 0, which then stopped moving (measured: a gradient of
+3e25 froze them for hundreds of steps). It is stored as +-inf instead, visibly: 8-bit Adam's
+update there is inf / inf = NaN, where float32 Adam's is a quiet 0.
 """
 
 from __future__ import annotations
@@ -84,15 +90,16 @@ class _LogCode:
             k = jnp.where(m > 0, k, 0)
         return k.astype(self.storage)
 
-    def encode_faults(self, k: jax.Array, x: jax.Array) -> jax.Array:
-        """Codes of a block holding a non-finite entry (its finite entries use codes up to
-        ``top - 2``): +-inf -> +-top, NaN -> top - 1 (and -inf too, for an unsigned code)."""
+    def encode_faults(self, k: jax.Array, x: jax.Array, ok: jax.Array) -> jax.Array:
+        """Codes of a block holding a non-finite entry (its entries where ``ok`` use codes up
+        to ``top - 2``): +-inf (and an overflowing finite entry) -> +-top, NaN -> top - 1
+        (and -inf too, for an unsigned code)."""
         nan_code, top = self.top - 1, self.top
         if self.signed:
             fault = jnp.where(jnp.isnan(x), nan_code, jnp.where(x > 0, top, -top))
         else:  # a non-negative moment: -inf has no code of its own
             fault = jnp.where(x == jnp.inf, top, nan_code)
-        return jnp.where(jnp.isfinite(x), k, fault.astype(k.dtype))
+        return jnp.where(ok, k, fault.astype(k.dtype))
 
     def decode(self, codes: jax.Array, dtype: Any) -> jax.Array:
         table = jnp.asarray(self.table, dtype)
@@ -219,6 +226,8 @@ def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> Quanti
     c = compute_dtype(x.dtype)
     xb = as_blocks(jnp.asarray(x).astype(c), block_size)
     finite = jnp.isfinite(xb)
+    if book.signed:  # a first moment whose square overflows: its second moment is inf
+        finite = finite & (jnp.abs(xb) <= jnp.sqrt(jnp.asarray(jnp.finfo(c).max, c)))
     # The absmax of the finite entries only: one inf or NaN must not take its block with it
     # (and XLA's max over a NaN may or may not be NaN, depending on the array's shape).
     absmax = jnp.max(jnp.where(finite, jnp.abs(xb), 0), axis=-1, keepdims=True)
@@ -228,7 +237,7 @@ def quantize(x: jax.Array, code: str = "uint8", block_size: int = 256) -> Quanti
     stretch = jnp.asarray(book.table[book.top - 2], c)
     scale = jnp.where(faulty, jnp.where(absmax > 0, absmax, 1) / stretch, absmax)
     r = jnp.where(finite & (scale > 0), xb / jnp.where(scale > 0, scale, 1), 0)
-    k = book.encode_faults(book.encode(r), xb)
+    k = book.encode_faults(book.encode(r), xb, finite)
     codes = from_blocks(k, jnp.shape(x))
     stored = jnp.where(faulty, -scale, scale).astype(jnp.float32)
     return QuantizedArray(codes, stored[..., 0], code, block_size, jnp.result_type(x))

@@ -10,9 +10,14 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, tree_zeros_like
+from gradchain.base import GradientTransformation, describe
 from gradchain.transforms.mesh_axes import zeros_along_axis
-from gradchain.transforms.moment_math import abs_sq, compute_dtype, real_dtype
+from gradchain.transforms.moment_math import (
+    abs_sq,
+    accumulator_zeros,
+    compute_dtype,
+    moment_dtype,
+)
 
 __all__ = [
     "Sm3State",
@@ -32,7 +37,7 @@ class Sm3State(NamedTuple):
 
 
 def _accumulators(p: Any) -> list[jax.Array]:
-    dtype = real_dtype(jnp.result_type(p))
+    dtype = moment_dtype(p)
     if jnp.ndim(p) < 2:  # the leaf's own shape: made like it, so it is laid out like it
         return [jnp.zeros_like(p, dtype)]
     # typed as update's max over the other axes will be (on an Explicit mesh: sharded as that
@@ -64,7 +69,7 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
     _checks.check_non_negative("eps", eps)
 
     def init(params):
-        return Sm3State(mu=jax.tree.map(_accumulators, params), nu=tree_zeros_like(params))
+        return Sm3State(mu=jax.tree.map(_accumulators, params), nu=accumulator_zeros(params))
 
     def update(updates, state, params=None, **extra):
         def step(g, mu, nu):
