@@ -57,7 +57,7 @@ EXPECTED = {
         "needs the objective's value",
         "optax.MultiSteps passes extra arguments (value) only to Optax's own "
         "GradientTransformationExtraArgs class; gradchain.MultiSteps passes it on (polyak_sgd's "
-        "docstring; tests/test_optax_catalogue.py)",
+        "docstring; tests/test_line_search.py)",
     ),
     ("polyak_sgd", "test_optimizers_can_be_wrapped_in_inject_hyperparams"): (
         "needs the objective's value",

@@ -65,7 +65,7 @@ def lookahead(
                 be a traced integer).  slow_step_size -- a, in [0, 1] (may be traced).
                 reset_state -- restart the fast optimizer after each synchronization.
     Note:       Optax's ``lookahead``, same arguments, state fields and ``LookaheadParams``;
-                equal to it over 120 steps (tests/test_optax_contrib.py). ``init`` takes the
+                equal to it over 120 steps (tests/test_lookahead.py). ``init`` takes the
                 ``LookaheadParams`` (or the fast params alone, as Optax allows); ``update``
                 needs the ``LookaheadParams`` and the gradient at ``fast``. Apply the update
                 unchanged: anything in between breaks the synchronization. The reset is a

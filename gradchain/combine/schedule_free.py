@@ -47,7 +47,7 @@ def schedule_free(
                 this wrapper's b1 from the state (not a base optimizer's own b1).
                 Optax's ``contrib.schedule_free``, same arguments; equal to it over 120
                 steps, and to the authors' ``schedulefree.SGDScheduleFree`` in float64
-                (tests/test_optax_contrib.py). Optax keeps its scalars (b1, weight_sum,
+                (tests/test_schedule_free.py). Optax keeps its scalars (b1, weight_sum,
                 max_lr) in the params' dtype; here they are float32 (float64 under x64)
                 whatever the params' dtype.
     Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.

@@ -97,7 +97,7 @@ def sam(
                 mode under ``pmap``/``shard_map``: the ascent gradients are ``pmean``-ed
                 over it.
     Note:       Optax's ``contrib.sam``, same arguments and state fields; equal to it over
-                120 steps (tests/test_optax_contrib.py). On purpose: with sync_period=1
+                120 steps (tests/test_sharpness.py). On purpose: with sync_period=1
                 Optax applies the outer step at the *previous* call's params (its cache is
                 written after it is read: the params go p0, p0 + u1, p0 + u2, p1 + u3, ...);
                 here the outer step is taken at this call's params, i.e. plain

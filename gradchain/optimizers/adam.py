@@ -143,7 +143,7 @@ def yogi(
     Note: Optax also starts its first moment at 1e-6 (here: 0, as Adam's). The difference
     in mu fades as b1**t, but the steps it changed are taken: the params stay apart by about
     1e-4 x lr, set in the first ten steps, and it does not fade (measured on the test problem
-    of tests/test_memory_spending.py, float64, lr 0.01: 4.7e-7 after 1 step, 7.4e-7 after 10,
+    of tests/test_reference_optax_adaptive.py, float64, lr 0.01: 4.7e-7 after 1 step, 7.4e-7 after 10,
     7.8e-7 after 50 and after 200; 3.3e-4 x lr after 50 steps of other gradients).
     """
     return chain(

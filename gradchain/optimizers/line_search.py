@@ -45,7 +45,7 @@ def lbfgs(
     schedule) applied before it. ``linesearch`` -- a line search transform
     (``scale_by_zoom_linesearch``, ``scale_by_backtracking_linesearch``), or None for none.
     Note: Optax's ``lbfgs``, same keywords and defaults; equal to it to float tolerance (see
-    tests/test_optax_catalogue.py).
+    tests/test_line_search.py).
     """
     return chain(
         scale_by_lbfgs(memory_size, scale_init_precond),  # differences (+(2 + 2m)x params)

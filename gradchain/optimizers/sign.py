@@ -89,7 +89,7 @@ def rprop(
     Optax 0.2.8's ``rprop`` emits the *previous* step's update instead, and zeroes it also
     where the sign flips at the current step: its step sizes equal ours exactly, but its
     params are not ours one step late. Measured on the test problem of
-    tests/test_memory_spending.py (lr 0.01, float64): the params are 0.01 apart after 1 step
+    tests/test_sign.py (lr 0.01, float64): the params are 0.01 apart after 1 step
     (Optax's first update is 0), 0.052 after 10 and 0.144 after 50 and after 200.
     """
     return chain(

@@ -58,7 +58,7 @@ def scale_by_madgrad(
                 authors' PyTorch code) and to the denominator.
     Note:       Needs the params in ``update``. Optax's ``contrib.scale_by_madgrad``, same
                 arguments and state fields; equal to it over 120 steps
-                (tests/test_optax_contrib.py).
+                (tests/test_dual_averaging.py).
     Reference:  Defazio & Jelassi, "Adaptivity without Compromise: A Momentumized,
                 Adaptive, Dual Averaged Gradient Method for Stochastic Optimization", 2021.
     """

@@ -141,7 +141,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     Note:       emits a *descent direction times -1* as Optax does (r ~ H^{-1} g): follow it
                 with ``scale(-1.0)`` or ``scale_by_learning_rate`` and a line search, as
                 ``gradchain.lbfgs`` does. Needs the params in ``update``. Equal to
-                ``optax.scale_by_lbfgs`` (see tests/test_optax_catalogue.py).
+                ``optax.scale_by_lbfgs`` (see tests/test_line_search.py).
     Reference:  Nocedal & Wright, "Numerical Optimization", 1999, Algorithms 7.4-7.5;
                 Liu & Nocedal, "On the limited memory BFGS method", 1989.
     """
@@ -336,7 +336,7 @@ def scale_by_zoom_linesearch(
                 "keep" (start at the last accepted eta).
     Extra args: value, grad -- f and its gradient at the params; value_fn -- f; any other
                 keyword argument is passed to value_fn.
-    Note:       Optax's ``scale_by_zoom_linesearch`` step for step (tests/test_optax_catalogue.py).
+    Note:       Optax's ``scale_by_zoom_linesearch`` step for step (tests/test_line_search.py).
                 ``verbose`` is accepted and ignored: read the errors in the state instead.
                 Optax keeps the last three fields under ``info``. The slope uses Re sum(g u)
                 for complex params at every probe (Optax's first slope conjugates u instead).
