@@ -136,7 +136,8 @@ def saved(tmp_path, opt=None, params=None):
 
 def restore_into_other_state(tmp_path):
     path = saved(tmp_path, params={"w": jnp.ones(2), "b": jnp.ones(2)})
-    checkpoint.restore(path, {"w": jnp.ones(2), "b": jnp.ones(2)}, gradchain.sgd(0.1).init(P))
+    sgd_state = gradchain.sgd(0.1).init(P)
+    checkpoint.restore(path, {"w": jnp.ones(2), "b": jnp.ones(2)}, sgd_state, allow_other_optimizer=True)
 
 
 def restore_other_shape(tmp_path):
