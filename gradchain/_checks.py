@@ -169,12 +169,24 @@ def check_schedule_or(name: str, value: Any, check: Any) -> None:
     check(name, value)
 
 
-def check_int(name: str, value: Any, minimum: int = 0) -> None:
-    """A count or size: a Python or NumPy integer (not a bool), at least ``minimum``."""
+def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> None:
+    """A count or size: a Python or NumPy integer (not a bool), at least ``minimum`` and, if
+    given, at most ``maximum`` (say, what an int32 counter can reach)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {_kind(value)}")
     if value < minimum:
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise _refuse(
+            name, value, f"{name} must be an integer <= {maximum:,}, got {value:,}{_why_max(maximum)}"
+        )
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _why_max(maximum: int) -> str:
+    return " (it is counted in an int32)" if maximum == INT32_MAX else ""
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:

@@ -56,7 +56,7 @@ def accumulate(
     inner = _as_transform(transform)
     call = updater(inner)
     if not isinstance(every_k, jax.core.Tracer):
-        _checks.check_int("every_k", every_k, minimum=1)
+        _checks.check_int("every_k", every_k, minimum=1, maximum=_checks.INT32_MAX)
     _checks.check_dtype("acc_dtype", acc_dtype)
 
     def init(params):
