@@ -286,6 +286,20 @@ def _kind_of(dtype: Any) -> str:
     return "other"
 
 
+def _python_number_as_array(leaf: Any) -> Any:
+    if isinstance(leaf, (float, complex)):
+        return jax.numpy.asarray(leaf)  # weakly typed, as JAX types a Python number
+    return leaf
+
+
+def python_numbers_as_arrays(tree: Any) -> Any:
+    """``tree`` with its Python float (and complex) leaves as JAX scalars: ``init`` accepts
+    them, and the transforms read ``leaf.dtype``. Other leaves are returned as they are."""
+    if tree is None:
+        return None
+    return jax.tree_util.tree_map(_python_number_as_array, tree)
+
+
 def check_float_leaves(name: str, tree: Any) -> None:
     """Optimizers need floating (or complex) leaves: an integer leaf cannot take a step, and
     lr * g cast back to int would silently truncate to 0."""

@@ -419,3 +419,16 @@ def test_adafactor_moves_the_imaginary_part_of_complex_params_as_optax_does(dtyp
         assert np.abs(np.imag(got[k] - params[k])).max() > 0.1  # the imaginary part moved
         tol = 1e-6 if dtype == jnp.complex64 else 1e-8
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=0, atol=tol)
+
+
+def test_muon_passes_zero_size_matrices_through_as_empty_updates():
+    # a (0, 3) leaf once divided by its fan_in of 0 (ZeroDivisionError); Optax 0.2.8's
+    # contrib.muon still does. No elements: the update is empty, the other leaves step.
+    params = {"w": jnp.zeros((0, 3)), "v": jnp.ones((3, 0)), "x": jnp.ones((4, 3))}
+    opt = gradchain.muon(0.1)
+    for update in (opt.update, jax.jit(opt.update)):
+        out, _ = update(params, opt.init(params), params)
+        assert {k: (u.shape, u.dtype) for k, u in out.items()} == {
+            k: (p.shape, p.dtype) for k, p in params.items()
+        }
+        assert np.all(np.isfinite(np.asarray(out["x"]))) and np.any(np.asarray(out["x"]))
