@@ -209,7 +209,8 @@ def zero1_shardings(
     device of Adam's ``mu`` and ``nu`` drop by |data|. Scalars stay replicated, and a leaf
     no dimension of which divides stays as ``state_shardings`` places it.
     Args:     axis -- the mesh axis to split over; refused (``GradchainError`` naming the
-              mesh's axes) if no parameter's mesh has it.  The rest as ``state_shardings``.
+              mesh's axes) if no parameter's mesh has it (params on no mesh at all, as on
+              one device, keep their layout).  The rest as ``state_shardings``.
     Note:     under ``jax.jit`` the compiler inserts the gathers (params stay replicated);
               ``docs/sharding.md`` shows the same by hand inside ``shard_map``.
     """
@@ -217,17 +218,12 @@ def zero1_shardings(
 
 
 def _check_mesh_axis(arg: str, axis: Any, sharding_leaves: list[Any]) -> None:
-    """Refuse a ZeRO-1 axis that no parameter's mesh has: it would split nothing, silently."""
+    """Refuse a ZeRO-1 axis that no parameter's mesh has: it would split nothing, silently.
+    Params on no mesh at all (one device) are let through: there is nothing to split."""
     if not isinstance(axis, str):
         raise _checks.GradchainError(f"{arg} must be a mesh axis name (a str), got {axis!r}")
     meshes = {s.mesh.axis_names for s in sharding_leaves if isinstance(s, NamedSharding)}
-    if not meshes:
-        raise _checks.GradchainError(
-            f"{arg}={axis!r}: the params are not placed on a mesh (no NamedSharding), so there "
-            "is no axis to split the state over; place them with NamedSharding(mesh, spec) or "
-            "pass shardings="
-        )
-    if not any(axis in names for names in meshes):
+    if meshes and not any(axis in names for names in meshes):  # no mesh: nothing is split
         axes = " or ".join(str(tuple(names)) for names in meshes)
         raise _checks.GradchainError(
             f"{arg}={axis!r} is not an axis of the params' mesh, whose axes are {axes}; "
