@@ -178,7 +178,9 @@ def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = Non
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise _refuse(
-            name, value, f"{name} must be an integer <= {maximum:,}, got {value:,}{_why_max(maximum)}"
+            name,
+            value,
+            f"{name} must be an integer <= {maximum:,}, got {value:,}{_why_max(maximum)}",
         )
 
 

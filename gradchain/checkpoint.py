@@ -390,10 +390,14 @@ class _Reader:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 kind = (
-                    "a directory" if stat.S_ISDIR(mode)
-                    else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                    else "a socket" if stat.S_ISSOCK(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    "a directory"
+                    if stat.S_ISDIR(mode)
+                    else "a FIFO (named pipe)"
+                    if stat.S_ISFIFO(mode)
+                    else "a socket"
+                    if stat.S_ISSOCK(mode)
+                    else "a device"
+                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                     else "not a regular file"
                 )
                 raise self.error(

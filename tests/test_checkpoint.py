@@ -379,7 +379,8 @@ def test_a_header_disagreeing_with_the_metadata_is_refused(saved):
     members["params['w'].npy"] = npy_bytes(np.zeros((3, 4), np.float32))
     rewrite(path, members)
     with pytest.raises(
-        checkpoint.CheckpointError, match=r"holds an array of shape \(3, 4\), its metadata says \(4, 3\)"
+        checkpoint.CheckpointError,
+        match=r"holds an array of shape \(3, 4\), its metadata says \(4, 3\)",
     ):
         checkpoint.restore(path, params, state)
 
@@ -593,9 +594,11 @@ OTHER_OPTIMIZERS = [
 
 
 def _optimizer(name):
-    return getattr(gradchain, name)(0.1, 0.9) if name in ("momentum", "nesterov") else getattr(
-        gradchain, name
-    )(0.1)
+    return (
+        getattr(gradchain, name)(0.1, 0.9)
+        if name in ("momentum", "nesterov")
+        else getattr(gradchain, name)(0.1)
+    )
 
 
 @pytest.mark.parametrize("wrote, reads", OTHER_OPTIMIZERS)
@@ -702,7 +705,10 @@ def test_two_processes_saving_one_path_do_not_remove_each_others_temporaries(tmp
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", SAVE_MANY, str(path), "400"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]

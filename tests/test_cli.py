@@ -309,7 +309,17 @@ def test_a_figure_suffix_matplotlib_cannot_write_is_refused_before_racing(capsys
 def test_out_without_a_suffix_names_the_png_actually_written(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "plot"
-    argv = ["race", "--optimizers", "sgd", "--function", "valley", "--steps", "5", "--out", str(out)]
+    argv = [
+        "race",
+        "--optimizers",
+        "sgd",
+        "--function",
+        "valley",
+        "--steps",
+        "5",
+        "--out",
+        str(out),
+    ]
     code, printed, _ = run(capsys, *argv)
     assert code == 0
     assert f"wrote {out}.png" in printed

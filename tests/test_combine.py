@@ -413,7 +413,9 @@ def test_accumulate_refuses_a_bad_k():
 
 
 def test_a_k_beyond_the_int32_counter_is_refused_naming_the_argument():
-    too_many = r"must be an integer <= 2,147,483,647, got 1,000,000,000,000 \(it is counted in an int32\)"
+    too_many = (
+        r"must be an integer <= 2,147,483,647, got 1,000,000,000,000 \(it is counted in an int32\)"
+    )
     with pytest.raises(gradchain.GradchainError, match="^every_k_schedule " + too_many):
         gradchain.MultiSteps(gradchain.sgd(0.1), every_k_schedule=10**12)
     with pytest.raises(gradchain.GradchainError, match="^every_k " + too_many):

@@ -137,7 +137,9 @@ def saved(tmp_path, opt=None, params=None):
 def restore_into_other_state(tmp_path):
     path = saved(tmp_path, params={"w": jnp.ones(2), "b": jnp.ones(2)})
     sgd_state = gradchain.sgd(0.1).init(P)
-    checkpoint.restore(path, {"w": jnp.ones(2), "b": jnp.ones(2)}, sgd_state, allow_other_optimizer=True)
+    checkpoint.restore(
+        path, {"w": jnp.ones(2), "b": jnp.ones(2)}, sgd_state, allow_other_optimizer=True
+    )
 
 
 def restore_other_optimizer(tmp_path):

@@ -80,7 +80,11 @@ def _fresh_python(code: str, **env_extra: str) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("XLA_FLAGS", None)
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -89,8 +93,8 @@ def test_import_gradchain_initialises_no_backend():
     done = _fresh_python(
         "import gradchain, jax\n"
         "from jax._src import xla_bridge\n"
-        "assert gradchain.__file__.startswith(%r), gradchain.__file__\n"
-        "print('initialised:', xla_bridge.backends_are_initialized())\n" % str(ROOT)
+        f"assert gradchain.__file__.startswith({str(ROOT)!r}), gradchain.__file__\n"
+        "print('initialised:', xla_bridge.backends_are_initialized())\n"
     )
     assert done.returncode == 0, done.stderr
     assert "initialised: False" in done.stdout, done.stdout

@@ -69,4 +69,3 @@ def check_output_path(path: str, option: str = "--out") -> str:
             f"({e.strerror or e}); choose another place"
         ) from None
     return path
-

@@ -367,23 +367,32 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "default: tuned per optimizer, see gradchain.teaching.train_demo",
     )
     parser.add_argument(
-        "--steps", type=int_between(1, MAX_STEPS), default=2000,
+        "--steps",
+        type=int_between(1, MAX_STEPS),
+        default=2000,
         help=f"steps per optimizer, at most {MAX_STEPS:,} (%(default)s)",
     )
     parser.add_argument(
-        "--batch-size", type=int_between(1, MAX_BATCH), default=128,
+        "--batch-size",
+        type=int_between(1, MAX_BATCH),
+        default=128,
         help=f"points per step, drawn with replacement, at most {MAX_BATCH:,} (%(default)s)",
     )
     parser.add_argument(
-        "--hidden", type=int_between(1, MAX_HIDDEN), default=64,
+        "--hidden",
+        type=int_between(1, MAX_HIDDEN),
+        default=64,
         help=f"units per hidden layer, at most {MAX_HIDDEN:,} (%(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int_between(0, MAX_SEED), default=0,
+        "--seed",
+        type=int_between(0, MAX_SEED),
+        default=0,
         help=f"data and init seed, 0 to {MAX_SEED:,} (%(default)s)",
     )
     parser.add_argument(
-        "--out", default="train.png",
+        "--out",
+        default="train.png",
         help="the figure to write (.png, .pdf, .svg, .jpg; no suffix: .png); '' for none "
         "(default: train.png)",
     )
@@ -444,7 +453,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"train: no PNG written: {e}", file=sys.stderr)
             return 0
         except OSError as e:  # the folder was checked; the disk may have filled up since
-            raise GradchainError(f"--out {out!r}: writing the figure failed ({e.strerror or e})") from None
+            raise GradchainError(
+                f"--out {out!r}: writing the figure failed ({e.strerror or e})"
+            ) from None
         print(f"wrote {out}")
     return 0
 

@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"race: no PNG written: {e}", file=sys.stderr)
             return 0
         except OSError as e:  # the folder was checked; the disk may have filled up since
-            raise GradchainError(f"--out {out!r}: writing the figure failed ({e.strerror or e})") from None
+            raise GradchainError(
+                f"--out {out!r}: writing the figure failed ({e.strerror or e})"
+            ) from None
         print(f"wrote {out}")
     return 0
 
