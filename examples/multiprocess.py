@@ -110,6 +110,8 @@ def child(role: str, devices: int, out: str | None, port: int | None) -> None:
     """One child: the reference (``role='single'``) or worker ``role`` of two."""
     import jax
 
+    import gradchain  # noqa: F401  before any setup: importing gradchain must start no backend
+
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", devices)
     jax.config.update("jax_enable_x64", True)

@@ -183,12 +183,26 @@ def check_schedule_or(name: str, value: Any, check: Any) -> None:
 
 
 @_recorded
-def check_int(name: str, value: Any, minimum: int = 0) -> None:
-    """A count or size: a Python or NumPy integer (not a bool), at least ``minimum``."""
+def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> None:
+    """A count or size: a Python or NumPy integer (not a bool), at least ``minimum`` and, if
+    given, at most ``maximum`` (say, what an int32 counter can reach)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {_kind(value)}")
     if value < minimum:
         raise _refuse(name, value, f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise _refuse(
+            name,
+            value,
+            f"{name} must be an integer <= {maximum:,}, got {value:,}{_why_max(maximum)}",
+        )
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _why_max(maximum: int) -> str:
+    return " (it is counted in an int32)" if maximum == INT32_MAX else ""
 
 
 @_recorded
@@ -287,6 +301,20 @@ def _kind_of(dtype: Any) -> str:
     if jax.numpy.issubdtype(dtype, jax.numpy.inexact):
         return "real"
     return "other"
+
+
+def _python_number_as_array(leaf: Any) -> Any:
+    if isinstance(leaf, (float, complex)):
+        return jax.numpy.asarray(leaf)  # weakly typed, as JAX types a Python number
+    return leaf
+
+
+def python_numbers_as_arrays(tree: Any) -> Any:
+    """``tree`` with its Python float (and complex) leaves as JAX scalars: ``init`` accepts
+    them, and the transforms read ``leaf.dtype``. Other leaves are returned as they are."""
+    if tree is None:
+        return None
+    return jax.tree_util.tree_map(_python_number_as_array, tree)
 
 
 def check_float_leaves(name: str, tree: Any) -> None:

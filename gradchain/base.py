@@ -374,6 +374,9 @@ def chain(*transforms: Any) -> GradientTransformation:
                 f"this state does not belong to this optimizer: {chain_repr} expects a tuple of "
                 f"{len(members)} member states, got {found}"
             )
+        updates, params, gradient = map(
+            _checks.python_numbers_as_arrays, (updates, params, gradient)
+        )
         _check_inputs(members, updates, state, params, gradient, expected_states)
         new_state = []
         for t, s, call in zip(members, state, calls):

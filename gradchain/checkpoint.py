@@ -3,7 +3,11 @@
 Format:     one NumPy ``.npz`` file (a zip of ``.npy`` arrays; no pickles, no code runs on
             load). Each leaf is stored under its tree path (``params['w']``,
             ``opt_state[0].mu['w']``); one more entry, ``__gradchain__``, holds JSON metadata:
-            format version, step, and for every leaf its path, shape and dtype. Dtypes NumPy
+            format version, step, the optimizer that wrote the state (the nesting of its
+            state NamedTuples, e.g. ``AdamLiveState(MomentumState, ...)``), and for every
+            leaf its path, shape, dtype and member name (a path too long for a zip member
+            name is stored as ``params#3``). Leaves are stored C-ordered and native-endian
+            (a Fortran-order or big-endian NumPy leaf is converted, values kept). Dtypes NumPy
             cannot store natively (bfloat16, float8) are stored as their raw bits (uint16,
             uint8) with the real dtype recorded. ``None`` leaves (slots an option turned off)
             are recorded as such.
@@ -12,16 +16,24 @@ Versions:   this gradchain writes and restores format version 2 (``VERSION``). V
             hyperparameters moved out of each transform's state: ``restore`` refuses them,
             and ``restore_params`` still reads their params, to restart the optimizer from.
 Atomicity:  ``save`` creates the target's directory if needed, writes a temporary file
-            ``.NAME.XXXXXXXX.tmp`` beside the target, flushes it to disk, then ``os.replace``-s
-            it over the target: a crash mid-save leaves the previous checkpoint intact and no
-            half-written file under the target's name. A process killed mid-save (``kill -9``)
-            cannot remove its temporary file; the next ``save`` of the same target does,
-            before it writes (only files of that pattern, for that target, that no live save
-            holds locked). The saved file keeps the mode of the file it replaces; a new file
-            gets the mode the umask allows (0644 under the usual umask 022).
+            ``.NAME.XXXXXXXX.tmp`` beside the target (``.`` + 16 hex digits of NAME's hash
+            instead of ``.NAME.`` when NAME is too long to take 14 more characters), locks it,
+            flushes it to disk, then ``os.replace``-s it over the target: a crash mid-save
+            leaves the previous checkpoint intact and no half-written file under the
+            target's name. A path that is a symlink is written through: the link stays, its
+            target gets the new file. A process killed mid-save (``kill -9``) cannot remove
+            its temporary file; the next ``save`` of the same target does, before it writes
+            (only files of that pattern, for that target, that no live save holds locked;
+            a save whose fresh temporary was removed before it could lock it takes another,
+            so concurrent saves of one path do not fail). The saved file keeps the mode of
+            the file it replaces; a new file gets the mode the umask allows (0644 under the
+            usual umask 022).
 Restoring:  the file holds no Python types. ``restore`` takes the tree structure -- dicts,
             lists, the state NamedTuples -- from targets you pass: a freshly initialized
-            state, or ``jax.eval_shape(opt.init, params)`` to allocate nothing. Before reading
+            state, or ``jax.eval_shape(opt.init, params)`` to allocate nothing. It refuses a
+            state written by another optimizer unless ``allow_other_optimizer=True`` (files
+            written before the optimizer was recorded are not checked), and a path that is
+            not a regular file (a FIFO would block forever). Before reading
             any array it checks the zip's member list and each member's ``.npy`` header
             (dtype, shape, size) against the metadata and the targets, refuses a member the
             metadata does not name, and never reads or decompresses more bytes than the
@@ -45,6 +57,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -90,7 +103,8 @@ def _flatten(tree: Any) -> tuple[list[tuple[str, Any]], Any]:
 
 
 def _to_numpy(name: str, where: str, leaf: Any) -> np.ndarray:
-    """A leaf as a host array, in the dtype JAX gives it (a Python float becomes float32)."""
+    """A leaf as a host array, in the dtype JAX gives it (a Python float becomes float32),
+    C-ordered and native-endian: a Fortran-order or big-endian NumPy leaf keeps its values."""
     if not hasattr(leaf, "dtype"):
         if not isinstance(leaf, (int, float, complex, np.generic)):
             raise CheckpointError(
@@ -100,7 +114,38 @@ def _to_numpy(name: str, where: str, leaf: Any) -> np.ndarray:
         leaf = jnp.asarray(leaf)
     if leaf.dtype == jax.dtypes.float0:
         raise CheckpointError(f"cannot save {name} at {where}: a float0 leaf holds no data")
-    return np.asarray(jax.device_get(leaf))
+    x = np.asarray(jax.device_get(leaf))
+    if x.dtype.byteorder not in ("=", "|"):  # '>f4' on a little-endian machine
+        x = x.astype(x.dtype.newbyteorder("="))
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # (which makes 0-d 1-d)
+
+
+def _state_record(tree: Any) -> str:
+    """The optimizer that made ``tree``, as the nesting of its state NamedTuples, e.g.
+    ``AdamLiveState(MomentumState, BiasCorrectState, RmsState, EmptyState)``: each named
+    optimizer has a state type of its own, so two optimizers with the same slots differ."""
+
+    def walk(treedef: Any) -> list[str]:
+        inner = [text for child in treedef.children() for text in walk(child)]
+        data = treedef.node_data()
+        kind = None if data is None else data[0]
+        if isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields"):
+            return [f"{kind.__name__}({', '.join(inner)})" if inner else kind.__name__]
+        return inner
+
+    return ", ".join(walk(jax.tree_util.tree_structure(tree, is_leaf=_is_none)))
+
+
+# A zip member's name holds at most 65,535 bytes; a leaf whose path is longer than this is
+# stored under a short numbered name instead (the metadata maps every path to its member).
+_MAX_MEMBER_NAME = 1024
+
+
+def _member_key(name: str, where: str, index: int) -> str:
+    key = name + ("" if where == "<root>" else where)
+    if len(key.encode("utf-8", "surrogatepass")) > _MAX_MEMBER_NAME:
+        return f"{name}#{index}"  # '#' never starts a path, so it cannot clash with one
+    return key
 
 
 def _storable(x: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -130,10 +175,11 @@ def save(path: str | os.PathLike, params: Any, opt_state: Any, step: int) -> Non
         raise CheckpointError(f"step must be >= 0, got {step}")
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "step": step}
+    meta["optimizer"] = _state_record(opt_state)
     for name, tree in zip(_TREES, (params, opt_state)):
         entries = []
-        for where, leaf in _flatten(tree)[0]:
-            key = name + ("" if where == "<root>" else where)
+        for index, (where, leaf) in enumerate(_flatten(tree)[0]):
+            key = _member_key(name, where, index)
             if leaf is None:
                 entries.append({"path": where, "none": True})
                 continue
@@ -148,16 +194,16 @@ def save(path: str | os.PathLike, params: Any, opt_state: Any, step: int) -> Non
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
     target = _file_path(path)
+    if os.path.islink(target):  # write through the link, as open() would: it stays a link
+        target = os.path.realpath(target)
     directory = os.path.dirname(os.path.abspath(target))
     os.makedirs(directory, exist_ok=True)
     name = os.path.basename(target)
     _remove_stale_temporaries(directory, name)
     mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    f, tmp = _locked_temporary(directory, name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # held until the rename
+        with f:
             os.chmod(tmp, mode)
             np.savez(f, **arrays)
             f.flush()
@@ -181,38 +227,69 @@ def _file_path(path: Any) -> str:
     return os.fspath(path)
 
 
+_NAME_MAX = 255  # the longest file name most file systems allow
+
+
+def _temporary_prefix(name: str) -> str:
+    """``.NAME.``, or for a name too long to take 14 more characters, ``.`` and 16 hex digits
+    of its hash: a temporary name stays within the file system's limit on names."""
+    if len(os.fsencode(name)) + 14 <= _NAME_MAX:
+        return f".{name}."
+    return "." + hashlib.sha256(os.fsencode(name)).hexdigest()[:16] + "."
+
+
 def _temporary_pattern(name: str) -> re.Pattern[str]:
-    """The names ``tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")`` gives, and no other."""
-    return re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp")
+    """The names ``tempfile.mkstemp(prefix=_temporary_prefix(name), suffix=".tmp")`` gives."""
+    return re.compile(re.escape(_temporary_prefix(name)) + r"[a-z0-9_]{8}\.tmp")
+
+
+def _locked_temporary(directory: str, name: str) -> tuple[Any, str]:
+    """A new temporary file beside the target, open for writing and locked by this save.
+
+    Between creating the file and locking it, another process's clean-up may see it unlocked
+    and remove it; so once locked, it must still be the file under its name, or this save
+    takes another."""
+    for _ in range(100):
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temporary_prefix(name), suffix=".tmp")
+        f = os.fdopen(fd, "wb")
+        if fcntl is None:
+            return f, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return f, tmp
+        except FileNotFoundError:
+            pass
+        f.close()  # removed before it was locked: it is no longer ours to write
+    raise CheckpointError(
+        f"cannot save {os.path.join(directory, name)}: 100 temporary files in a row were "
+        "removed before this save could lock them (is something else deleting files there?)"
+    )
 
 
 def _remove_stale_temporaries(directory: str, name: str) -> None:
     """Remove the temporary files of earlier saves of ``name`` that were killed mid-write.
-    A temporary file a live save is writing is locked, and kept."""
+    A temporary file a live save is writing is locked, and kept; the lock taken here is held
+    while the file is removed, so a save that locks it afterwards sees that it is gone."""
     pattern = _temporary_pattern(name)
     for entry in os.listdir(directory):
         if not pattern.fullmatch(entry):
             continue
         stale = os.path.join(directory, entry)
         try:
-            if not os.path.isfile(stale) or os.path.islink(stale) or _locked(stale):
+            if not os.path.isfile(stale) or os.path.islink(stale):
                 continue
-            os.unlink(stale)
+            if fcntl is None:
+                os.unlink(stale)
+                continue
+            with open(stale, "rb") as f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live save holds it
+                os.unlink(stale)
         except OSError:
             continue  # removed by another save first, or not ours to remove: the save goes on
-
-
-def _locked(path: str) -> bool:
-    """Whether a live save holds ``path`` (its writer's lock); False where locks do not exist."""
-    if fcntl is None:
-        return False
-    with open(path, "rb") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return False
 
 
 def _mode_for(target: str) -> int:
@@ -281,11 +358,11 @@ class _Reader:
 
     def __init__(self, path: str, versions: tuple[int | None, ...]):
         self.path = path
+        self.file = self._open_regular_file()
         try:
-            self.zip = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise
+            self.zip = zipfile.ZipFile(self.file)
         except _READ_ERRORS as e:
+            self.file.close()
             raise self.error(
                 f"is not a readable gradchain checkpoint (not an .npz file, or corrupted or "
                 f"truncated?): {e}"
@@ -300,15 +377,65 @@ class _Reader:
             self.step = self._check_version_and_step(meta, versions)
             self.leaves = {name: self._leaves(meta, name) for name in _TREES}
             self._refuse_unknown_members()
+            self.optimizer = meta.get("optimizer")  # None in files from before it was recorded
         except BaseException:
-            self.zip.close()
+            self.close()
             raise
+
+    def _open_regular_file(self) -> Any:
+        """The file, opened without blocking and refused unless it is a regular file: reading
+        a FIFO or a device would wait for a writer forever."""
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = (
+                    "a directory"
+                    if stat.S_ISDIR(mode)
+                    else "a FIFO (named pipe)"
+                    if stat.S_ISFIFO(mode)
+                    else "a socket"
+                    if stat.S_ISSOCK(mode)
+                    else "a device"
+                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "not a regular file"
+                )
+                raise self.error(
+                    f"is {kind}, not a checkpoint file: restore reads regular files only "
+                    "(give the path of a file written by gradchain.checkpoint.save)"
+                )
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        if hasattr(self, "zip"):
+            self.zip.close()
+        self.file.close()
 
     def __enter__(self) -> _Reader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.zip.close()
+        self.close()
+
+    def check_optimizer(self, opt_state_like: Any) -> None:
+        """Refuse a state written by another optimizer than the target's (see ``restore``)."""
+        if self.optimizer is None:
+            return  # written before the optimizer was recorded: nothing to compare
+        if not isinstance(self.optimizer, str):
+            raise self.error(f"is damaged: its optimizer record is {self.optimizer!r}")
+        target = _state_record(opt_state_like)
+        if target != self.optimizer:
+            raise self.error(
+                f"was written by another optimizer: its state is {self.optimizer}, the "
+                f"target's is {target}. To load it into this optimizer on purpose, pass "
+                "restore(..., allow_other_optimizer=True); every leaf must still match in "
+                "path, shape and dtype"
+            )
 
     def error(self, problem: str) -> CheckpointError:
         return CheckpointError(f"{self.path} {problem}")
@@ -446,7 +573,10 @@ class _Reader:
                 f"is corrupted or truncated: {what} has no readable .npy header ({e})"
             ) from None
         if fortran and len(shape) > 1:
-            raise self.error(f"is damaged: {what} is in Fortran order, which save never writes")
+            raise self.error(
+                f"is damaged: {what} is stored in Fortran (column-major) order, which save "
+                "never writes"
+            )
         if dtype.hasobject:
             raise self.error(f"is refused: {what} holds Python objects (pickles)")
         return tuple(shape), dtype, f.tell()
@@ -508,9 +638,10 @@ class _Reader:
                     f"{want_shape} in the target"
                 )
             if leaf.dtype != want_dtype:
+                have, want = _dtype_texts(leaf.dtype, want_dtype)
                 raise self.error(
-                    f"does not fit: {name} at {where} has dtype {leaf.dtype.name} in the file, "
-                    f"{want_dtype.name} in the target"
+                    f"does not fit: {name} at {where} has dtype {have} in the file, "
+                    f"{want} in the target"
                 )
             info = self.members.get(leaf.key + ".npy")
             if info is None:
@@ -518,10 +649,15 @@ class _Reader:
             wanted.append((where, leaf, info))
         for where, leaf, info in wanted:  # every header before any data
             shape, stored = self._header(info, f"{name} at {where}")
-            if shape != leaf.shape or stored != leaf.stored:
+            if shape != leaf.shape:
                 raise self.error(
-                    f"is damaged: {name} at {where} holds {stored.name}{list(shape)}, its "
-                    f"metadata says {leaf.stored.name}{list(leaf.shape)}"
+                    f"is damaged: {name} at {where} holds an array of shape {shape}, its "
+                    f"metadata says {leaf.shape}"
+                )
+            if stored != leaf.stored:
+                have, want = _dtype_texts(stored, leaf.stored)
+                raise self.error(
+                    f"is damaged: {name} at {where} holds {have}, its metadata says {want}"
                 )
         arrays = iter(
             self._data(info, leaf.shape, leaf.stored, f"{name} at {where}").view(leaf.dtype)
@@ -533,7 +669,21 @@ class _Reader:
 
 
 def _target_of(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
-    return tuple(jnp.shape(leaf)), np.dtype(getattr(leaf, "dtype", None) or jnp.result_type(leaf))
+    dtype = np.dtype(getattr(leaf, "dtype", None) or jnp.result_type(leaf))
+    if dtype.byteorder not in ("=", "|"):  # a big-endian target gets its values, native-endian
+        dtype = dtype.newbyteorder("=")
+    return tuple(jnp.shape(leaf)), dtype
+
+
+def _dtype_texts(a: np.dtype, b: np.dtype) -> tuple[str, str]:
+    """Two different dtypes, spelled so that the difference shows: ``float32`` and
+    ``bfloat16``, or, where the names agree, ``float32 (big-endian, '>f4')``."""
+    if a.name != b.name:
+        return a.name, b.name
+    orders = {">": "big-endian", "<": "little-endian", "=": "native-endian", "|": "no byte order"}
+    return tuple(  # type: ignore[return-value]
+        f"{d.name} ({orders.get(d.byteorder, d.byteorder)}, {d.str!r})" for d in (a, b)
+    )
 
 
 def _place(x: np.ndarray, target: Any) -> jax.Array:
@@ -544,20 +694,36 @@ def _place(x: np.ndarray, target: Any) -> jax.Array:
     return jax.device_put(x, sharding)
 
 
-def restore(path: str | os.PathLike, params_like: Any, opt_state_like: Any) -> tuple[Any, Any, int]:
+def restore(
+    path: str | os.PathLike,
+    params_like: Any,
+    opt_state_like: Any,
+    *,
+    allow_other_optimizer: bool = False,
+) -> tuple[Any, Any, int]:
     """Read ``(params, opt_state, step)`` back from ``path``, in the structure of the targets.
 
     Args:       path -- a file written by ``save`` (format version 2).
                 params_like, opt_state_like -- trees giving structure, shapes and dtypes:
                 the params, and ``opt.init(params)`` or ``jax.eval_shape(opt.init, params)``.
+                allow_other_optimizer -- a checkpoint records which optimizer wrote it (the
+                nesting of its state NamedTuples, e.g. ``AdamLiveState(MomentumState, ...)``)
+                and by default restore refuses it for another optimizer's state, even one
+                with the same slots (adam into nadam). True loads it anyway, leaf by leaf;
+                paths, shapes and dtypes must still match. Files written before the record
+                existed carry none and are not checked.
     Returns:    ``(params, opt_state, step)``: JAX arrays placed as the targets are (see
                 "Placement" in the module docstring), the targets' tree types, an int.
-    Raises:     ``CheckpointError`` on any mismatch of paths, shapes or dtypes, on a file of
-                another format version (for version 1, use ``restore_params``), and on a
-                damaged or crafted file; ``FileNotFoundError`` if there is no file.
+    Raises:     ``CheckpointError`` on a state written by another optimizer (see above), on
+                any mismatch of paths, shapes or dtypes, on a file of another format version
+                (for version 1, use ``restore_params``), on a path that is not a regular file
+                (a FIFO, a directory), and on a damaged or crafted file;
+                ``FileNotFoundError`` if there is no file.
     """
     path = _file_path(path)
     with _Reader(path, versions=(VERSION,)) as reader:
+        if not allow_other_optimizer:
+            reader.check_optimizer(opt_state_like)
         params = reader.tree("params", params_like)
         opt_state = reader.tree("opt_state", opt_state_like)
     return params, opt_state, reader.step

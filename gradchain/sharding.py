@@ -208,15 +208,36 @@ def zero1_shardings(
     replicated over ``data``, each device keeps 1/|data| of every such moment: the bytes per
     device of Adam's ``mu`` and ``nu`` drop by |data|. Scalars stay replicated, and a leaf
     no dimension of which divides stays as ``state_shardings`` places it.
-    Args:     axis -- the mesh axis to split over.  The rest as ``state_shardings``.
+    Args:     axis -- the mesh axis to split over; refused (``GradchainError`` naming the
+              mesh's axes) if no parameter's mesh has it (params on no mesh at all, as on
+              one device, keep their layout).  The rest as ``state_shardings``.
     Note:     under ``jax.jit`` the compiler inserts the gathers (params stay replicated);
               ``docs/sharding.md`` shows the same by hand inside ``shard_map``.
     """
+    return _zero1_shardings(optimizer, params, axis, shardings, arg="axis")
+
+
+def _check_mesh_axis(arg: str, axis: Any, sharding_leaves: list[Any]) -> None:
+    """Refuse a ZeRO-1 axis that no parameter's mesh has: it would split nothing, silently.
+    Params on no mesh at all (one device) are let through: there is nothing to split."""
+    if not isinstance(axis, str):
+        raise _checks.GradchainError(f"{arg} must be a mesh axis name (a str), got {axis!r}")
+    meshes = {s.mesh.axis_names for s in sharding_leaves if isinstance(s, NamedSharding)}
+    if meshes and not any(axis in names for names in meshes):  # no mesh: nothing is split
+        axes = " or ".join(str(tuple(names)) for names in meshes)
+        raise _checks.GradchainError(
+            f"{arg}={axis!r} is not an axis of the params' mesh, whose axes are {axes}; "
+            "pass one of those"
+        )
+
+
+def _zero1_shardings(optimizer: Any, params: Any, axis: Any, shardings: Any, arg: str) -> Any:
     if shardings is None:
         shardings = param_shardings(params)
-    base = state_shardings(optimizer, params, shardings=shardings)
     param_leaves, param_def = jax.tree.flatten(abstract_params(params))
     sharding_leaves = param_def.flatten_up_to(shardings)
+    _check_mesh_axis(arg, axis, sharding_leaves)
+    base = state_shardings(optimizer, params, shardings=shardings)
     state = jax.eval_shape(optimizer.init, abstract_params(params))
     same = {(tuple(p.shape), id(s)) for p, s in zip(param_leaves, sharding_leaves)}
 
@@ -257,6 +278,6 @@ def state_bytes_per_device(
     if zero1_axis is None:
         layout = state_shardings(optimizer, params, shardings=shardings)
     else:
-        layout = zero1_shardings(optimizer, params, zero1_axis, shardings=shardings)
+        layout = _zero1_shardings(optimizer, params, zero1_axis, shardings, arg="zero1_axis")
     state = jax.eval_shape(optimizer.init, abstract_params(params))
     return bytes_per_device(state, layout)

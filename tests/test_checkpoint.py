@@ -180,7 +180,9 @@ def saved(tmp_path):
 def test_restore_into_another_optimizer_names_the_leaves(saved):
     path, params, _ = saved
     with pytest.raises(gradchain.GradchainError, match=r"opt_state has another tree structure"):
-        checkpoint.restore(path, params, gradchain.momentum(0.1).init(params))
+        checkpoint.restore(
+            path, params, gradchain.momentum(0.1).init(params), allow_other_optimizer=True
+        )
 
 
 def test_restore_into_other_params_names_the_leaf(saved):
@@ -376,7 +378,10 @@ def test_a_header_disagreeing_with_the_metadata_is_refused(saved):
     members = members_of(path)
     members["params['w'].npy"] = npy_bytes(np.zeros((3, 4), np.float32))
     rewrite(path, members)
-    with pytest.raises(checkpoint.CheckpointError, match=r"holds float32\[3, 4\], its metadata"):
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r"holds an array of shape \(3, 4\), its metadata says \(4, 3\)",
+    ):
         checkpoint.restore(path, params, state)
 
 
@@ -559,3 +564,174 @@ def test_a_newer_checkpoint_asks_for_an_upgrade(saved):
         checkpoint.restore(path, params, state)
     with pytest.raises(checkpoint.CheckpointError, match=r"version 3"):
         checkpoint.restore_params(path, params)
+
+
+# --- issue 23: faults never silent, round two -----------------------------------------------
+
+
+def test_saving_to_a_symlink_writes_through_it(tmp_path):
+    real = tmp_path / "runs" / "real.npz"
+    real.parent.mkdir()
+    link = tmp_path / "latest.npz"
+    link.symlink_to(real)
+    params = make_params()
+    state = gradchain.sgd(0.1).init(params)
+    checkpoint.save(link, params, state, 1)
+    checkpoint.save(link, params, state, 2)  # over an existing target too
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert checkpoint.restore(real, params, state)[2] == 2
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "runs"]
+
+
+OTHER_OPTIMIZERS = [
+    ("adam", "nadam"),
+    ("adam", "adam_8bit"),
+    ("adamw", "lamb"),
+    ("momentum", "nesterov"),
+    ("sgd", "sign_sgd"),
+    ("lion", "lion_8bit"),
+]
+
+
+def _optimizer(name):
+    return (
+        getattr(gradchain, name)(0.1, 0.9)
+        if name in ("momentum", "nesterov")
+        else getattr(gradchain, name)(0.1)
+    )
+
+
+@pytest.mark.parametrize("wrote, reads", OTHER_OPTIMIZERS)
+def test_restore_refuses_a_state_written_by_another_optimizer(tmp_path, wrote, reads):
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, params, _optimizer(wrote).init(params), 3)
+    other = jax.eval_shape(_optimizer(reads).init, params)
+    with pytest.raises(checkpoint.CheckpointError, match="written by another optimizer") as e:
+        checkpoint.restore(path, params, other)
+    assert "allow_other_optimizer=True" in str(e.value)
+    # its own optimizer restores it
+    checkpoint.restore(path, params, jax.eval_shape(_optimizer(wrote).init, params))
+
+
+def test_allow_other_optimizer_loads_a_state_with_the_same_leaves(tmp_path):
+    params = {"w": jnp.arange(3.0)}
+    adam = gradchain.adam(0.1)
+    state = adam.update(params, adam.init(params), params)[1]
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, params, state, 1)
+    nadam_like = gradchain.nadam(0.1).init(params)
+    _, loaded, _ = checkpoint.restore(path, params, nadam_like, allow_other_optimizer=True)
+    assert type(loaded).__name__ == "NadamLiveState"
+    assert_trees_identical(jax.tree.leaves(loaded), jax.tree.leaves(state))
+
+
+def test_a_checkpoint_without_an_optimizer_record_still_restores(saved):
+    path, params, state = saved
+    edit_metadata(path, lambda meta: meta.pop("optimizer"))
+    # no record: nothing to compare, so even another optimizer with the same leaves loads
+    checkpoint.restore(path, params, gradchain.nadam(0.01).init(params))
+    assert checkpoint.restore(path, params, state)[2] == 5
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),
+        np.arange(12, dtype=np.float32).reshape(4, 3).T,  # torch_weight.numpy().T
+        np.arange(3, dtype=">f4"),
+        np.asfortranarray(np.arange(6, dtype=">f4").reshape(2, 3)),
+    ],
+    ids=["fortran", "transposed", "big-endian", "fortran-big-endian"],
+)
+def test_fortran_order_and_big_endian_leaves_save_and_restore_equal(tmp_path, leaf):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, {"w": leaf}, (), 1)
+    params, _, _ = checkpoint.restore(path, {"w": leaf}, ())
+    assert params["w"].shape == leaf.shape
+    assert params["w"].dtype == leaf.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(np.asarray(params["w"]), leaf)
+
+
+def test_a_byte_order_mismatch_says_what_differs(saved):
+    path, params, state = saved
+    members = members_of(path)
+    members["params['w'].npy"] = npy_bytes(np.zeros((4, 3), ">f4"))
+    rewrite(path, members)
+    with pytest.raises(checkpoint.CheckpointError, match=r"float32 \(big-endian, '>f4'\)"):
+        checkpoint.restore(path, params, state)
+
+
+def test_restore_from_a_fifo_is_refused_without_waiting(tmp_path):
+    import signal
+
+    fifo = tmp_path / "c.npz"
+    os.mkfifo(fifo)
+
+    def hung(*_):
+        raise AssertionError("restore waited on the FIFO for a writer")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(checkpoint.CheckpointError, match=r"is a FIFO \(named pipe\)"):
+            checkpoint.restore(fifo, {}, ())
+        with pytest.raises(checkpoint.CheckpointError, match="is a directory"):
+            checkpoint.restore_params(tmp_path, {})
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+SAVE_MANY = """
+import sys
+import jax.numpy as jnp
+from gradchain import checkpoint
+
+params = {"w": jnp.ones(4)}
+for step in range(int(sys.argv[2])):
+    checkpoint.save(sys.argv[1], params, (), step)
+print("done")
+"""
+
+
+def test_two_processes_saving_one_path_do_not_remove_each_others_temporaries(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.npz"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVE_MANY, str(path), "400"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and "done" in out, err[-3000:]
+    assert os.listdir(tmp_path) == ["c.npz"]
+    checkpoint.restore(path, {"w": jnp.ones(4)}, ())
+
+
+def test_a_254_character_file_name_saves_and_restores(tmp_path):
+    path = tmp_path / ("c" * 250 + ".npz")
+    params = make_params()
+    state = gradchain.sgd(0.1).init(params)
+    checkpoint.save(path, params, state, 7)
+    checkpoint.save(path, params, state, 8)
+    assert checkpoint.restore(path, params, state)[2] == 8
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_dict_key_longer_than_a_zip_name_round_trips(tmp_path):
+    params = {"k" * 70_000: jnp.arange(3.0), "short": jnp.ones(2)}
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, params, (), 1)
+    restored, _, _ = checkpoint.restore(path, params, ())
+    assert_trees_identical(restored, params)

@@ -412,6 +412,24 @@ def test_accumulate_refuses_a_bad_k():
         gradchain.accumulate(gradchain.sgd(1.0), 2.0)
 
 
+def test_a_k_beyond_the_int32_counter_is_refused_naming_the_argument():
+    too_many = (
+        r"must be an integer <= 2,147,483,647, got 1,000,000,000,000 \(it is counted in an int32\)"
+    )
+    with pytest.raises(gradchain.GradchainError, match="^every_k_schedule " + too_many):
+        gradchain.MultiSteps(gradchain.sgd(0.1), every_k_schedule=10**12)
+    with pytest.raises(gradchain.GradchainError, match="^every_k " + too_many):
+        gradchain.accumulate(gradchain.sgd(1.0), 10**12)
+    params = {"w": jnp.ones(2)}
+    scheduled = gradchain.MultiSteps(gradchain.sgd(0.1), every_k_schedule=lambda step: 10**12)
+    with pytest.raises(gradchain.GradchainError, match="^every_k_schedule's value " + too_many):
+        scheduled.update(params, scheduled.init(params), params)
+    # the largest k the counter holds is accepted
+    big = gradchain.MultiSteps(gradchain.sgd(0.1), every_k_schedule=2**31 - 1)
+    out, _ = big.update(params, big.init(params), params)
+    assert not np.any(np.asarray(out["w"]))
+
+
 # --- skipping non-finite steps -----------------------------------------------------------
 
 

@@ -136,7 +136,22 @@ def saved(tmp_path, opt=None, params=None):
 
 def restore_into_other_state(tmp_path):
     path = saved(tmp_path, params={"w": jnp.ones(2), "b": jnp.ones(2)})
-    checkpoint.restore(path, {"w": jnp.ones(2), "b": jnp.ones(2)}, gradchain.sgd(0.1).init(P))
+    sgd_state = gradchain.sgd(0.1).init(P)
+    checkpoint.restore(
+        path, {"w": jnp.ones(2), "b": jnp.ones(2)}, sgd_state, allow_other_optimizer=True
+    )
+
+
+def restore_other_optimizer(tmp_path):
+    checkpoint.restore(saved(tmp_path), P, gradchain.nadam(0.1).init(P))
+
+
+def zero1_axis_not_in_mesh():
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((1, 1), ("data", "model"))
+    w = jax.ShapeDtypeStruct((4, 2), jnp.float32, sharding=NamedSharding(mesh, PartitionSpec()))
+    gradchain.state_bytes_per_device(gradchain.adam(0.1), {"w": w}, zero1_axis="dta")
 
 
 def restore_other_shape(tmp_path):
@@ -241,6 +256,13 @@ PRODUCERS = {
     "opt_state has another tree structure than the target (only in the file: .hyperparams['b1'], "
     "...)": restore_into_other_state,
     "params at ['w'] has shape (3, 2) in the file, (2, 3) in the target": restore_other_shape,
+    "was written by another optimizer: its state is AdamLiveState(...), the target's is "
+    "NadamLiveState(...)": restore_other_optimizer,
+    "zero1_axis='dta' is not an axis of the params' mesh, whose axes are ('data', 'model')": (
+        zero1_axis_not_in_mesh
+    ),
+    "every_k_schedule must be an integer <= 2,147,483,647, got 1,000,000,000,000 (it is "
+    "counted in an int32)": lambda: gradchain.MultiSteps(gradchain.sgd(0.1), 10**12),
     "... has dtype float32 in the file, bfloat16 in the target": restore_other_dtype,
     "... is not a readable gradchain checkpoint (not an .npz file, or corrupted or "
     "truncated?)": restore_truncated,

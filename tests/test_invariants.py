@@ -424,3 +424,29 @@ def test_set_hyperparam_equals_a_fresh_optimizer_without_recompiling(name):
         want = steps(jax.jit(fresh.update), fresh.init(params))
         assert max_abs_diff(got, want) == 0, arg
         assert max_abs_diff(got, unchanged) > 0, f"{arg} changed nothing in 8 steps"
+
+
+# --- Python-number leaves (issue 23) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_python_float_leaves_update_as_jax_scalars_do(name):
+    # init accepts a Python float (Optax too); update must treat it as jnp.asarray(float)
+    # does: the same numbers, or the same refusal -- never an AttributeError on .dtype.
+    opt = named(name)
+
+    def step(param, grad):
+        return opt.update(grad, opt.init(param), param)
+
+    try:
+        want = step(jnp.asarray(1.0), jnp.asarray(0.5))
+    except gradchain.GradchainError as e:
+        with pytest.raises(gradchain.GradchainError) as got:
+            step(1.0, 0.5)
+        assert str(got.value) == str(e)
+        return
+    got = step(1.0, 0.5)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(gradchain.apply_updates(1.0, got[0])) == float(1.0 + want[0])

@@ -69,3 +69,62 @@ def test_two_processes_give_the_params_of_one_for_replicated_and_zero1_state():
         diff, moved = map(float, re.findall(r"= (\S+) \(moved (\S+)\)", line.group())[0])
         assert diff <= TOLERANCE, line.group()
         assert moved > 1e-2, line.group()  # the params did move: the comparison means something
+
+
+# --- importing gradchain starts no backend (issue 23) ----------------------------------------
+
+
+def _fresh_python(code: str, **env_extra: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter that imports this checkout's gradchain."""
+    env = dict(os.environ, **env_extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_import_gradchain_initialises_no_backend():
+    done = _fresh_python(
+        "import gradchain, jax\n"
+        "from jax._src import xla_bridge\n"
+        f"assert gradchain.__file__.startswith({str(ROOT)!r}), gradchain.__file__\n"
+        "print('initialised:', xla_bridge.backends_are_initialized())\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "initialised: False" in done.stdout, done.stdout
+
+
+def test_xla_flags_set_after_import_gradchain_still_apply():
+    done = _fresh_python(
+        "import os, gradchain\n"
+        "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'\n"
+        "import jax\n"
+        "print('devices:', len(jax.devices('cpu')))\n",
+        JAX_PLATFORMS="cpu",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "devices: 8" in done.stdout, done.stdout
+
+
+def test_jax_distributed_initialize_works_after_import_gradchain():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = _fresh_python(
+        "import gradchain, jax\n"
+        f"jax.distributed.initialize(coordinator_address='localhost:{port}', "
+        "num_processes=1, process_id=0, initialization_timeout=30)\n"
+        "print('processes:', jax.process_count())\n"
+        "jax.distributed.shutdown()\n",
+        JAX_PLATFORMS="cpu",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "processes: 1" in done.stdout, done.stdout

@@ -1,6 +1,7 @@
 """The orthogonal family (transforms/orthogonal.py, optimizers/orthogonal.py): Newton-Schulz
 orthogonalization and Muon."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -46,3 +47,16 @@ def test_muon_refuses_bad_coefficients():
         gradchain.muon(0.01, ns_coeffs=(1.0, 2.0))
     with pytest.raises(gradchain.GradchainError, match="ns_steps"):
         gradchain.muon(0.01, ns_coeffs=((3.0, -4.0, 2.0),) * 2, ns_steps=5)
+
+
+def test_muon_passes_zero_size_matrices_through_as_empty_updates():
+    # a (0, 3) leaf once divided by its fan_in of 0 (ZeroDivisionError); Optax 0.2.8's
+    # contrib.muon still does. No elements: the update is empty, the other leaves step.
+    params = {"w": jnp.zeros((0, 3)), "v": jnp.ones((3, 0)), "x": jnp.ones((4, 3))}
+    opt = gradchain.muon(0.1)
+    for update in (opt.update, jax.jit(opt.update)):
+        out, _ = update(params, opt.init(params), params)
+        assert {k: (u.shape, u.dtype) for k, u in out.items()} == {
+            k: (p.shape, p.dtype) for k, p in params.items()
+        }
+        assert np.all(np.isfinite(np.asarray(out["x"]))) and np.any(np.asarray(out["x"]))

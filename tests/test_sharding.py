@@ -61,3 +61,29 @@ def test_one_device_layout_is_the_params_and_bytes_are_counted_without_allocatin
     scalars = sum(x.dtype.itemsize for x in jax.tree.leaves(state) if x.ndim == 0)
     assert gs.bytes_per_device(state, shardings) == moments + scalars
     assert gs.state_bytes_per_device(opt, params) == moments + scalars
+
+
+# --- issue 23: a ZeRO-1 axis the mesh does not have is refused --------------------------------
+
+
+def test_a_zero1_axis_not_in_the_mesh_names_the_argument_and_the_axes():
+    import pytest
+
+    mesh = jax.make_mesh((1, 1), ("data", "model"))
+    w = jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=NamedSharding(mesh, P()))
+    opt = gradchain.adam(1e-3)
+    with pytest.raises(
+        gradchain.GradchainError,
+        match=r"zero1_axis='dta' is not an axis of the params' mesh, whose axes are "
+        r"\('data', 'model'\)",
+    ):
+        gs.state_bytes_per_device(opt, {"w": w}, zero1_axis="dta")
+    with pytest.raises(gradchain.GradchainError, match=r"^axis='dta' is not an axis"):
+        gs.zero1_shardings(opt, {"w": w}, "dta")
+    # params on no mesh (one device): nothing to split, so nothing to refuse
+    unplaced = {"w": jnp.ones((8, 4))}
+    assert gs.state_bytes_per_device(opt, unplaced, zero1_axis="data") == gs.state_bytes_per_device(
+        opt, unplaced
+    )
+    # the axis it has still works
+    assert gs.state_bytes_per_device(opt, {"w": w}, zero1_axis="data") > 0

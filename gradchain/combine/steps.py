@@ -74,7 +74,7 @@ def accumulate(
     inner = _as_transform(transform)
     call = updater(inner)
     if not isinstance(every_k, jax.core.Tracer):
-        _checks.check_int("every_k", every_k, minimum=1)
+        _checks.check_int("every_k", every_k, minimum=1, maximum=_checks.INT32_MAX)
     _checks.check_dtype("acc_dtype", acc_dtype)
 
     def init(params):
@@ -317,7 +317,7 @@ class MultiSteps:
     ):
         self._opt = _as_transform(opt)
         if not callable(every_k_schedule):
-            _checks.check_int("every_k_schedule", every_k_schedule, minimum=1)
+            _checks.check_int("every_k_schedule", every_k_schedule, 1, _checks.INT32_MAX)
         self._every_k = every_k_schedule
         self._use_grad_mean = use_grad_mean
         self._should_skip = should_skip_update_fn or _never_skip
@@ -330,6 +330,7 @@ class MultiSteps:
 
     def _accumulate(self, every_k: Any) -> GradientTransformation:
         if not isinstance(every_k, jax.core.Tracer):
+            _checks.check_int("every_k_schedule's value", int(every_k), 1, _checks.INT32_MAX)
             every_k = int(every_k)  # a schedule's value, called eagerly
         return accumulate(
             self._opt, every_k, acc_dtype=self._acc_dtype, use_grad_mean=self._use_grad_mean

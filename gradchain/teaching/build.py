@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from gradchain import optimizers
 from gradchain._checks import GradchainError
 
-__all__ = ["Optimizer", "build_optimizer", "parse_learning_rates", "split_names"]
+__all__ = [
+    "Optimizer",
+    "build_optimizer",
+    "int_between",
+    "parse_learning_rates",
+    "parse_names",
+    "split_names",
+]
 
 Optimizer = str | Callable[[Any], Any]  # a gradchain.optimizers name, or lr -> transform
 
@@ -29,6 +37,35 @@ def build_optimizer(optimizer: Optimizer, learning_rate: Any) -> Any:
 def split_names(text: str) -> list[str]:
     """``"sgd, adam,"`` -> ``["sgd", "adam"]``."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_names(text: str, option: str = "--optimizers") -> list[str]:
+    """``split_names`` for an option that needs at least one name, each given once."""
+    names = split_names(text)
+    if not names:
+        raise GradchainError(f"{option} names no optimizer (got {text!r}); give e.g. sgd,adam")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise GradchainError(f"{option} names {', '.join(map(repr, twice))} twice; name each once")
+    return names
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[low, high]``; argparse names the flag when it
+    refuses one (``argument --steps: must be an integer from 1 to 1,000,000, got '0'``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low:,} to {high:,}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def parse_learning_rates(
@@ -53,6 +90,10 @@ def parse_learning_rates(
     out = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
+        if name.strip() in out:
+            raise GradchainError(
+                f"--lr gives {name.strip()!r} a learning rate twice (in {text!r}); give it once"
+            )
         out[name.strip()] = number(value)
     unused = [name for name in out if name not in chosen]
     if unused:

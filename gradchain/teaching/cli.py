@@ -57,6 +57,7 @@ COMMANDS: list[Command] = [
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 _SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+MAX_PARAMS = 10**14  # 100T: far past any model, and its most square matrix is found in ~1 s
 
 
 # --- argument types: each raises ArgumentTypeError, which argparse turns into exit 2 ------
@@ -71,10 +72,10 @@ def parse_count(text: str) -> int:
         value = float(number) * scale
     except ValueError:
         value = -1.0
-    if not (value >= 1 and value == int(value)):
+    if not (1 <= value <= MAX_PARAMS and value == int(value)):  # NaN and inf fail here too
         raise argparse.ArgumentTypeError(
-            "expected a whole number of parameters >= 1 (e.g. 1000000, 1e6, 125M, 7B), "
-            f"got {text!r}"
+            f"expected a whole number of parameters from 1 to {MAX_PARAMS:.0e} (e.g. 1000000, "
+            f"1e6, 125M, 7B), got {text!r}"
         )
     return int(value)
 

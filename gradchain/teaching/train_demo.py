@@ -30,7 +30,13 @@ from gradchain import text_table as table
 from gradchain._checks import GradchainError
 from gradchain.base import apply_updates
 from gradchain.memory import memory_report
-from gradchain.teaching.build import Optimizer, build_optimizer, parse_learning_rates, split_names
+from gradchain.teaching.build import (
+    Optimizer,
+    build_optimizer,
+    int_between,
+    parse_learning_rates,
+    parse_names,
+)
 from gradchain.teaching.figure import check_output_path, new_figure
 
 __all__ = [
@@ -337,6 +343,12 @@ def plot_histories(
 # --- command line --------------------------------------------------------------------------
 
 
+MAX_STEPS = 1_000_000
+MAX_BATCH = 1_000_000  # a batch is an index array and its rows: 1e6 points is ~24 MB
+MAX_HIDDEN = 4096  # a hidden x hidden matrix and Adam's two moments: ~200 MB at 4096
+MAX_SEED = 2**31 - 2  # numpy takes any seed >= 0; the test data uses seed + 1, JAX's key an int32
+
+
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the demo's options to ``parser`` (``python -m gradchain train``)."""
     parser.description = (
@@ -354,23 +366,43 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="one learning rate for all (0.01), or per optimizer (adam=0.01,sgd=0.3); "
         "default: tuned per optimizer, see gradchain.teaching.train_demo",
     )
-    parser.add_argument("--steps", type=int, default=2000, help="steps per optimizer (%(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=64, help="units per hidden layer (64)")
-    parser.add_argument("--seed", type=int, default=0, help="data and init seed (0)")
     parser.add_argument(
-        "--out", default="train.png", help="the PNG to write; '' for none (default: train.png)"
+        "--steps",
+        type=int_between(1, MAX_STEPS),
+        default=2000,
+        help=f"steps per optimizer, at most {MAX_STEPS:,} (%(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int_between(1, MAX_BATCH),
+        default=128,
+        help=f"points per step, drawn with replacement, at most {MAX_BATCH:,} (%(default)s)",
+    )
+    parser.add_argument(
+        "--hidden",
+        type=int_between(1, MAX_HIDDEN),
+        default=64,
+        help=f"units per hidden layer, at most {MAX_HIDDEN:,} (%(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int_between(0, MAX_SEED),
+        default=0,
+        help=f"data and init seed, 0 to {MAX_SEED:,} (%(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default="train.png",
+        help="the figure to write (.png, .pdf, .svg, .jpg; no suffix: .png); '' for none "
+        "(default: train.png)",
     )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Train with every optimizer in ``args``; print progress and a summary; write the PNG."""
-    if args.out:
-        check_output_path(args.out)
-    if args.steps < 1:
-        raise GradchainError(f"--steps must be >= 1, got {args.steps}")
-    names = split_names(args.optimizers)
+    out = check_output_path(args.out) if args.out else ""  # .png added if it had no suffix
+    names = parse_names(args.optimizers)
     lrs = parse_learning_rates(args.lr, names)  # the race's syntax
     data = (*make_spirals(seed=args.seed), *make_spirals(seed=args.seed + 1))
     print(
@@ -414,13 +446,17 @@ def run(args: argparse.Namespace) -> int:
             note="final loss = mean training loss of the last 50 batches",
         )
     )
-    if args.out:
+    if out:
         try:
-            plot_histories(histories, args.out, data)
+            plot_histories(histories, out, data)
         except ImportError as e:
             print(f"train: no PNG written: {e}", file=sys.stderr)
             return 0
-        print(f"wrote {args.out}")
+        except OSError as e:  # the folder was checked; the disk may have filled up since
+            raise GradchainError(
+                f"--out {out!r}: writing the figure failed ({e.strerror or e})"
+            ) from None
+        print(f"wrote {out}")
     return 0
 
 

@@ -50,7 +50,7 @@ def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> GradientTransf
     """
     dtype = getattr(random_seed, "dtype", None)
     if random_seed is None:
-        key = None  # PRNGKey(0), made by init: building a key here would touch a device
+        key = None  # PRNGKey(0), made in init: building it here would start a backend at import
     elif dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(random_seed)
     elif dtype == jnp.uint32 and jnp.shape(random_seed) == (2,):
@@ -61,7 +61,8 @@ def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> GradientTransf
         )
 
     def init(params):
-        return HutchinsonState(key=jax.random.PRNGKey(0) if key is None else jnp.array(key, copy=True))
+        start = jax.random.PRNGKey(0) if key is None else key
+        return HutchinsonState(key=jnp.array(start, copy=True))
 
     def update(updates, state, params=None, *, obj_fn=None, **extra):
         if params is None:

@@ -155,7 +155,7 @@ def scale_by_shape(consistent_rms: float | None = None) -> GradientTransformatio
             _check_matrix(u, "scale_by_shape")
             fan_in, fan_out = u.shape
             if consistent_rms is None:
-                factor = np.sqrt(max(1.0, fan_out / fan_in))
+                factor = np.sqrt(max(1.0, fan_out / fan_in)) if fan_in else 1.0  # 0 x n: empty
             else:
                 factor = np.sqrt(max(fan_in, fan_out)) * consistent_rms
             c = compute_dtype(u.dtype)

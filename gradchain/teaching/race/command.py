@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from gradchain._checks import GradchainError
-from gradchain.teaching.build import parse_learning_rates, split_names
+from gradchain.teaching.build import int_between, parse_learning_rates, parse_names, split_names
 from gradchain.teaching.figure import check_output_path
 from gradchain.teaching.race.defaults import DEFAULT_OPTIMIZERS, GRID
 from gradchain.teaching.race.landscapes import FUNCTIONS
@@ -18,7 +18,9 @@ from gradchain.teaching.race.plots import plot_race, plot_sweep
 from gradchain.teaching.race.runner import race
 from gradchain.teaching.race.tables import format_sweep, format_table
 
-__all__ = ["configure", "main", "run"]
+__all__ = ["MAX_STEPS", "configure", "main", "run"]
+
+MAX_STEPS = 1_000_000  # each run keeps its whole path: 1e6 steps is ~16 MB per optimizer
 
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -39,7 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "default: the best of the sweep per optimizer and function, see --sweep",
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="steps per run (default: per function)"
+        "--steps",
+        type=int_between(1, MAX_STEPS),
+        default=None,
+        help=f"steps per run, at most {MAX_STEPS:,} (default: per function)",
     )
     parser.add_argument(
         "--function",
@@ -55,7 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         default=None,
-        help="the PNG to write; '' for none (default: race.png, or sweep.png with --sweep)",
+        help="the figure to write (.png, .pdf, .svg, .jpg; no suffix: .png); '' for none "
+        "(default: race.png, or sweep.png with --sweep)",
     )
     return parser
 
@@ -65,18 +71,16 @@ def run(args: argparse.Namespace) -> int:
     Bad input raises GradchainError before anything runs. Returns the exit code."""
     out = ("sweep.png" if args.sweep else "race.png") if args.out is None else args.out
     if out:
-        check_output_path(out)
+        out = check_output_path(out)  # with .png added if it had no suffix
     functions = list(FUNCTIONS) if args.function in ("all", "") else split_names(args.function)
     unknown = [f for f in functions if f not in FUNCTIONS]
     if unknown:
         raise GradchainError(
             f"unknown function {unknown[0]!r}; choose from: {', '.join(FUNCTIONS)}"
         )
-    if args.steps is not None and args.steps < 1:
-        raise GradchainError(f"--steps must be >= 1, got {args.steps}")
     if args.sweep and args.lr:
         raise GradchainError("--lr and --sweep do not combine: the sweep tries every rate")
-    optimizers = split_names(args.optimizers)
+    optimizers = parse_names(args.optimizers)
     learning_rates = parse_learning_rates(args.lr, optimizers)
     began = time.perf_counter()
     if args.sweep:
@@ -96,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as e:
             print(f"race: no PNG written: {e}", file=sys.stderr)
             return 0
+        except OSError as e:  # the folder was checked; the disk may have filled up since
+            raise GradchainError(
+                f"--out {out!r}: writing the figure failed ({e.strerror or e})"
+            ) from None
         print(f"wrote {out}")
     return 0
 
