@@ -282,14 +282,15 @@ def comparable_outputs(nb) -> list[tuple[int, str]]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        texts = []
+        text = ""  # a stream may arrive in chunks that split a line: join them as they came
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
-                texts.append(out["text"])
+                text += out["text"]
             elif out.get("output_type") in ("execute_result", "display_data"):
                 if "image/png" not in out.get("data", {}):
-                    texts.append(out.get("data", {}).get("text/plain", ""))
-        lines = "".join(t if t.endswith("\n") else t + "\n" for t in texts).splitlines()
+                    result = out.get("data", {}).get("text/plain", "")
+                    text += ("\n" if text and not text.endswith("\n") else "") + result + "\n"
+        lines = text.splitlines()
         lines = [ln.rstrip() for ln in lines if not any(p.match(ln) for p in NOTEBOOK_TIMING)]
         text = re.sub(r" at 0x[0-9a-f]+", " at 0x...", "\n".join(lines))
         if text:
