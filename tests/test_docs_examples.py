@@ -30,7 +30,7 @@ PRELUDE = "import jax, jax.numpy as jnp, numpy as np, gradchain"
 
 # page -> number of blocks marked <!-- no-run: ... -->
 SKIPPED = {
-    "README.md": 2,
+    "README.md": 1,
     "memory_saving.md": 1,
     "memory_spending.md": 1,
     "orbax.md": 2,
