@@ -668,3 +668,40 @@ def test_export_round_trips_through_from_torch_state_dict(torch64):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(gradchain.GradchainError, match="gradchain.torch"):
         gt.to_torch_state_dict(gradchain.adam(1e-3), state, half)
+
+
+def test_plain_sgd_equals_torch_to_rounding_not_bit_for_bit(torch64):
+    """docs/porting_from_torch.md: torch fuses -lr * g into its in-place add (one rounding),
+    gradchain rounds the update and then the sum. Measured: 5,644 of 10,000 entries differ
+    after 200 float64 steps, by at most 8.9e-16."""
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=(100, 100))
+    theirs = torch.nn.Parameter(torch.tensor(p0))
+    topt = torch.optim.SGD([theirs], lr=0.01)
+    opt = gt.SGD(lr=0.01)
+    params = jnp.asarray(p0)
+    state = opt.init(params)
+    step = jax.jit(opt.update)
+    for _ in range(200):
+        g = rng.normal(size=(100, 100))
+        theirs.grad = torch.tensor(g)
+        topt.step()
+        updates, state = step(jnp.asarray(g), state, params)
+        params = gradchain.apply_updates(params, updates)
+    ours, want = np.asarray(params), theirs.detach().numpy()
+    assert np.max(np.abs(ours - want)) <= 2e-15
+    assert 1_000 < int(np.sum(ours != want)) < 9_000  # last bits, in about half the entries
+
+
+def test_export_round_trip_is_bit_for_bit_with_the_step_count(torch64):
+    """SGD with momentum keeps no step count in torch's state: without step= it comes back 1."""
+    opt = gt.SGD(lr=0.01, momentum=0.9)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    for i in range(20):
+        updates, state = opt.update({"w": jnp.full(3, 0.1 * i)}, state, params)
+        params = gradchain.apply_updates(params, updates)
+    exported = gt.to_torch_state_dict(opt, state, params)
+    back = gt.from_torch_state_dict(opt, exported, params, step=20)
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.array_equal(a, b), state, back))
+    assert int(gt.from_torch_state_dict(opt, exported, params).inner[0].count) == 1
