@@ -59,6 +59,9 @@ from gradchain.optimizers.parameter_free import (
     dadapt_adamw,
     prodigy,
 )
+from gradchain.optimizers.privacy import (
+    dpsgd,
+)
 from gradchain.optimizers.quantized import (
     adam_4bit,
     adam_8bit,
@@ -114,6 +117,7 @@ __all__ = [
     "amsgrad",
     "cocob",
     "dadapt_adamw",
+    "dpsgd",
     "fromage",
     "lamb",
     "lars",

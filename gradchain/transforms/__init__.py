@@ -135,6 +135,12 @@ from gradchain.transforms.preconditioners import (
     scale_by_stddev,
     scale_by_surprise_rms,
 )
+from gradchain.transforms.privacy import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
 from gradchain.transforms.quantized import (
     Quantized,
     QuantizedArray,
@@ -205,6 +211,8 @@ __all__ = [
     "MomentumState",
     "NadamScheduleState",
     "OptimisticGradientState",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
     "PreviousRmsState",
     "ProdigyState",
     "Quantized",
@@ -238,6 +246,8 @@ __all__ = [
     "clip_by_block_rms",
     "clip_by_global_norm",
     "dequantize",
+    "differentially_private_aggregate",
+    "DifferentiallyPrivateAggregateState",
     "ema",
     "global_norm",
     "hutchinson_estimator_diag_hessian",
