@@ -23,11 +23,14 @@ from gradchain.transforms.additive import (
 )
 from gradchain.transforms.clipping import (
     ZeroNansState,
+    adaptive_grad_clip,
     clip,
     clip_by_global_norm,
     global_norm,
     keep_params_nonnegative,
     scale_by_param_block_norm,
+    unitwise_clip,
+    unitwise_norm,
     zero_nans,
 )
 from gradchain.transforms.curvature import (
@@ -96,6 +99,10 @@ from gradchain.transforms.momentum import (
     scale_by_momentum,
     scale_by_sgd_momentum,
     trace,
+)
+from gradchain.transforms.normalization import (
+    centralize,
+    normalize_by_update_norm,
 )
 from gradchain.transforms.orthogonal import (
     newton_schulz,
@@ -185,12 +192,14 @@ from gradchain.transforms.sm3 import (
 __all__ = [
     "GradientTransformationExtraArgs",
     "AdadeltaState",
+    "adaptive_grad_clip",
     "AddNoiseState",
     "AdditiveRmsState",
     "AmsgradRawState",
     "BacktrackingLinesearchState",
     "BeliefState",
     "BiasCorrectState",
+    "centralize",
     "CocobState",
     "DE4",
     "DE4_NEAREST",
@@ -255,6 +264,7 @@ __all__ = [
     "kahan_summation",
     "keep_params_nonnegative",
     "newton_schulz",
+    "normalize_by_update_norm",
     "quantize",
     "quantize_4bit",
     "quantized_moments",
@@ -314,6 +324,8 @@ __all__ = [
     "schedule_free_average",
     "stochastic_rounding",
     "trace",
+    "unitwise_clip",
+    "unitwise_norm",
     "value_and_grad_from_state",
     "zero_nans",
 ]
