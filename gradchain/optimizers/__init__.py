@@ -26,6 +26,10 @@ from gradchain.optimizers.additive import (
 from gradchain.optimizers.curvature import (
     sophia,
 )
+from gradchain.optimizers.distance_over_gradients import (
+    dog,
+    dowg,
+)
 from gradchain.optimizers.dual_averaging import (
     madgrad,
 )
@@ -117,6 +121,8 @@ __all__ = [
     "amsgrad",
     "cocob",
     "dadapt_adamw",
+    "dog",
+    "dowg",
     "dpsgd",
     "fromage",
     "lamb",

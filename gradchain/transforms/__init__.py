@@ -40,6 +40,14 @@ from gradchain.transforms.curvature import (
     scale_by_hessian_diagonal,
     scale_by_sophia,
 )
+from gradchain.transforms.distance_over_gradients import (
+    DistanceOverGradientsState,
+    DogState,
+    DowgState,
+    scale_by_distance_over_gradients,
+    scale_by_dog,
+    scale_by_dowg,
+)
 from gradchain.transforms.dual_averaging import (
     MadgradState,
     scale_by_madgrad,
@@ -257,6 +265,9 @@ __all__ = [
     "dequantize",
     "differentially_private_aggregate",
     "DifferentiallyPrivateAggregateState",
+    "DistanceOverGradientsState",
+    "DogState",
+    "DowgState",
     "ema",
     "global_norm",
     "hutchinson_estimator_diag_hessian",
@@ -281,6 +292,9 @@ __all__ = [
     "scale_by_belief",
     "scale_by_cocob",
     "scale_by_dadapt_adam",
+    "scale_by_distance_over_gradients",
+    "scale_by_dog",
+    "scale_by_dowg",
     "scale_by_factored_rms",
     "scale_by_gradient_difference",
     "scale_by_hessian_diagonal",
