@@ -63,6 +63,10 @@ from gradchain.optimizers.parameter_free import (
     dadapt_adamw,
     prodigy,
 )
+from gradchain.optimizers.polyak import (
+    momo,
+    momo_adam,
+)
 from gradchain.optimizers.privacy import (
     dpsgd,
 )
@@ -132,6 +136,8 @@ __all__ = [
     "lion_8bit",
     "madgrad",
     "momentum",
+    "momo",
+    "momo_adam",
     "muon",
     "nadam",
     "nadamw",

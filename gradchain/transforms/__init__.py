@@ -132,6 +132,10 @@ from gradchain.transforms.plateau import (
     reduce_on_plateau,
 )
 from gradchain.transforms.polyak import (
+    MomoAdamState,
+    MomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
     scale_by_polyak,
 )
 from gradchain.transforms.preconditioners import (
@@ -226,6 +230,8 @@ __all__ = [
     "MadgradState",
     "MechanicState",
     "MomentumState",
+    "MomoAdamState",
+    "MomoState",
     "NadamScheduleState",
     "OptimisticGradientState",
     "per_example_global_norm_clip",
@@ -307,6 +313,8 @@ __all__ = [
     "scale_by_madgrad",
     "scale_by_mechanic",
     "scale_by_momentum",
+    "scale_by_momo",
+    "scale_by_momo_adam",
     "scale_by_newton_schulz",
     "scale_by_novograd",
     "scale_by_optimistic_gradient",
