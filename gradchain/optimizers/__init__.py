@@ -12,12 +12,14 @@ from gradchain.optimizers.adadelta import (
     adadelta,
 )
 from gradchain.optimizers.adam import (
+    acprop,
     adabelief,
     adamaxw,
     adan,
     ademamix,
     adopt,
     nadamw,
+    simplified_ademamix,
     yogi,
 )
 from gradchain.optimizers.additive import (
@@ -107,6 +109,7 @@ from gradchain.optimizers.textbook import (
 )
 
 __all__ = [
+    "acprop",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -158,6 +161,7 @@ __all__ = [
     "shampoo",
     "sign_sgd",
     "signum",
+    "simplified_ademamix",
     "sm3",
     "soap",
     "sophia",

@@ -8,17 +8,22 @@ from gradchain.transforms.adadelta import (
     scale_by_adadelta,
 )
 from gradchain.transforms.adam import (
+    AcpropState,
+    scale_by_acprop,
     scale_by_adam,
     scale_by_adamax,
     scale_by_adan,
     scale_by_amsgrad,
     scale_by_belief,
+    scale_by_simplified_ademamix,
     scale_by_yogi,
 )
 from gradchain.transforms.additive import (
     AddNoiseState,
+    ScaledGradientState,
     ScaledParamsState,
     add_noise,
+    add_scaled_gradient,
     add_scaled_params,
 )
 from gradchain.transforms.clipping import (
@@ -202,6 +207,7 @@ from gradchain.transforms.sm3 import (
 )
 
 __all__ = [
+    "AcpropState",
     "GradientTransformationExtraArgs",
     "AdadeltaState",
     "adaptive_grad_clip",
@@ -261,6 +267,7 @@ __all__ = [
     "ZoomLinesearchState",
     "add_decayed_weights",
     "add_noise",
+    "add_scaled_gradient",
     "add_scaled_params",
     "add_slow_momentum",
     "bias_correct",
@@ -287,6 +294,7 @@ __all__ = [
     "quantized_moments",
     "reduce_on_plateau",
     "scale",
+    "scale_by_acprop",
     "scale_by_adadelta",
     "scale_by_adam",
     "scale_by_adamax",
@@ -335,6 +343,7 @@ __all__ = [
     "scale_by_shampoo",
     "scale_by_shape",
     "scale_by_sign",
+    "scale_by_simplified_ademamix",
     "scale_by_sm3",
     "scale_by_soap",
     "scale_by_sophia",
@@ -343,6 +352,7 @@ __all__ = [
     "scale_by_trust_ratio",
     "scale_by_yogi",
     "scale_by_zoom_linesearch",
+    "ScaledGradientState",
     "schedule_free_average",
     "stochastic_rounding",
     "trace",
