@@ -60,6 +60,8 @@ from gradchain.combine import (
     PartitionState,
     SAMState,
     SkipState,
+    SplitRealAndImaginaryArrays,
+    SplitRealAndImaginaryState,
     accumulate,
     apply_if_finite,
     graft,
@@ -76,6 +78,7 @@ from gradchain.combine import (
     schedule_free_eval_params,
     set_to_zero,
     skip_non_finite,
+    split_real_and_imaginary,
 )
 from gradchain.fused import (
     GroupedState,
@@ -503,6 +506,9 @@ __all__ = [
     "sm3",
     "soap",
     "sophia",
+    "split_real_and_imaginary",
+    "SplitRealAndImaginaryArrays",
+    "SplitRealAndImaginaryState",
     "yogi",
     "constant_schedule",
     "cosine_decay_schedule",
