@@ -118,7 +118,9 @@ from gradchain.transforms.normalization import (
     normalize_by_update_norm,
 )
 from gradchain.transforms.orthogonal import (
+    MuonDimensionNumbers,
     newton_schulz,
+    scale_by_muon,
     scale_by_newton_schulz,
     scale_by_shape,
 )
@@ -238,6 +240,7 @@ __all__ = [
     "MomentumState",
     "MomoAdamState",
     "MomoState",
+    "MuonDimensionNumbers",
     "NadamScheduleState",
     "OptimisticGradientState",
     "per_example_global_norm_clip",
@@ -323,6 +326,7 @@ __all__ = [
     "scale_by_momentum",
     "scale_by_momo",
     "scale_by_momo_adam",
+    "scale_by_muon",
     "scale_by_newton_schulz",
     "scale_by_novograd",
     "scale_by_optimistic_gradient",
