@@ -72,7 +72,9 @@ def test_inf_starts_at_max_learning_rate_even_after_a_zero_step():
     p = {"x": jnp.asarray([1.0, 2.0, -1.0, 0.5])}
     state = t.init(p)._replace(learning_rate=jnp.zeros([]))  # inf * 0 would be NaN
     g = jax.grad(objective)(p)
-    _, state = t.update(-g, state, p, value=objective(p), grad=g, value_fn=objective)
+    descent = jax.tree.map(jnp.negative, g)
+    _, state = t.update(descent, state, p, value=objective(p), grad=g, value_fn=objective)
+    assert float(state.learning_rate) > 0  # a step was found, from max_learning_rate down
     assert bool(jnp.isfinite(state.learning_rate))
 
 
