@@ -42,8 +42,14 @@ def _check_batched(who: str, grads: Any) -> list[jax.Array]:
     return leaves
 
 
+def _floating(g: jax.Array) -> jax.Array:
+    """An integer leaf (Optax's examples use them) as float32, the dtype Optax's sum gives."""
+    return g if jnp.issubdtype(g.dtype, jnp.inexact) else g.astype(jnp.float32)
+
+
 def _clip_one(leaves: list[jax.Array], l2_norm_clip: Any) -> tuple[list[jax.Array], jax.Array]:
     """Sum over the batch of each example's gradient scaled to global norm <= l2_norm_clip."""
+    leaves = [_floating(g) for g in leaves]
     c = compute_dtype(*(real_dtype(jnp.result_type(g)) for g in leaves))
     sq = sum(jnp.sum(abs_sq(g, c).reshape(g.shape[0], -1), axis=1) for g in leaves)
     norms = jnp.sqrt(sq)  # one per example
@@ -61,8 +67,9 @@ def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, 
     r"""Clip each example's gradient to global L2 norm ``l2_norm_clip``, then sum the batch.
 
     Update:     n_i = ||g_i|| over all leaves of example i ;  out = sum_i min(1, C / n_i) g_i
-    Returns:    (the clipped sum, shaped like one example; how many examples were clipped, an
-                int32 scalar). A zero example is never clipped (also with C = 0).
+    Returns:    (the clipped sum, shaped like one example, in the leaves' dtype (float32 for
+                integer leaves); how many examples were clipped, an int32 scalar). A zero
+                example is never clipped (also with C = 0).
     Args:       grads -- a tree of per-example gradients (batch on axis 0 of every leaf).
                 l2_norm_clip -- C >= 0 (``inf``: no clipping).
     Reference:  Abadi et al., "Deep Learning with Differential Privacy", 2016.
