@@ -1,4 +1,4 @@
-"""Differential privacy (transforms/privacy.py, optimizers/privacy.py) against Optax's
+"""Differential privacy (transforms/privacy.py) against Optax's
 functions of the same name, float32 and float64. Tolerances measured once and frozen, the
 measured number beside each."""
 
@@ -59,11 +59,12 @@ def test_per_example_layer_norm_clip_matches_optax(dtype, uniform):
 
 
 @pytest.mark.parametrize("momentum", [None, 0.9])
-def test_dpsgd_matches_optax_draw_for_draw(dtype, momentum):
+def test_dp_sgd_chain_matches_optax_dpsgd_draw_for_draw(dtype, momentum):
     params = {"a": jnp.zeros((3, 2), dtype), "b": jnp.zeros(4, dtype)}
     results = []
+    sgd = gradchain.sgd(0.1) if momentum is None else gradchain.sgd(0.1, momentum)
     for opt in (
-        gradchain.dpsgd(0.1, 1.0, 0.5, 3, momentum=momentum),
+        gradchain.chain(gradchain.differentially_private_aggregate(1.0, 0.5, 3), sgd),
         optax.contrib.dpsgd(0.1, 1.0, 0.5, 3, momentum=momentum),
     ):
         with reference_promotion():
@@ -93,6 +94,6 @@ def test_bad_input_names_the_problem():
     with pytest.raises(gradchain.GradchainError, match="l2_norm_clip"):
         gradchain.differentially_private_aggregate(-1.0, 1.0, 0)
     with pytest.raises(gradchain.GradchainError, match="noise_multiplier"):
-        gradchain.dpsgd(0.1, 1.0, -1.0, 0)
+        gradchain.differentially_private_aggregate(1.0, -1.0, 0)
     with pytest.raises(gradchain.GradchainError, match="batch on axis 0"):
         gradchain.per_example_global_norm_clip({"a": jnp.zeros((3, 2)), "b": jnp.zeros(4)}, 1.0)

@@ -69,9 +69,6 @@ from gradchain.optimizers.polyak import (
     momo,
     momo_adam,
 )
-from gradchain.optimizers.privacy import (
-    dpsgd,
-)
 from gradchain.optimizers.quantized import (
     adam_4bit,
     adam_8bit,
@@ -130,7 +127,6 @@ __all__ = [
     "dadapt_adamw",
     "dog",
     "dowg",
-    "dpsgd",
     "fromage",
     "lamb",
     "lars",

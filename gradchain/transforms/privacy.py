@@ -4,8 +4,9 @@ Family: privacy. These take *per-example* gradients -- every leaf with the batch
 as ``jax.vmap(jax.grad(loss), in_axes=(None, 0))`` gives them -- and return one gradient shaped
 like the params. The two clipping functions are plain functions of a tree (Optax's
 ``per_example_global_norm_clip`` and ``per_example_layer_norm_clip``); the transform
-``differentially_private_aggregate`` is their use inside a chain, where it must stand first
-(``gradchain.dpsgd`` in ``optimizers/privacy.py``). Accumulating wrappers (``apply_every``,
+``differentially_private_aggregate`` is their use inside a chain, where it must stand first:
+DP-SGD is ``chain(differentially_private_aggregate(C, sigma, key), sgd(lr))`` (Optax's
+``contrib.dpsgd``). Accumulating wrappers (``apply_every``,
 ``MultiSteps``) do not compose with it: the aggregation is the point.
 """
 
