@@ -268,7 +268,7 @@ def scale_by_newton_schulz(
                 out = (scale * out.astype(c)).astype(u.dtype)
             return out
 
-        return jax.tree.map(orthogonalize, updates, dims_tree, is_leaf=lambda x: x is None), state
+        return jax.tree.map(orthogonalize, updates, dims_tree), state
 
     return GradientTransformation(init, update, name="scale_by_newton_schulz", preprocessing=False)
 
@@ -307,7 +307,7 @@ def scale_by_shape(
             c = compute_dtype(u.dtype)
             return (u.astype(c) * jnp.asarray(factor, c)).astype(u.dtype)
 
-        return jax.tree.map(scale_leaf, updates, dims_tree, is_leaf=lambda x: x is None), state
+        return jax.tree.map(scale_leaf, updates, dims_tree), state
 
     return GradientTransformation(init, update, name="scale_by_shape", preprocessing=False)
 
