@@ -15,7 +15,13 @@ import jax.numpy as jnp
 from typing import Any, NamedTuple
 
 from gradchain import _checks
-from gradchain.base import EmptyState, GradientTransformation, LearningRate, describe
+from gradchain.base import (
+    EmptyState,
+    GradientTransformation,
+    LearningRate,
+    describe,
+    tree_map_split,
+)
 from gradchain.transforms.moment_math import abs_sq, cast, compute_dtype, increment, scalar_dtype
 
 __all__ = [
@@ -263,10 +269,7 @@ def scale_by_momo_adam(
             v = d2.astype(k) * cast(v, k) + (1 - d2).astype(k) * gk * gk
             return m, v
 
-        pairs = jax.tree.map(moments, state.exp_avg, state.exp_avg_sq, updates)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
-        m_k = jax.tree.map(lambda x: x[0], pairs, is_leaf=is_pair)
-        v_k = jax.tree.map(lambda x: x[1], pairs, is_leaf=is_pair)
+        m_k, v_k = tree_map_split(moments, 2, state.exp_avg, state.exp_avg_sq, updates)
         bc2 = 1 - d2 ** t.astype(c)
         denom = jax.tree.map(lambda v: jnp.asarray(eps, v.dtype) + jnp.sqrt(v / bc2.astype(v.dtype)), v_k)
         weighted = jax.tree.map(lambda m, d: m / d, m_k, denom)
