@@ -90,7 +90,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

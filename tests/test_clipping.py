@@ -45,7 +45,9 @@ def diff(name, dtype):
         want, _ = theirs().update(g, theirs().init(p), p)
     for a, x in zip(jax.tree.leaves(got), jax.tree.leaves(g)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+    return max(
+        float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -59,7 +61,9 @@ def test_unitwise_norm_matches_optax(dtype, axis):
     with reference_promotion():
         want = optax.transforms.unitwise_norm(x, axis)
     # measured relative difference 0.0 (float32) / 0.0 (float64); bound: a few ulps
-    np.testing.assert_allclose(gradchain.unitwise_norm(x, axis), want, rtol=1e-6 if dtype == jnp.float32 else 1e-15)
+    np.testing.assert_allclose(
+        gradchain.unitwise_norm(x, axis), want, rtol=1e-6 if dtype == jnp.float32 else 1e-15
+    )
 
 
 def test_clipped_units_have_the_bound_as_norm():

@@ -16,7 +16,9 @@ STEPS = 100
 def problem(dtype):
     cdtype = jnp.complex64 if dtype == jnp.float32 else jnp.complex128
     k = jax.random.split(jax.random.key(0), 3)
-    a = jax.lax.complex(jax.random.normal(k[0], (5, 3), dtype), jax.random.normal(k[1], (5, 3), dtype))
+    a = jax.lax.complex(
+        jax.random.normal(k[0], (5, 3), dtype), jax.random.normal(k[1], (5, 3), dtype)
+    )
     y = jax.random.normal(k[2], (5,), dtype).astype(cdtype)
 
     def f(p):
@@ -43,8 +45,14 @@ CASES = {
         lambda: optax.contrib.split_real_and_imaginary(optax.adam(0.05)),
     ),
     "adamw-in-chain": (
-        lambda: gradchain.chain(gradchain.clip_by_global_norm(1.0), gradchain.split_real_and_imaginary(gradchain.adamw(0.05))),
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.contrib.split_real_and_imaginary(optax.adamw(0.05))),
+        lambda: gradchain.chain(
+            gradchain.clip_by_global_norm(1.0),
+            gradchain.split_real_and_imaginary(gradchain.adamw(0.05)),
+        ),
+        lambda: optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.contrib.split_real_and_imaginary(optax.adamw(0.05)),
+        ),
     ),
 }
 # max |params difference| after 100 steps (params ~1), float32 / float64, measured:
@@ -63,7 +71,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

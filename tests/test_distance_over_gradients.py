@@ -16,7 +16,10 @@ oc = optax.contrib
 
 
 def quadratic(dtype):
-    scales = {"w": jnp.linspace(0.5, 8.0, 12, dtype=dtype).reshape(4, 3), "b": jnp.asarray([1.0, 2.0, 4.0], dtype)}
+    scales = {
+        "w": jnp.linspace(0.5, 8.0, 12, dtype=dtype).reshape(4, 3),
+        "b": jnp.asarray([1.0, 2.0, 4.0], dtype),
+    }
 
     def f(p):
         return sum(0.5 * jnp.sum(scales[k] * (p[k] - 0.5) ** 2) for k in p)
@@ -42,8 +45,12 @@ CASES = {  # name: (gradchain's, Optax's)
         lambda dt: oc.dog(0.5, ("distance", 1e-3), 1e-6, 1e-2),
     ),
     "dog-learning_rate": (
-        lambda dt: gradchain.dog(init_step=("learning_rate", 0.01), mask={"w": True, "b": False}, weight_decay=0.1),
-        lambda dt: oc.dog(init_step=("learning_rate", 0.01), mask={"w": True, "b": False}, weight_decay=0.1),
+        lambda dt: gradchain.dog(
+            init_step=("learning_rate", 0.01), mask={"w": True, "b": False}, weight_decay=0.1
+        ),
+        lambda dt: oc.dog(
+            init_step=("learning_rate", 0.01), mask={"w": True, "b": False}, weight_decay=0.1
+        ),
     ),
     "dowg": (lambda dt: gradchain.dowg(), lambda dt: oc.dowg()),
     "dowg-tuned": (
@@ -55,7 +62,9 @@ CASES = {  # name: (gradchain's, Optax's)
         lambda dt: optax.scale_by_distance_over_gradients(global_scale=-1.0),
     ),
     "ldog-tuned": (
-        lambda dt: gradchain.chain(gradchain.scale_by_distance_over_gradients(1e-4, 1e-6, dt, -0.5)),
+        lambda dt: gradchain.chain(
+            gradchain.scale_by_distance_over_gradients(1e-4, 1e-6, dt, -0.5)
+        ),
         lambda dt: optax.scale_by_distance_over_gradients(1e-4, 1e-6, dt, -0.5),
     ),
 }
@@ -82,7 +91,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -15,7 +15,10 @@ STEPS = 40
 
 def problem(dtype):
     k = jax.random.split(jax.random.key(2), 2)
-    target = {"w": jax.random.normal(k[0], (130, 129), dtype), "b": jax.random.normal(k[1], (5,), dtype)}
+    target = {
+        "w": jax.random.normal(k[0], (130, 129), dtype),
+        "b": jax.random.normal(k[1], (5,), dtype),
+    }
 
     def f(p):
         return sum(0.5 * jnp.sum((p[n] - target[n]) ** 2) for n in p)
@@ -40,16 +43,28 @@ def capped(step, decay_rate):  # Zhai et al.'s schedule: beta capped at 0.999
 
 CASES = {  # name: (gradchain's, Optax's); the direction, then a fixed step
     "optax-keywords": (
-        lambda: gradchain.chain(gradchain.scale_by_factored_rms(True, 0.8, step_offset=0, epsilon=1e-20), gradchain.scale(-0.05)),
-        lambda: optax.chain(optax.scale_by_factored_rms(True, 0.8, step_offset=0, epsilon=1e-20), optax.scale(-0.05)),
+        lambda: gradchain.chain(
+            gradchain.scale_by_factored_rms(True, 0.8, step_offset=0, epsilon=1e-20),
+            gradchain.scale(-0.05),
+        ),
+        lambda: optax.chain(
+            optax.scale_by_factored_rms(True, 0.8, step_offset=0, epsilon=1e-20), optax.scale(-0.05)
+        ),
     ),
     "decay_rate_fn": (
-        lambda: gradchain.chain(gradchain.scale_by_factored_rms(decay_rate_fn=capped), gradchain.scale(-0.05)),
+        lambda: gradchain.chain(
+            gradchain.scale_by_factored_rms(decay_rate_fn=capped), gradchain.scale(-0.05)
+        ),
         lambda: optax.chain(optax.scale_by_factored_rms(decay_rate_fn=capped), optax.scale(-0.05)),
     ),
     "positional": (  # Optax's positions: factored, decay_rate, step_offset, min_dim, eps, fn
-        lambda: gradchain.chain(gradchain.scale_by_factored_rms(True, 0.7, 0, 100, 1e-30, capped), gradchain.scale(-0.05)),
-        lambda: optax.chain(optax.scale_by_factored_rms(True, 0.7, 0, 100, 1e-30, capped), optax.scale(-0.05)),
+        lambda: gradchain.chain(
+            gradchain.scale_by_factored_rms(True, 0.7, 0, 100, 1e-30, capped),
+            gradchain.scale(-0.05),
+        ),
+        lambda: optax.chain(
+            optax.scale_by_factored_rms(True, 0.7, 0, 100, 1e-30, capped), optax.scale(-0.05)
+        ),
     ),
 }
 # max |params difference| after 40 steps (params ~1), float32 / float64, measured. Optax
@@ -72,7 +87,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -91,7 +109,13 @@ def test_step_offset_shifts_the_schedule_as_optax(dtype):
         want, _ = theirs.update(g, theirs.init(p)._replace(count=jnp.asarray(10, jnp.int32)), p)
     # measured: float32 1.4e-6, float64 1.8e-15 (one update from fresh statistics: entries ~10)
     bound = 6e-6 if dtype == jnp.float32 else 8e-15
-    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))) <= bound
+    assert (
+        max(
+            float(jnp.max(jnp.abs(a - b)))
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        )
+        <= bound
+    )
 
 
 def test_adafactor_init_on_abstract_params(dtype):
@@ -103,7 +127,10 @@ def test_adafactor_init_on_abstract_params(dtype):
         assert jax.tree.structure(got) == jax.tree.structure(want)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             assert a.shape == b.shape and a.dtype == b.dtype
-        assert all(float(jnp.max(jnp.abs(a - b))) == 0 for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+        assert all(
+            float(jnp.max(jnp.abs(a - b))) == 0
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        )
         opt.update(params, got, params)  # the abstract init's state is a working state
 
 

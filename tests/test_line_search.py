@@ -34,7 +34,9 @@ def descend(lib, opt, params):
 
 def pair(**kw):
     return (
-        lambda: gradchain.chain(gradchain.sgd(1.0), gradchain.scale_by_backtracking_linesearch(15, **kw)),
+        lambda: gradchain.chain(
+            gradchain.sgd(1.0), gradchain.scale_by_backtracking_linesearch(15, **kw)
+        ),
         lambda: optax.chain(optax.sgd(1.0), optax.scale_by_backtracking_linesearch(15, **kw)),
     )
 
@@ -68,7 +70,9 @@ def test_matches_optax(dtype, name):
 
 
 def test_inf_starts_at_max_learning_rate_even_after_a_zero_step():
-    t = gradchain.scale_by_backtracking_linesearch(3, increase_factor=jnp.inf, max_learning_rate=0.5)
+    t = gradchain.scale_by_backtracking_linesearch(
+        3, increase_factor=jnp.inf, max_learning_rate=0.5
+    )
     p = {"x": jnp.asarray([1.0, 2.0, -1.0, 0.5])}
     state = t.init(p)._replace(learning_rate=jnp.zeros([]))  # inf * 0 would be NaN
     g = jax.grad(objective)(p)

@@ -22,7 +22,10 @@ def updates(dtype):
 
 CASES = {
     "centralize": (gradchain.centralize, optax.centralize),
-    "normalize_by_update_norm": (gradchain.normalize_by_update_norm, optax.normalize_by_update_norm),
+    "normalize_by_update_norm": (
+        gradchain.normalize_by_update_norm,
+        optax.normalize_by_update_norm,
+    ),
     "normalize_by_update_norm-tuned": (
         lambda: gradchain.normalize_by_update_norm(-2.0, 1e-3),
         lambda: optax.normalize_by_update_norm(-2.0, 1e-3),
@@ -41,7 +44,9 @@ def diff(name, dtype):
         want, _ = theirs().update(u, theirs().init(u))
     for g, x in zip(jax.tree.leaves(got), jax.tree.leaves(u)):
         assert g.dtype == x.dtype and g.shape == x.shape
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+    return max(
+        float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -49,8 +49,12 @@ def dims(lib):
 
 
 def pair(lr=0.02, **kw):
-    ours = lambda: gradchain.muon(lr, **{k: v(gradchain) if callable(v) else v for k, v in kw.items()})  # noqa: E731
-    theirs = lambda: oc.muon(lr, **{k: v(oc) if callable(v) else v for k, v in kw.items()})  # noqa: E731
+    def ours():
+        return gradchain.muon(lr, **{k: v(gradchain) if callable(v) else v for k, v in kw.items()})
+
+    def theirs():
+        return oc.muon(lr, **{k: v(oc) if callable(v) else v for k, v in kw.items()})
+
     return ours, theirs
 
 
@@ -67,15 +71,27 @@ CASES = {
         0.1, muon_weight_dimension_numbers=dims, consistent_rms=0.2, weight_decay=0.01
     ),
     "dimension-numbers-function": pair(
-        muon_weight_dimension_numbers=lambda lib: (lambda params: dims(lib))
+        muon_weight_dimension_numbers=lambda lib: lambda params: dims(lib)
     ),
     "scale_by_muon-in-optax-chain": (
         lambda: optax.chain(
-            gradchain.scale_by_muon(preconditioning="aol", weight_dimension_numbers={"w": gradchain.MuonDimensionNumbers(), "heads": gradchain.MuonDimensionNumbers(1, 2)}),
+            gradchain.scale_by_muon(
+                preconditioning="aol",
+                weight_dimension_numbers={
+                    "w": gradchain.MuonDimensionNumbers(),
+                    "heads": gradchain.MuonDimensionNumbers(1, 2),
+                },
+            ),
             optax.scale(-0.02),
         ),
         lambda: optax.chain(
-            oc.scale_by_muon(preconditioning="aol", weight_dimension_numbers={"w": oc.MuonDimensionNumbers(), "heads": oc.MuonDimensionNumbers(1, 2)}),
+            oc.scale_by_muon(
+                preconditioning="aol",
+                weight_dimension_numbers={
+                    "w": oc.MuonDimensionNumbers(),
+                    "heads": oc.MuonDimensionNumbers(1, 2),
+                },
+            ),
             optax.scale(-0.02),
         ),
     ),
@@ -108,7 +124,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -121,6 +140,8 @@ def test_bad_input_names_the_argument():
         gradchain.muon(0.1, preconditioning="svd")
     with pytest.raises(gradchain.GradchainError, match="ns_coeffs"):
         gradchain.muon(0.1, ns_coeffs="polar")
-    t = gradchain.scale_by_newton_schulz(weight_dimension_numbers=gradchain.MuonDimensionNumbers(0, 0))
+    t = gradchain.scale_by_newton_schulz(
+        weight_dimension_numbers=gradchain.MuonDimensionNumbers(0, 0)
+    )
     with pytest.raises(gradchain.GradchainError, match="overlap"):
         t.update(jnp.ones((2, 3, 4)), t.init(jnp.ones((2, 3, 4))))

@@ -87,7 +87,10 @@ def diff(name, dtype):
     assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
     for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
         assert a.dtype == x.dtype
-    return max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0])))
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -126,5 +129,8 @@ def test_tuple_params(dtype, name):
     # measured, float32 / float64: momo 0.0 / 0.0; momo_adam 4.3e-6 / 1.1e-16 (params ~0.5:
     # 1 - b2 is taken in float32 here, as scale_by_rms does, and in double by Optax's Python
     # arithmetic, a relative 1e-5 in the second moment that the Polyak step carries over)
-    err = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])))
+    err = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]))
+    )
     assert err <= (2e-5 if dtype == jnp.float32 else 4e-15)

@@ -21,7 +21,9 @@ def per_example(dtype, batch=6):
 
 
 def max_diff(a, b):
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def tol(dtype, f32, f64):
@@ -41,7 +43,9 @@ def test_per_example_global_norm_clip_matches_optax(dtype, clip_to):
     got, n = gradchain.per_example_global_norm_clip(g, clip_to)
     with reference_promotion():
         want, m = optax.per_example_global_norm_clip(g, clip_to)
-    assert int(n) == int(m) and jax.tree.map(lambda x: x.dtype, got) == jax.tree.map(lambda x: x.dtype, g)
+    assert int(n) == int(m) and jax.tree.map(lambda x: x.dtype, got) == jax.tree.map(
+        lambda x: x.dtype, g
+    )
     # measured 0.0 in both; bounds of a few ulps of the entries (~3) leave room for another
     # summation order of the norms (FMA or not on another CPU)
     assert max_diff(got, want) <= tol(dtype, 2e-6, 4e-15)

@@ -69,8 +69,12 @@ def split_real_and_imaginary(inner: Any) -> Any:
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         split_updates = _split(updates)
-        split_gradient = split_updates if gradient is None or gradient is updates else _split(gradient)
-        out, inner_state = call(split_updates, state.inner_state, _split(params), split_gradient, extra)
+        split_gradient = (
+            split_updates if gradient is None or gradient is updates else _split(gradient)
+        )
+        out, inner_state = call(
+            split_updates, state.inner_state, _split(params), split_gradient, extra
+        )
         return _join(out), SplitRealAndImaginaryState(inner_state)
 
     return GradientTransformation(  # Optax's field name for the inner state: inner_state

@@ -41,7 +41,8 @@ def _labels_from_dims(dims: Any) -> Any:
     giving one) says: "muon" where a leaf has dimension numbers, "adam" where None."""
 
     def labels(params):
-        tree = dims(params) if callable(dims) and not isinstance(dims, MuonDimensionNumbers) else dims
+        given = callable(dims) and not isinstance(dims, MuonDimensionNumbers)
+        tree = dims(params) if given else dims
         if _is_spec(tree):
             return jax.tree.map(lambda p: "adam" if tree is None else "muon", params)
         return jax.tree.map(
@@ -54,9 +55,15 @@ def _labels_from_dims(dims: Any) -> Any:
     return labels
 
 
-@live(static=(
-    "ns_coeffs", "ns_steps", "weight_decay_mask", "preconditioning", "muon_weight_dimension_numbers",
-))
+@live(
+    static=(
+        "ns_coeffs",
+        "ns_steps",
+        "weight_decay_mask",
+        "preconditioning",
+        "muon_weight_dimension_numbers",
+    )
+)
 def muon(
     learning_rate: LearningRate,
     ns_coeffs: Any = NS_COEFFS,

@@ -44,5 +44,7 @@ def momo_adam(
     """MoMo-Adam: Adam, step min(lr / (1 - b1**t), Polyak step of the model). Memory: 2x params."""
     return chain(
         # Adam's m and v (+2x params); averages of f and <g, x>, the bound (scalars); the step
-        scale_by_momo_adam(learning_rate, b1, b2, eps, lower_bound, weight_decay, adapt_lower_bound),
+        scale_by_momo_adam(
+            learning_rate, b1, b2, eps, lower_bound, weight_decay, adapt_lower_bound
+        ),
     )

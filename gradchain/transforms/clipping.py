@@ -229,7 +229,9 @@ def unitwise_clip(g_norm: jax.Array, max_norm: jax.Array, grad: jax.Array, div_e
     return jnp.where(g_norm < max_norm, grad, clipped)
 
 
-def adaptive_grad_clip(clipping: float, eps: float = 1e-3, axis: Any = None) -> GradientTransformation:
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3, axis: Any = None
+) -> GradientTransformation:
     r"""Adaptive gradient clipping: each unit's update at most ``clipping`` times its weight's norm.
 
     Update:     per unit (see ``unitwise_norm``; ``axis`` as there):

@@ -77,7 +77,10 @@ class DistanceOverGradientsState(NamedTuple):
 
 
 def scale_by_distance_over_gradients(
-    reps_rel: float = 1e-6, eps: float = 1e-8, param_dtype: Any = jnp.float32, global_scale: float = 1.0
+    reps_rel: float = 1e-6,
+    eps: float = 1e-8,
+    param_dtype: Any = jnp.float32,
+    global_scale: float = 1.0,
 ) -> GradientTransformation:
     r"""Layer-wise DoG: each leaf's step is its largest distance from the start over the root
     of its summed squared gradients.
@@ -202,7 +205,9 @@ def scale_by_dog(init_step: tuple[str, float], eps: float = 1e-8) -> GradientTra
     def update(updates, state, params=None, **extra):
         _needs_params("scale_by_dog", updates, params)
         c = state.max_dist.dtype
-        r = jnp.maximum(state.max_dist, jnp.sqrt(_sq_distance(params, state.init_params, c, "scale_by_dog")))
+        r = jnp.maximum(
+            state.max_dist, jnp.sqrt(_sq_distance(params, state.init_params, c, "scale_by_dog"))
+        )
         g_sq = state.sum_sq_norm_grads + _tree_sq_norm(updates, c, "scale_by_dog")
         eta = r / jnp.sqrt(g_sq + jnp.asarray(eps, c))
         if kind == "learning_rate":
@@ -225,7 +230,9 @@ class DowgState(NamedTuple):
     estim_sq_dist: jax.Array
 
 
-def scale_by_dowg(init_estim_sq_dist: float | None = None, eps: float = 1e-4) -> GradientTransformation:
+def scale_by_dowg(
+    init_estim_sq_dist: float | None = None, eps: float = 1e-4
+) -> GradientTransformation:
     r"""DoWG's step size: DoG with the gradients weighted by the squared distance at their step.
 
     Update:     r2_t = max(r2_{t-1}, ||x_t - x_0||**2) ;  v_t = v_{t-1} + r2_t ||u_t||**2
@@ -253,7 +260,9 @@ def scale_by_dowg(init_estim_sq_dist: float | None = None, eps: float = 1e-4) ->
     def update(updates, state, params=None, **extra):
         _needs_params("scale_by_dowg", updates, params)
         c = state.estim_sq_dist.dtype
-        r2 = jnp.maximum(state.estim_sq_dist, _sq_distance(params, state.init_params, c, "scale_by_dowg"))
+        r2 = jnp.maximum(
+            state.estim_sq_dist, _sq_distance(params, state.init_params, c, "scale_by_dowg")
+        )
         v = state.weighted_sq_norm_grads + r2 * _tree_sq_norm(updates, c, "scale_by_dowg")
         eta = r2 / (jnp.sqrt(v) + jnp.asarray(eps, c))
         out = jax.tree.map(lambda u: _scaled(u, eta), updates)

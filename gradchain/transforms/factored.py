@@ -167,7 +167,8 @@ def scale_by_factored_rms(
         eps = epsilon
     if decay_rate_fn is not None and not callable(decay_rate_fn):
         raise _checks.GradchainError(
-            f"decay_rate_fn must be a function (step, decay_rate) -> beta, got {_checks._kind(decay_rate_fn)}"
+            "decay_rate_fn must be a function (step, decay_rate) -> beta, got "
+            f"{_checks._kind(decay_rate_fn)}"
         )
     _checks.check_non_negative("decay_rate", decay_rate)
     _checks.check_non_negative("eps", eps)
@@ -186,14 +187,16 @@ def scale_by_factored_rms(
                 "scale_by_factored_rms's init (which axes to factor depends on the whole shape)",
                 "make the state outside shard_map from the whole params, and pass it in",
             )
-        shape, dtype = jnp.shape(p), nu_dtype or real_dtype(p.dtype if abstract else jnp.result_type(p))
+        dtype = nu_dtype or real_dtype(p.dtype if abstract else jnp.result_type(p))
+        shape = jnp.shape(p)
         axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
         if abstract:  # zeros of the statistics' shapes, unplaced
             if axes is None:
                 return jnp.zeros(shape, dtype)
             a, b = axes
             drop = lambda axis: tuple(n for i, n in enumerate(shape) if i != axis)  # noqa: E731
-            return FactoredMoment(jnp.zeros(drop(a), dtype), jnp.zeros(drop(b), dtype), a, b, shape)
+            row, col = jnp.zeros(drop(a), dtype), jnp.zeros(drop(b), dtype)
+            return FactoredMoment(row, col, a, b, shape)
         if axes is None:
             return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed
         a, b = axes
@@ -215,7 +218,8 @@ def scale_by_factored_rms(
                 t = state.count.astype(c) - jnp.asarray(decay_offset, c) + 1
                 beta = 1 - t ** (-jnp.asarray(decay_rate, c))
             else:  # the user's schedule, of the 0-based step
-                beta = jnp.asarray(decay_rate_fn(state.count - decay_offset, decay_rate)).astype(c)
+                step_now = state.count - decay_offset
+                beta = jnp.asarray(decay_rate_fn(step_now, decay_rate)).astype(c)
             s = abs_sq(g, c) + jnp.asarray(eps, c)
             if not isinstance(nu, FactoredMoment):
                 nu_new = beta * nu.astype(c) + (1 - beta) * s

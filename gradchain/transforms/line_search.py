@@ -554,7 +554,7 @@ def scale_by_backtracking_linesearch(
             return eta, f_eta, g_old, dec, j + 1
 
         grow, top = jnp.asarray(increase_factor, v), jnp.asarray(max_learning_rate, v)
-        # inf: start from max_learning_rate every step (also after eta = 0, where inf * 0 is NaN)
+        # inf: start from max_learning_rate every step (also after eta = 0: inf * 0 is NaN)
         eta_0 = jnp.where(jnp.isposinf(grow), top, jnp.minimum(grow * state.learning_rate, top))
         start = (eta_0, value_0, tree_zeros_like(params), jnp.full([], jnp.inf, v), jnp.zeros([], jnp.int32))
         eta, f_eta, g_eta, dec, j = jax.lax.while_loop(

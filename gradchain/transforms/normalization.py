@@ -50,7 +50,9 @@ def centralize() -> GradientTransformation:
     return GradientTransformation(init, update, name="centralize", preprocessing=True)
 
 
-def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> GradientTransformation:
+def normalize_by_update_norm(
+    scale_factor: float = 1.0, eps: float = 1e-6
+) -> GradientTransformation:
     r"""Scale the whole update to norm ``scale_factor`` (about): u / ((||u|| + eps) / scale_factor).
 
     Update:     u_t = scale_factor * u_t / (||u_t|| + eps),  ||.|| the L2 norm of all leaves

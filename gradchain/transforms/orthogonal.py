@@ -162,11 +162,13 @@ def newton_schulz(
         gram = y @ jnp.conj(y.T)
         if first == "schatten":  # X <- X / sqrt(||X X^H||_F): the Schatten-4 norm
             size = jnp.linalg.norm(gram)
-            s = jax.lax.rsqrt(jnp.maximum(size, jnp.asarray(_FIRST_STEP_EPS, size.dtype))).astype(c)
+            floor = jnp.asarray(_FIRST_STEP_EPS, size.dtype)
+            s = jax.lax.rsqrt(jnp.maximum(size, floor)).astype(c)
             y, gram = y * s, gram * (s * s)
         elif first == "aol":  # X <- D X, A <- D A D, D = diag(sum_j |A_ij|) ** -1/2 (per row)
             rows = jnp.sum(jnp.abs(gram), axis=-1, keepdims=True)
-            d = jax.lax.rsqrt(jnp.maximum(rows, jnp.asarray(_FIRST_STEP_EPS, rows.dtype))).astype(c)
+            floor = jnp.asarray(_FIRST_STEP_EPS, rows.dtype)
+            d = jax.lax.rsqrt(jnp.maximum(rows, floor)).astype(c)
             y, gram = y * d, gram * d * d.T
         return a * y + (b * gram + k * (gram @ gram)) @ y
 
@@ -180,7 +182,8 @@ def newton_schulz(
     else:
         rows = jnp.asarray(table if table.ndim == 2 else np.tile(table, (steps, 1)), c)
         for i, abc in enumerate(rows):
-            y = step(abc, y, rescale_first if i == 0 else None)  # unrolled: steps is small and static
+            # unrolled: steps is small and static
+            y = step(abc, y, rescale_first if i == 0 else None)
     return sharded_like((y.T if tall else y).astype(x.dtype), given)
 
 
@@ -260,7 +263,9 @@ def scale_by_newton_schulz(
         def orthogonalize(u, dims):
             _check_matrix(u, "scale_by_newton_schulz", dims)
             refuse_if_sharded(u, "scale_by_newton_schulz")
-            ns = lambda m: newton_schulz(m, table, ns_steps, eps, preconditioning=preconditioning)  # noqa: E731
+            def ns(m):
+                return newton_schulz(m, table, ns_steps, eps, preconditioning=preconditioning)
+
             out = _on_matrices(ns, u, dims)
             if adaptive:  # the dual norm of u under the spectral norm, about <u, O>
                 c = compute_dtype(u.dtype)

@@ -9,10 +9,10 @@ on both) and emit the whole step with its sign: they end a chain (``optimizers/p
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
-
-from typing import Any, NamedTuple
 
 from gradchain import _checks
 from gradchain.base import (
@@ -271,7 +271,9 @@ def scale_by_momo_adam(
 
         m_k, v_k = tree_map_split(moments, 2, state.exp_avg, state.exp_avg_sq, updates)
         bc2 = 1 - d2 ** t.astype(c)
-        denom = jax.tree.map(lambda v: jnp.asarray(eps, v.dtype) + jnp.sqrt(v / bc2.astype(v.dtype)), v_k)
+        denom = jax.tree.map(
+            lambda v: jnp.asarray(eps, v.dtype) + jnp.sqrt(v / bc2.astype(v.dtype)), v_k
+        )
         weighted = jax.tree.map(lambda m, d: m / d, m_k, denom)
         norm = _vdot(m_k, weighted, c)
         gamma = d1 * state.gamma + (1 - d1) * _vdot(updates, params, c)

@@ -57,8 +57,9 @@ def _clip_one(leaves: list[jax.Array], l2_norm_clip: Any) -> tuple[list[jax.Arra
     # min(C / n, 1), and 1 for a zero example with C = 0 (0 / 0): it is not clipped
     factor = jnp.nan_to_num(jnp.minimum(jnp.asarray(l2_norm_clip, c) / norms, 1.0), nan=1.0)
     summed = [
-        jnp.tensordot(factor.astype(compute_dtype(g.dtype)), g.astype(compute_dtype(g.dtype)), 1)
-        .astype(g.dtype)
+        jnp.tensordot(
+            factor.astype(compute_dtype(g.dtype)), g.astype(compute_dtype(g.dtype)), 1
+        ).astype(g.dtype)
         for g in leaves
     ]
     return summed, jnp.sum(factor < 1.0)
@@ -146,7 +147,9 @@ def differentially_private_aggregate(
     key = 0 if key is None else key
     if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
         traced_seed = (  # a seed as a 0-d integer array, traced under inject_hyperparams
-            isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer)
+            isinstance(key, jax.Array)
+            and key.shape == ()
+            and jnp.issubdtype(key.dtype, jnp.integer)
         )
         if not traced_seed:
             _checks.check_int("key", key)
