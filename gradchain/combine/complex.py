@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain import _checks
 from gradchain.base import Child, GradientTransformation, all_preprocessing, describe, updater
 
 __all__ = [
@@ -62,6 +63,11 @@ def split_real_and_imaginary(inner: Any) -> Any:
     Note:       Optax's ``contrib.split_real_and_imaginary``. The ``gradient`` keyword and the
                 params are split like the updates; other extra arguments reach ``inner``.
     """
+    if not (hasattr(inner, "init") and hasattr(inner, "update")):
+        raise _checks.GradchainError(
+            "split_real_and_imaginary(inner) takes a gradient transformation (with init and "
+            f"update), got inner={inner!r}"
+        )
     call = updater(inner)
 
     def init(params):

@@ -218,6 +218,8 @@ def unitwise_norm(x: jax.Array, axis: Any = None) -> jax.Array:
 def unitwise_clip(g_norm: jax.Array, max_norm: jax.Array, grad: jax.Array, div_eps: float = 1e-6):
     """``grad`` where its unit norm ``g_norm`` is below ``max_norm``, else rescaled to it
     (``g_norm`` floored at ``div_eps``). All three of one shape."""
+    for name, x in (("g_norm", g_norm), ("max_norm", max_norm), ("grad", grad)):
+        _checks.check_array(name, x)
     for name, x in (("g_norm", g_norm), ("max_norm", max_norm)):
         if jnp.shape(x) != jnp.shape(grad):
             raise _checks.GradchainError(

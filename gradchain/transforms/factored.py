@@ -154,12 +154,17 @@ def scale_by_factored_rms(
                 Cost", 2018.
     """
     if step_offset is not None:
+        if isinstance(step_offset, (bool, int, np.integer)):
+            _checks.check_int("step_offset", step_offset)
+        else:
+            _checks.check_non_negative("step_offset", step_offset)
         if decay_offset != 0:
             raise _checks.GradchainError(
                 "scale_by_factored_rms: give decay_offset or step_offset (Optax's name), not both"
             )
         decay_offset = step_offset
     if epsilon is not None:
+        _checks.check_non_negative("epsilon", epsilon)
         if eps != 1e-30:
             raise _checks.GradchainError(
                 "scale_by_factored_rms: give eps or epsilon (Optax's name), not both"
