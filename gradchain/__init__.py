@@ -27,18 +27,21 @@ from gradchain import (  # noqa: F401 -- the modules, as attributes
     transforms,
     tree,
 )
-from gradchain.averaging import (
-    EmaState,
-    ema_init,
-    ema_params,
-    ema_update,
-)
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
     apply_updates,
     chain,
     describe,
+)
+from gradchain.errors import (
+    GradchainError,
+)
+from gradchain.averaging import (
+    EmaState,
+    ema_init,
+    ema_params,
+    ema_update,
 )
 from gradchain.combine import (
     AccumulateState,
@@ -77,9 +80,6 @@ from gradchain.combine import (
     skip_non_finite,
     split_real_and_imaginary,
 )
-from gradchain.errors import (
-    GradchainError,
-)
 from gradchain.fused import (
     GroupedState,
     group_leaves,
@@ -95,9 +95,9 @@ from gradchain.ladder import (
 )
 from gradchain.memory import (
     Comparison,
+    abstract_params,
     MemoryReport,
     Row,
-    abstract_params,
     compare,
     memory_report,
 )
@@ -190,18 +190,18 @@ from gradchain.state import (
     slots,
 )
 from gradchain.transforms import (
-    DE4,
-    DE4_NEAREST,
-    RANK1_LINEAR4,
     AcpropState,
+    GradientTransformationExtraArgs,
     AdadeltaState,
-    AdditiveRmsState,
     AddNoiseState,
+    AdditiveRmsState,
     AmsgradRawState,
     BacktrackingLinesearchState,
     BeliefState,
     BiasCorrectState,
     CocobState,
+    DE4,
+    DE4_NEAREST,
     DadaptAdamState,
     DifferentiallyPrivateAggregateState,
     DistanceOverGradientsState,
@@ -210,7 +210,6 @@ from gradchain.transforms import (
     FactoredMoment,
     FactoredRmsState,
     GradientDifferenceState,
-    GradientTransformationExtraArgs,
     HessianDiagonalState,
     HutchinsonState,
     InfNormState,
@@ -232,6 +231,7 @@ from gradchain.transforms import (
     Quantized,
     Quantized4bitArray,
     QuantizedArray,
+    RANK1_LINEAR4,
     RectifiedRmsState,
     RectifiedRmsTorchState,
     ReduceLROnPlateauState,
