@@ -432,10 +432,15 @@ def _check_inputs(members, updates, state, params, gradient, cache) -> None:
     The expected state comes from ``jax.eval_shape(init, ...)``, cached per tree signature.
     """
     _checks.check_float_leaves("updates", updates)
-    if params is not None:
+    # A first member that takes per-example gradients (differentially_private_aggregate):
+    # the updates carry a batch axis the params lack; its own update checks them.
+    per_example = bool(members) and getattr(members[0], "per_example", False)
+    if per_example and params is None:
+        return  # no params to build the expected state from: the updates are batched
+    if params is not None and not per_example:
         _checks.check_same_structure("updates", updates, "params", params)
         _checks.check_update_dtypes(params, updates)
-    if gradient is not None:
+    if gradient is not None and not per_example:
         _checks.check_same_structure("gradient", gradient, "updates", updates)
     like = updates if params is None else params
     key = _signature(like)

@@ -52,10 +52,12 @@ def dtype(request):
 
 
 # Named optimizers whose update reads the objective, and the extra arguments each takes (as in
-# Optax): L-BFGS's line search calls value_fn; the Polyak step reads value; Sophia's Hessian
+# Optax): L-BFGS's line search calls value_fn; the Polyak step and MoMo read value; Sophia's Hessian
 # estimate differentiates obj_fn.
 NEEDS_OBJECTIVE = {
     "lbfgs": ("value", "grad", "value_fn"),
+    "momo": ("value",),
+    "momo_adam": ("value",),
     "polyak_sgd": ("value",),
     "sophia": ("obj_fn",),
 }

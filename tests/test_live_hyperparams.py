@@ -357,6 +357,9 @@ NOT_INJECTABLE = {
     "polyak_sgd": "takes no learning_rate, and its update needs value",
     # Its Hessian estimate differentiates obj_fn, which Optax's wrapper drops as for lbfgs.
     "sophia": "update needs obj_fn, which Optax's wrapper drops for gradchain",
+    # The Polyak step of the momentum model needs value=f(params), dropped as for lbfgs.
+    "momo": "update needs value, which Optax's wrapper drops for gradchain",
+    "momo_adam": "update needs value, which Optax's wrapper drops for gradchain",
 }
 
 

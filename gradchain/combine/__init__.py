@@ -20,6 +20,11 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine.complex import (
+    SplitRealAndImaginaryArrays,
+    SplitRealAndImaginaryState,
+    split_real_and_imaginary,
+)
 from gradchain.combine.graft import (
     GraftState,
     graft,
@@ -88,6 +93,9 @@ __all__ = [
     "PartitionState",
     "SAMState",
     "SkipState",
+    "split_real_and_imaginary",
+    "SplitRealAndImaginaryArrays",
+    "SplitRealAndImaginaryState",
     "accumulate",
     "apply_if_finite",
     "graft",

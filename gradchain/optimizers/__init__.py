@@ -12,12 +12,14 @@ from gradchain.optimizers.adadelta import (
     adadelta,
 )
 from gradchain.optimizers.adam import (
+    acprop,
     adabelief,
     adamaxw,
     adan,
     ademamix,
     adopt,
     nadamw,
+    simplified_ademamix,
     yogi,
 )
 from gradchain.optimizers.additive import (
@@ -25,6 +27,10 @@ from gradchain.optimizers.additive import (
 )
 from gradchain.optimizers.curvature import (
     sophia,
+)
+from gradchain.optimizers.distance_over_gradients import (
+    dog,
+    dowg,
 )
 from gradchain.optimizers.dual_averaging import (
     madgrad,
@@ -58,6 +64,10 @@ from gradchain.optimizers.parameter_free import (
     cocob,
     dadapt_adamw,
     prodigy,
+)
+from gradchain.optimizers.polyak import (
+    momo,
+    momo_adam,
 )
 from gradchain.optimizers.quantized import (
     adam_4bit,
@@ -96,6 +106,7 @@ from gradchain.optimizers.textbook import (
 )
 
 __all__ = [
+    "acprop",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -114,6 +125,8 @@ __all__ = [
     "amsgrad",
     "cocob",
     "dadapt_adamw",
+    "dog",
+    "dowg",
     "fromage",
     "lamb",
     "lars",
@@ -122,6 +135,8 @@ __all__ = [
     "lion_8bit",
     "madgrad",
     "momentum",
+    "momo",
+    "momo_adam",
     "muon",
     "nadam",
     "nadamw",
@@ -142,6 +157,7 @@ __all__ = [
     "shampoo",
     "sign_sgd",
     "signum",
+    "simplified_ademamix",
     "sm3",
     "soap",
     "sophia",

@@ -3,7 +3,8 @@ one line changed, then its decay and its learning rate.
 
 AdEMAMix adds a slow momentum, Adan a gradient difference, AdaBelief the variance of the
 surprise, Yogi an additive second moment, ADOPT a denominator that excludes the current
-gradient, NAdamW and AdamaxW the decoupled-decay forms of NAdam and Adamax. Adam, AdamW,
+gradient, ACProp an asynchronous centred denominator, simplified AdEMAMix one heavy-ball
+momentum plus alpha g, NAdamW and AdamaxW the decoupled-decay forms of NAdam and Adamax. Adam, AdamW,
 AMSGrad, NAdam and Adamax themselves are in ``optimizers/textbook.py``. Keyword names and
 defaults follow Optax's optimizer of the same name (core ``optax`` or ``optax.contrib``);
 where gradchain differs, the docstring's Note says so. Memory multiples count param-sized
@@ -26,20 +27,24 @@ from gradchain.transforms import (
 )
 from gradchain.transforms.adam import (
     adam_denominator,
+    scale_by_acprop,
     scale_by_adamax,
     scale_by_belief,
+    scale_by_simplified_ademamix,
     scale_by_yogi,
 )
 from gradchain.transforms.momentum import add_slow_momentum, scale_by_gradient_difference
 from gradchain.transforms.rectified import _quarter_power, scale_by_previous_rms
 
 __all__ = [
+    "acprop",
     "adabelief",
     "adamaxw",
     "adan",
     "ademamix",
     "adopt",
     "nadamw",
+    "simplified_ademamix",
     "yogi",
 ]
 
@@ -223,6 +228,51 @@ def adamaxw(
     ``mask`` (Optax's keyword) decays only the leaves it marks True, as in ``adamw``."""
     return chain(
         scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),  # mu, max |g| (+2x)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def acprop(
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+) -> GradientTransformation:
+    """ACProp: the gradient over the previous step's RMS of the surprise g - mu. Memory: 2x params.
+
+    AdaBelief's centred second moment, used asynchronously (it does not yet hold the gradient
+    it divides), with no momentum in the step. Optax's ``contrib.acprop``.
+    """
+    return chain(
+        scale_by_acprop(b1, b2, eps, eps_root),  # mu, s of the surprise        (+2x params)
+        add_decayed_weights(weight_decay, mask),  # decoupled decay
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@live
+def simplified_ademamix(
+    learning_rate: LearningRate,
+    b1: float = 0.99,
+    b2: float = 0.95,
+    alpha: float | Callable[[Any], Any] = 0.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+) -> GradientTransformation:
+    """Simplified AdEMAMix: (heavy-ball m + alpha g) over Adam's RMS. Memory: 2x params.
+
+    One momentum instead of AdEMAMix's two: with b1 near 1 the sum m plays the slow
+    momentum, alpha g the fast one. Optax's ``contrib.simplified_ademamix``.
+    """
+    return chain(
+        scale_by_simplified_ademamix(b1, b2, alpha, eps, eps_root),  # m, nu   (+2x params)
         add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )

@@ -8,26 +8,34 @@ from gradchain.transforms.adadelta import (
     scale_by_adadelta,
 )
 from gradchain.transforms.adam import (
+    AcpropState,
+    scale_by_acprop,
     scale_by_adam,
     scale_by_adamax,
     scale_by_adan,
     scale_by_amsgrad,
     scale_by_belief,
+    scale_by_simplified_ademamix,
     scale_by_yogi,
 )
 from gradchain.transforms.additive import (
     AddNoiseState,
+    ScaledGradientState,
     ScaledParamsState,
     add_noise,
+    add_scaled_gradient,
     add_scaled_params,
 )
 from gradchain.transforms.clipping import (
     ZeroNansState,
+    adaptive_grad_clip,
     clip,
     clip_by_global_norm,
     global_norm,
     keep_params_nonnegative,
     scale_by_param_block_norm,
+    unitwise_clip,
+    unitwise_norm,
     zero_nans,
 )
 from gradchain.transforms.curvature import (
@@ -36,6 +44,14 @@ from gradchain.transforms.curvature import (
     hutchinson_estimator_diag_hessian,
     scale_by_hessian_diagonal,
     scale_by_sophia,
+)
+from gradchain.transforms.distance_over_gradients import (
+    DistanceOverGradientsState,
+    DogState,
+    DowgState,
+    scale_by_distance_over_gradients,
+    scale_by_dog,
+    scale_by_dowg,
 )
 from gradchain.transforms.dual_averaging import (
     MadgradState,
@@ -97,8 +113,14 @@ from gradchain.transforms.momentum import (
     scale_by_sgd_momentum,
     trace,
 )
+from gradchain.transforms.normalization import (
+    centralize,
+    normalize_by_update_norm,
+)
 from gradchain.transforms.orthogonal import (
+    MuonDimensionNumbers,
     newton_schulz,
+    scale_by_muon,
     scale_by_newton_schulz,
     scale_by_shape,
 )
@@ -117,6 +139,10 @@ from gradchain.transforms.plateau import (
     reduce_on_plateau,
 )
 from gradchain.transforms.polyak import (
+    MomoAdamState,
+    MomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
     scale_by_polyak,
 )
 from gradchain.transforms.preconditioners import (
@@ -134,6 +160,12 @@ from gradchain.transforms.preconditioners import (
     scale_by_rss,
     scale_by_stddev,
     scale_by_surprise_rms,
+)
+from gradchain.transforms.privacy import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
 )
 from gradchain.transforms.quantized import (
     Quantized,
@@ -177,14 +209,17 @@ from gradchain.transforms.sm3 import (
 )
 
 __all__ = [
+    "AcpropState",
     "GradientTransformationExtraArgs",
     "AdadeltaState",
+    "adaptive_grad_clip",
     "AddNoiseState",
     "AdditiveRmsState",
     "AmsgradRawState",
     "BacktrackingLinesearchState",
     "BeliefState",
     "BiasCorrectState",
+    "centralize",
     "CocobState",
     "DE4",
     "DE4_NEAREST",
@@ -203,8 +238,13 @@ __all__ = [
     "MadgradState",
     "MechanicState",
     "MomentumState",
+    "MomoAdamState",
+    "MomoState",
+    "MuonDimensionNumbers",
     "NadamScheduleState",
     "OptimisticGradientState",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
     "PreviousRmsState",
     "ProdigyState",
     "Quantized",
@@ -230,6 +270,7 @@ __all__ = [
     "ZoomLinesearchState",
     "add_decayed_weights",
     "add_noise",
+    "add_scaled_gradient",
     "add_scaled_params",
     "add_slow_momentum",
     "bias_correct",
@@ -238,6 +279,11 @@ __all__ = [
     "clip_by_block_rms",
     "clip_by_global_norm",
     "dequantize",
+    "differentially_private_aggregate",
+    "DifferentiallyPrivateAggregateState",
+    "DistanceOverGradientsState",
+    "DogState",
+    "DowgState",
     "ema",
     "global_norm",
     "hutchinson_estimator_diag_hessian",
@@ -245,11 +291,13 @@ __all__ = [
     "kahan_summation",
     "keep_params_nonnegative",
     "newton_schulz",
+    "normalize_by_update_norm",
     "quantize",
     "quantize_4bit",
     "quantized_moments",
     "reduce_on_plateau",
     "scale",
+    "scale_by_acprop",
     "scale_by_adadelta",
     "scale_by_adam",
     "scale_by_adamax",
@@ -261,6 +309,9 @@ __all__ = [
     "scale_by_belief",
     "scale_by_cocob",
     "scale_by_dadapt_adam",
+    "scale_by_distance_over_gradients",
+    "scale_by_dog",
+    "scale_by_dowg",
     "scale_by_factored_rms",
     "scale_by_gradient_difference",
     "scale_by_hessian_diagonal",
@@ -273,6 +324,9 @@ __all__ = [
     "scale_by_madgrad",
     "scale_by_mechanic",
     "scale_by_momentum",
+    "scale_by_momo",
+    "scale_by_momo_adam",
+    "scale_by_muon",
     "scale_by_newton_schulz",
     "scale_by_novograd",
     "scale_by_optimistic_gradient",
@@ -293,6 +347,7 @@ __all__ = [
     "scale_by_shampoo",
     "scale_by_shape",
     "scale_by_sign",
+    "scale_by_simplified_ademamix",
     "scale_by_sm3",
     "scale_by_soap",
     "scale_by_sophia",
@@ -301,9 +356,12 @@ __all__ = [
     "scale_by_trust_ratio",
     "scale_by_yogi",
     "scale_by_zoom_linesearch",
+    "ScaledGradientState",
     "schedule_free_average",
     "stochastic_rounding",
     "trace",
+    "unitwise_clip",
+    "unitwise_norm",
     "value_and_grad_from_state",
     "zero_nans",
 ]

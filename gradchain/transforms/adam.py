@@ -14,19 +14,29 @@ there: ``chain(scale_by_adam(), my_step, add_decayed_weights(wd), scale_by_learn
 
 The variants change one line: AMSGrad keeps the running maximum of nu, Adamax an infinity
 norm, Yogi an additive nu, AdaBelief the variance of the surprise, Adan a third moment of
-gradient differences. Optax's positional order, keywords and defaults; Optax's own states are
+gradient differences, ACProp divides the gradient by the previous step's RMS of the surprise,
+simplified AdEMAMix keeps a heavy-ball momentum and adds alpha times the gradient to it.
+Optax's positional order, keywords and defaults; Optax's own states are
 one ``ScaleByAdamState``, gradchain's are the pieces' named slots (``mu``, ``nu``, ``count``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
 
 from gradchain import _checks
 from gradchain.base import (
     GradientTransformation,
+    ScalarOrSchedule,
     chain,
+    describe,
+    tree_map_split,
 )
+from gradchain.transforms.additive import add_scaled_gradient
+from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, moment_dtype
 from gradchain.transforms.momentum import (
     bias_correct,
     scale_by_gradient_difference,
@@ -40,12 +50,15 @@ from gradchain.transforms.preconditioners import (
 )
 
 __all__ = [
+    "AcpropState",
     "adam_denominator",
+    "scale_by_acprop",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_adan",
     "scale_by_amsgrad",
     "scale_by_belief",
+    "scale_by_simplified_ademamix",
     "scale_by_yogi",
 ]
 
@@ -225,3 +238,88 @@ def scale_by_adan(
         bias_correct(b1),
         scale_by_gradient_difference(b2, b3, eps, eps_root),  # v, n, previous g  (+3x)
     )
+
+
+@_checks.names_arguments
+def scale_by_simplified_ademamix(
+    b1: float = 0.99,
+    b2: float = 0.95,
+    alpha: ScalarOrSchedule = 0.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+) -> GradientTransformation:
+    r"""Simplified AdEMAMix's direction: a heavy-ball momentum plus alpha g, over Adam's RMS.
+
+    Update:     m_t = b1 m_{t-1} + g_t  (no (1 - b1): a sum, not an average) ;
+                u_t = (m_t + alpha g_t) / (sqrt(nu_t / (1 - b2^t) + eps_root) + eps)
+    State:      mu; (count, with a schedule for alpha); nu, count.   Memory: +2x params.
+    Note:       Optax's ``contrib.scale_by_simplified_ademamix``; ``alpha`` may be a schedule.
+    Reference:  Morwani et al., "Connections between Schedule-Free Optimizers, AdEMAMix, and
+                Accelerated SGD Variants", 2025.
+    """
+    return chain(
+        scale_by_momentum(b1),  # heavy-ball momentum m                          (+1x params)
+        add_scaled_gradient(alpha),  # m + alpha g
+        adam_denominator(b2, eps, eps_root),  # second moment nu, bias-corrected (+1x params)
+    )
+
+
+@describe(
+    mu="first moment of the gradient (like params, starts at 0): the prediction of g",
+    nu="second moment of the surprise g - mu_{t-1}, plus eps_root every step (like params, "
+    "real dtype)",
+    count="steps taken so far (int32 scalar), for bias correction",
+)
+class AcpropState(NamedTuple):
+    mu: Any
+    nu: Any
+    count: jax.Array
+
+
+@_checks.names_arguments
+def scale_by_acprop(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16
+) -> GradientTransformation:
+    r"""ACProp's direction: the gradient over the *previous* step's RMS of the surprise.
+
+    Update:     u_t = g_t / (sqrt(s_{t-1} / (1 - b2^{t-1})) + eps),  and g_t / (1 + eps) at t = 1
+                mu_t = b1 mu_{t-1} + (1 - b1) g_t ;
+                s_t = b2 s_{t-1} + (1 - b2) |g_t - mu_{t-1}|**2 + eps_root
+    State:      mu, nu (= s), count.   Memory: +2x params.
+    Note:       Optax's ``contrib.scale_by_acprop``: the momentum centres the second moment
+                only; the step is the gradient itself (asynchronous: s does not yet hold g_t).
+    Reference:  Zhuang et al., "Momentum Centering and Asynchronous Update for Adaptive
+                Gradient Methods", NeurIPS 2021.
+    """
+    _checks.check_unit_interval("b1", b1)
+    _checks.check_unit_interval("b2", b2)
+    _checks.check_non_negative("eps", eps)
+    _checks.check_non_negative("eps_root", eps_root)
+
+    def init(params):
+        return AcpropState(
+            mu=jax.tree.map(jnp.zeros_like, params),
+            nu=jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p)), params),
+            count=jnp.zeros([], jnp.int32),
+        )
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        first = state.count == 0
+
+        def step(u, g, mu, nu):
+            c = compute_dtype(u.dtype, g.dtype, mu.dtype, nu.dtype)
+            d1, d2 = jnp.asarray(b1, c), jnp.asarray(b2, c)
+            s = nu.astype(c)
+            correction = 1 - d2 ** jnp.maximum(state.count, 1).astype(c)
+            s_hat = jnp.where(first, jnp.ones([], c), s / correction)
+            out = u.astype(c) / (jnp.sqrt(s_hat) + jnp.asarray(eps, c))
+            surprise = abs_sq(g.astype(c) - mu.astype(c), s.dtype)
+            s_new = d2 * s + (1 - d2) * surprise + jnp.asarray(eps_root, c)
+            mu_new = d1 * mu.astype(c) + (1 - d1) * g.astype(c)
+            return out.astype(u.dtype), mu_new.astype(mu.dtype), s_new.astype(nu.dtype)
+
+        out, mu, nu = tree_map_split(step, 3, updates, grads, state.mu, state.nu)
+        return out, AcpropState(mu=mu, nu=nu, count=increment(state.count))
+
+    return GradientTransformation(init, update, name="scale_by_acprop", preprocessing=False)

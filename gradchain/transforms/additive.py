@@ -1,5 +1,6 @@
 """Terms added to the update that are not a preconditioner: annealed Gaussian noise (noisy
-SGD) and a multiple of the params of either sign (Fromage's shrink)."""
+SGD), a multiple of the params of either sign (Fromage's shrink), and a multiple of the
+gradient (simplified AdEMAMix's m + alpha g)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from gradchain.transforms.moment_math import compute_dtype, increment
 
 __all__ = [
     "AddNoiseState",
+    "ScaledGradientState",
     "ScaledParamsState",
     "add_noise",
+    "add_scaled_gradient",
     "add_scaled_params",
 ]
 
@@ -120,3 +123,38 @@ def add_scaled_params(scale: float | Callable[[jax.Array], Any]) -> GradientTran
         return jax.tree.map(add, updates, params), new_state
 
     return GradientTransformation(init, update, name="add_scaled_params", preprocessing=False)
+
+
+@describe(count="steps taken so far (int32 scalar): the schedule's argument")
+class ScaledGradientState(NamedTuple):
+    count: jax.Array
+
+
+def add_scaled_gradient(alpha: float | Callable[[jax.Array], Any]) -> GradientTransformation:
+    r"""Add a multiple of the gradient to the update (a momentum's look-ahead weight).
+
+    Update:     u_t = u_t + a_t * g_t,  a_t = alpha, or alpha(count) for a schedule
+                (``g`` is the gradient the chain hands over, ``u`` the update that reaches it)
+    State:      none for a number; count (int32 scalar) for a schedule.   Memory: 0.
+    Args:       alpha -- any finite number, or a schedule of the step count (0 first).
+    Note:       After a heavy-ball ``scale_by_momentum(b1)`` it gives simplified AdEMAMix's
+                numerator m + alpha g (``scale_by_simplified_ademamix``).
+    """
+    _checks.check_schedule_or("alpha", alpha, _checks.check_hyperparam)
+    schedule = alpha if callable(alpha) else None
+
+    def init(params):
+        return EmptyState() if schedule is None else ScaledGradientState(jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        grads = updates if gradient is None else gradient
+        a = alpha if schedule is None else schedule(state.count)
+
+        def add(u, g):
+            c = compute_dtype(u.dtype, g.dtype)
+            return (u.astype(c) + jnp.asarray(a).astype(c) * g.astype(c)).astype(u.dtype)
+
+        new_state = state if schedule is None else ScaledGradientState(increment(state.count))
+        return jax.tree.map(add, updates, grads), new_state
+
+    return GradientTransformation(init, update, name="add_scaled_gradient", preprocessing=False)

@@ -1,5 +1,6 @@
-"""Bounding and cleaning updates: clip each coordinate, clip the global norm, clip by the
-parameter's block norm, replace NaNs, keep parameters non-negative. All keep no moment, and
+"""Bounding and cleaning updates: clip each coordinate, clip the global norm, clip each unit
+relative to its parameter's (adaptive gradient clipping), scale by the parameter's block norm,
+replace NaNs, keep parameters non-negative. All keep no moment, and
 all but ``scale_by_param_block_norm`` and ``keep_params_nonnegative`` (which read the params)
 are pre-processing: their output is still a gradient (see ``gradchain.chain``)."""
 
@@ -22,11 +23,14 @@ from gradchain.transforms.scaling import _times
 
 __all__ = [
     "ZeroNansState",
+    "adaptive_grad_clip",
     "clip",
     "clip_by_global_norm",
     "global_norm",
     "keep_params_nonnegative",
     "scale_by_param_block_norm",
+    "unitwise_clip",
+    "unitwise_norm",
     "zero_nans",
 ]
 
@@ -180,3 +184,88 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
         return jax.tree.map(lambda u: _times(u, factor), updates), state
 
     return GradientTransformation(init, update, name="clip_by_global_norm", preprocessing=True)
+
+
+# --- adaptive gradient clipping: per unit, relative to the parameter -------------------------
+
+_UNIT_AXES = {1: None, 2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}  # rank -> reduced axes
+
+
+def unitwise_norm(x: jax.Array, axis: Any = None) -> jax.Array:
+    r"""The L2 norm of each unit of ``x``, broadcast back to ``x``'s shape.
+
+    A unit is what remains when ``axis`` is summed over. ``axis=None`` picks it by rank, as
+    Optax: a vector or scalar is one unit; a matrix ``(in, out)`` and a multi-head kernel
+    ``(in, heads, out)`` sum over axis 0; a conv kernel HWIO over (0, 1, 2), DHWIO over
+    (0, 1, 2, 3). Other ranks need ``axis``. Complex entries count ``|x|**2``.
+    """
+    x = jnp.asarray(x)
+    c = real_dtype(compute_dtype(x.dtype))
+    if axis is None:
+        if jnp.squeeze(x).ndim <= 1:
+            axis = tuple(range(x.ndim))
+        elif x.ndim in _UNIT_AXES:
+            axis = _UNIT_AXES[x.ndim]
+        else:
+            raise _checks.GradchainError(
+                f"unitwise_norm: a leaf of shape {x.shape} has no default unit (ranks 1 to 5 "
+                "do); give axis, the axes to sum over"
+            )
+    sq = jnp.sum(jnp.abs(x.astype(compute_dtype(x.dtype))).astype(c) ** 2, axis=axis, keepdims=True)
+    return jnp.broadcast_to(jnp.sqrt(sq), x.shape)
+
+
+def unitwise_clip(g_norm: jax.Array, max_norm: jax.Array, grad: jax.Array, div_eps: float = 1e-6):
+    """``grad`` where its unit norm ``g_norm`` is below ``max_norm``, else rescaled to it
+    (``g_norm`` floored at ``div_eps``). All three of one shape."""
+    for name, x in (("g_norm", g_norm), ("max_norm", max_norm), ("grad", grad)):
+        _checks.check_array(name, x)
+    for name, x in (("g_norm", g_norm), ("max_norm", max_norm)):
+        if jnp.shape(x) != jnp.shape(grad):
+            raise _checks.GradchainError(
+                f"unitwise_clip: {name} has shape {jnp.shape(x)}, grad {jnp.shape(grad)}"
+            )
+    c = compute_dtype(grad.dtype)
+    factor = max_norm / jnp.maximum(g_norm, jnp.asarray(div_eps, g_norm.dtype))
+    clipped = (grad.astype(c) * factor.astype(c)).astype(grad.dtype)
+    return jnp.where(g_norm < max_norm, grad, clipped)
+
+
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3, axis: Any = None
+) -> GradientTransformation:
+    r"""Adaptive gradient clipping: each unit's update at most ``clipping`` times its weight's norm.
+
+    Update:     per unit (see ``unitwise_norm``; ``axis`` as there):
+                u <- u                               if ||u|| < clipping * max(||p||, eps)
+                u <- u * clipping * max(||p||, eps) / max(||u||, 1e-6)   otherwise
+    State:      none.   Memory: 0.
+    Args:       clipping -- >= 0, the largest ratio of update norm to parameter norm.
+                eps -- >= 0, the parameter norm assumed for zero-initialised units.
+                axis -- the axes to sum over for every leaf, or None (by rank).
+    Note:       Optax's ``adaptive_grad_clip``. A gradient filter that reads the params: it is
+                pre-processing (its output is still a gradient).
+    Reference:  Brock et al., "High-Performance Large-Scale Image Recognition Without
+                Normalization", 2021.
+    """
+    _checks.check_non_negative("clipping", clipping)
+    _checks.check_non_negative("eps", eps)
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            _checks.refuse_missing_params("adaptive_grad_clip")
+        _checks.check_same_structure("updates", updates, "params", params)
+
+        def clip_leaf(u, p):
+            refuse_if_sharded(u, "adaptive_grad_clip (a norm per unit)")
+            g_norm, p_norm = unitwise_norm(u, axis), unitwise_norm(p, axis)
+            d = p_norm.dtype
+            max_norm = jnp.asarray(clipping, d) * jnp.maximum(p_norm, jnp.asarray(eps, d))
+            return unitwise_clip(g_norm.astype(d), max_norm, u)
+
+        return jax.tree.map(clip_leaf, updates, params), state
+
+    return GradientTransformation(init, update, name="adaptive_grad_clip", preprocessing=True)

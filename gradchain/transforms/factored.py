@@ -116,9 +116,12 @@ def scale_by_factored_rms(
     decay_offset: int = 0,
     min_dim_size_to_factor: int = 128,
     eps: float = 1e-30,
+    decay_rate_fn: Any = None,
     *,
     nu_dtype: Any = None,
     axis_name: Any = None,
+    step_offset: Any = None,
+    epsilon: float | None = None,
 ) -> GradientTransformation:
     r"""Divide by a factored estimate of the root mean square gradient (Adafactor).
 
@@ -138,6 +141,12 @@ def scale_by_factored_rms(
                 array, traced or not, also works: it is only subtracted from the count).
                 min_dim_size_to_factor -- factor only when two axes are at least this long.
                 eps -- >= 0.  nu_dtype -- storage dtype of the statistics.
+                decay_rate_fn -- a function (t - decay_offset, decay_rate) -> beta_t of the
+                0-based int32 step, replacing the power schedule above (Optax's keyword, e.g.
+                to cap beta as Zhai et al., 2021).
+                Optax's keyword names are accepted as aliases, beside ours (the primary, in
+                the same positions): ``step_offset`` for ``decay_offset``, ``epsilon`` for
+                ``eps``; giving both spellings of one argument is refused.
     Sharding:   inside ``shard_map`` a leaf may be a shard of its parameter, split along one
                 axis over the mesh axis ``axis_name``: a mean over that axis is then
                 ``psum``-ed (the statistic that lost it is the same on every shard, the
@@ -150,6 +159,28 @@ def scale_by_factored_rms(
     Reference:  Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
                 Cost", 2018.
     """
+    if step_offset is not None:
+        if isinstance(step_offset, (bool, int, np.integer)):
+            _checks.check_int("step_offset", step_offset)
+        else:
+            _checks.check_non_negative("step_offset", step_offset)
+        if decay_offset != 0:
+            raise _checks.GradchainError(
+                "scale_by_factored_rms: give decay_offset or step_offset (Optax's name), not both"
+            )
+        decay_offset = step_offset
+    if epsilon is not None:
+        _checks.check_non_negative("epsilon", epsilon)
+        if eps != 1e-30:
+            raise _checks.GradchainError(
+                "scale_by_factored_rms: give eps or epsilon (Optax's name), not both"
+            )
+        eps = epsilon
+    if decay_rate_fn is not None and not callable(decay_rate_fn):
+        raise _checks.GradchainError(
+            "decay_rate_fn must be a function (step, decay_rate) -> beta, got "
+            f"{_checks._kind(decay_rate_fn)}"
+        )
     _checks.check_non_negative("decay_rate", decay_rate)
     _checks.check_non_negative("eps", eps)
     if isinstance(decay_offset, (bool, int, np.integer)):
@@ -160,13 +191,22 @@ def scale_by_factored_rms(
     _checks.check_dtype("nu_dtype", nu_dtype)
 
     def init_leaf(p):
-        refuse_if_sharded(
-            jnp.asarray(p),
-            "scale_by_factored_rms's init (which axes to factor depends on the whole shape)",
-            "make the state outside shard_map from the whole params, and pass it in",
-        )
-        shape, dtype = jnp.shape(p), moment_dtype(p, nu_dtype)
+        abstract = isinstance(p, jax.ShapeDtypeStruct)  # Optax's abstract init: shapes only
+        if not abstract:
+            refuse_if_sharded(
+                jnp.asarray(p),
+                "scale_by_factored_rms's init (which axes to factor depends on the whole shape)",
+                "make the state outside shard_map from the whole params, and pass it in",
+            )
+        shape, dtype = jnp.shape(p), moment_dtype(p.dtype if abstract else p, nu_dtype)
         axes = factored_axes(shape, min_dim_size_to_factor) if factored else None
+        if abstract:  # zeros of the statistics' shapes, unplaced
+            if axes is None:
+                return jnp.zeros(shape, dtype)
+            a, b = axes
+            drop = lambda axis: tuple(n for i, n in enumerate(shape) if i != axis)  # noqa: E731
+            row, col = jnp.zeros(drop(a), dtype), jnp.zeros(drop(b), dtype)
+            return FactoredMoment(row, col, a, b, shape)
         if axes is None:
             return jnp.zeros_like(p, dtype)  # follows p's sharding when p is placed
         a, b = axes
@@ -184,8 +224,12 @@ def scale_by_factored_rms(
         def step(u, g, nu):
             store = nu.row.dtype if isinstance(nu, FactoredMoment) else nu.dtype
             c = compute_dtype(store)
-            t = state.count.astype(c) - jnp.asarray(decay_offset, c) + 1
-            beta = 1 - t ** (-jnp.asarray(decay_rate, c))
+            if decay_rate_fn is None:
+                t = state.count.astype(c) - jnp.asarray(decay_offset, c) + 1
+                beta = 1 - t ** (-jnp.asarray(decay_rate, c))
+            else:  # the user's schedule, of the 0-based step
+                step_now = state.count - decay_offset
+                beta = jnp.asarray(decay_rate_fn(step_now, decay_rate)).astype(c)
             s = abs_sq(g, c) + jnp.asarray(eps, c)
             if not isinstance(nu, FactoredMoment):
                 nu_new = beta * nu.astype(c) + (1 - beta) * s

@@ -502,8 +502,10 @@ def scale_by_backtracking_linesearch(
                 Emit eta * u.
     State:      learning_rate, value (at the accepted step), grad (only if ``store_grad``),
                 num_linesearch_steps, decrease_error.   Memory: +1x params with store_grad.
-    Args:       max_backtracking_steps -- integer >= 0.  slope_rtol -- > 0.
-                decrease_factor -- in (0, 1).  increase_factor -- > 0.
+    Args:       max_backtracking_steps -- integer >= 0.  slope_rtol -- >= 0 (0: plain
+                decrease, f(w + eta u) <= f(w)).  decrease_factor -- in (0, 1).
+                increase_factor -- > 0; 1 keeps the last step size as the first guess, ``inf``
+                starts every search at max_learning_rate (as Optax documents).
                 max_learning_rate -- > 0.  atol, rtol -- >= 0.  store_grad -- keep the
                 gradient at the accepted step for the next one (value_and_grad_from_state).
     Extra args: value, grad, value_fn, and keyword arguments for value_fn, as in
@@ -514,10 +516,10 @@ def scale_by_backtracking_linesearch(
                 partial derivatives", 1966; Nocedal & Wright, 1999, Algorithm 3.1.
     """
     _checks.check_int("max_backtracking_steps", max_backtracking_steps)
-    _checks.check_positive("slope_rtol", slope_rtol)
+    _checks.check_non_negative("slope_rtol", slope_rtol)
     _checks.check_unit_interval("decrease_factor", decrease_factor)
     _checks.check_positive("decrease_factor", decrease_factor)
-    _checks.check_positive("increase_factor", increase_factor)
+    _checks.check_positive("increase_factor", increase_factor, allow_inf=True)
     _checks.check_positive("max_learning_rate", max_learning_rate)
     _checks.check_non_negative("atol", atol)
     _checks.check_non_negative("rtol", rtol)
@@ -551,8 +553,9 @@ def scale_by_backtracking_linesearch(
                 g_old = jax.lax.cond(last, lambda: pullback(jnp.ones_like(f_raw))[0], lambda: g_old)
             return eta, f_eta, g_old, dec, j + 1
 
-        eta_0 = jnp.minimum(jnp.asarray(increase_factor, v) * state.learning_rate,
-                            jnp.asarray(max_learning_rate, v))
+        grow, top = jnp.asarray(increase_factor, v), jnp.asarray(max_learning_rate, v)
+        # inf: start from max_learning_rate every step (also after eta = 0: inf * 0 is NaN)
+        eta_0 = jnp.where(jnp.isposinf(grow), top, jnp.minimum(grow * state.learning_rate, top))
         start = (eta_0, value_0, tree_zeros_like(params), jnp.full([], jnp.inf, v), jnp.zeros([], jnp.int32))
         eta, f_eta, g_eta, dec, j = jax.lax.while_loop(
             lambda c: ~(c[3] <= atol_) & (c[4] <= max_backtracking_steps), body, start
