@@ -296,3 +296,24 @@ def test_foreign_lbfgs_in_our_chain_equals_optax_chain(x64):
     theirs = solve(optax.chain(optax.clip_by_global_norm(10.0), optax.lbfgs()))
     assert float(jnp.max(jnp.abs(ours - theirs))) == 0.0  # measured: 0 (bit for bit)
     assert float(jnp.max(jnp.abs(ours - jnp.linalg.solve(matrix, jnp.ones(3))))) < 1e-10
+
+
+def test_every_transform_the_library_builds_says_whether_it_preprocesses():
+    """Read from the source: each ``GradientTransformation(...)`` the library constructs
+    passes ``preprocessing=`` -- a new transform cannot leave the question to chain."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(gradchain.__file__).parent
+    undeclared = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None))
+                == "GradientTransformation"
+                and path.name != "base.py"
+                and "preprocessing" not in {k.arg for k in node.keywords}
+            ):
+                undeclared.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert undeclared == []

@@ -10,7 +10,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradchain.base import GradientTransformation, describe
+from gradchain.base import (
+    GradientTransformation,
+    describe,
+    is_preprocessing,
+    reads_gradient_keyword,
+)
 from gradchain.transforms.moment_math import increment
 
 __all__ = ["ScheduledValueState", "with_scheduled_value"]
@@ -46,5 +51,11 @@ def with_scheduled_value(
         out, new = inner.update(updates, state.inner, params, **extra)
         return out, ScheduledValueState(increment(state.count), new)
 
-    name = f"scheduled({make(schedule(0)).name})"
-    return GradientTransformation(init, update, name=name)
+    example = make(schedule(0))
+    return GradientTransformation(
+        init,
+        update,
+        name=f"scheduled({example.name})",
+        preprocessing=is_preprocessing(example),  # what it wraps decides
+        reads_gradient=reads_gradient_keyword(example),
+    )
