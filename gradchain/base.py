@@ -511,9 +511,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     applied to bfloat16 params rounds once. ``None`` leaves stay ``None``.
     Refused (``GradchainError``, naming the leaf): trees of different structure or shapes
     (never a broadcast), a complex update for a real parameter, a floating update for an
-    integer parameter. A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
+    integer parameter. A ``None`` parameter stays ``None`` whatever its update (Optax's rule). A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
     parameter unchanged.
     """
+    updates = _checks.none_covers(params, updates)  # a None parameter: nothing to update
     _checks.check_same_structure("params", params, "updates", updates)
     _checks.check_update_dtypes(params, updates)
 

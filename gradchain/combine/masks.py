@@ -68,10 +68,18 @@ def _first_difference(name: str, spec: Any, tree: Any) -> str:
     return f"{name} is {jax.tree.structure(spec)}, the params are {jax.tree.structure(tree)}"
 
 
+def _is_function(spec: Any) -> bool:
+    """Whether ``spec`` is a function to call on the params rather than a tree of values: a
+    tree whose leaves are all callable (a plain function is its own one leaf). A pytree that
+    is also callable (an Equinox module of bools) is a tree of values, as in Optax."""
+    leaves = jax.tree.leaves(spec)
+    return bool(leaves) and all(callable(leaf) for leaf in leaves)
+
+
 def _per_leaf(name: str, spec: Any, tree: Any) -> list[tuple[str, Any]]:
     """``spec`` (a tree of values whose structure is a prefix of ``tree``'s, or a function of
     ``tree`` returning one) broadcast to one ``(path, value)`` per leaf of ``tree``."""
-    if callable(spec):
+    if _is_function(spec):
         spec = spec(tree)
     spec_leaves, spec_def = jax.tree_util.tree_flatten_with_path(spec)
     try:
