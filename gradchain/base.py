@@ -32,6 +32,9 @@ __all__ = [
     "Params",
     "ScalarOrSchedule",
     "Schedule",
+    "TransformInitFn",
+    "TransformUpdateExtraArgsFn",
+    "TransformUpdateFn",
     "Updates",
     "EmptyState",
     "GradientTransformation",
@@ -44,12 +47,16 @@ __all__ = [
     "hyperparam_dtype",
     "all_preprocessing",
     "identity",
+    "init_empty_state",
     "is_preprocessing",
     "reads_gradient_keyword",
+    "stateless",
+    "stateless_with_tree_map",
     "tree_map_split",
     "tree_zeros_like",
     "updater",
     "walk",
+    "with_extra_args_support",
 ]
 
 Params = Any
@@ -59,6 +66,9 @@ OptState = Any
 Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
 LearningRate = ScalarOrSchedule  # a number, or a schedule: a function of the step count
+TransformInitFn = Callable[[Params], OptState]  # Optax's names for the two halves
+TransformUpdateFn = Callable[..., tuple[Updates, OptState]]
+TransformUpdateExtraArgsFn = TransformUpdateFn  # every gradchain update takes **extra
 
 
 class _Pair(NamedTuple):
@@ -502,6 +512,58 @@ def identity() -> GradientTransformation:
         return updates, state
 
     return GradientTransformation(init, update, name="identity", preprocessing=True)
+
+
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a stateless transform: ``EmptyState()`` whatever the params."""
+    del params
+    return EmptyState()
+
+
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transform without state whose update is ``f(updates, params)`` (params may be None).
+
+    Update:     u <- f(u, p)
+    State:      none.   Memory: 0.
+    """
+
+    def update(updates, state, params=None, **extra):
+        del state, extra
+        return f(updates, params), EmptyState()
+
+    return GradientTransformation(init_empty_state, update, name="stateless")
+
+
+def stateless_with_tree_map(f: Callable[[Any, Any], Any]) -> GradientTransformation:
+    """A transform without state that maps ``f(u_leaf, p_leaf)`` over the leaves
+    (``f(u_leaf, None)`` when no params are given).
+
+    Update:     u_i <- f(u_i, p_i)
+    State:      none.   Memory: 0.
+    """
+
+    def update(updates, state, params=None, **extra):
+        del state, extra
+        if params is None:
+            return jax.tree.map(lambda u: f(u, None), updates), EmptyState()
+        return jax.tree.map(f, updates, params), EmptyState()
+
+    return GradientTransformation(init_empty_state, update, name="stateless_with_tree_map")
+
+
+def with_extra_args_support(transform: Any) -> GradientTransformation:
+    """``transform`` with an update that accepts (and drops) keyword arguments it does not
+    take. A gradchain transform already accepts them and is returned as it is; an Optax
+    ``GradientTransformation`` is wrapped (Optax's function of the same name)."""
+    inner = _as_transform(transform)
+    if isinstance(inner, GradientTransformation) and _accepts_extra_args(inner.update):
+        return inner
+    call = updater(inner)
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        return call(updates, state, params, gradient, extra)
+
+    return GradientTransformation(inner.init, update, name=_name_of(inner))
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

@@ -19,6 +19,22 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine.chains import (
+    named_chain,
+)
+from gradchain.combine.conditions import (
+    ApplyEvery,
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    apply_every,
+    conditionally_mask,
+    conditionally_transform,
+    skip_large_updates,
+    skip_not_finite,
+)
+from gradchain.combine.flatten import (
+    flatten,
+)
 from gradchain.combine.graft import (
     GraftState,
     graft,
@@ -37,11 +53,21 @@ from gradchain.combine.lookahead import (
 )
 from gradchain.combine.masks import (
     MaskedState,
+    MultiTransformState,
     PartitionState,
+    freeze,
     masked,
     multi_transform,
     partition,
+    selective_transform,
     set_to_zero,
+)
+from gradchain.combine.monitoring import (
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
 )
 from gradchain.combine.mechanic import (
     MechanizeState,
@@ -71,6 +97,24 @@ from gradchain.combine.wrapping import (
 )
 
 __all__ = [
+    "ApplyEvery",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
+    "MonitorState",
+    "MultiTransformState",
+    "SnapshotState",
+    "apply_every",
+    "conditionally_mask",
+    "conditionally_transform",
+    "flatten",
+    "freeze",
+    "measure_with_ema",
+    "monitor",
+    "named_chain",
+    "selective_transform",
+    "skip_large_updates",
+    "skip_not_finite",
+    "snapshot",
     "AccumulateState",
     "ApplyIfFiniteState",
     "GraftState",

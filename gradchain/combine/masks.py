@@ -29,10 +29,13 @@ from gradchain.combine.wrapping import (
 
 __all__ = [
     "MaskedState",
+    "MultiTransformState",
     "PartitionState",
+    "freeze",
     "masked",
     "multi_transform",
     "partition",
+    "selective_transform",
     "set_to_zero",
 ]
 
@@ -184,6 +187,9 @@ class PartitionState(NamedTuple):
     groups: dict[Hashable, Any]
 
 
+MultiTransformState = PartitionState  # Optax's name; the field is `groups` (Optax: inner_states)
+
+
 def partition(
     transforms: Mapping[Hashable, GradientTransformation],
     labels: Any = None,
@@ -305,3 +311,31 @@ def multi_transform(
     ``MultiTransformState(inner_states={label: MaskedState(inner_state)})``.
     """
     return partition(transforms, param_labels=param_labels)
+
+
+def freeze(mask: Any) -> GradientTransformation:
+    r"""Zero the updates of the leaves where ``mask`` is True (frozen); pass the others.
+
+    Update:     u_i = 0 where mask_i, else u_i
+    State:      none.   Memory: 0.
+    Args:       mask -- True (all frozen), or a tree of bools like ``masked``'s.
+    Reference:  Optax, ``optax.transforms.freeze``.
+    """
+    return masked(set_to_zero(), mask)
+
+
+def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradientTransformation:
+    r"""Run ``optimizer`` on the leaves where ``freeze_mask`` is False; zero the others, which
+    keep no optimizer state.
+
+    Update:     u_i = optimizer(u on the trained leaves)_i, or 0 where freeze_mask_i
+    State:      groups -- ``{"train": optimizer's state over the trained leaves, "freeze":
+                empty}``.   Memory: the optimizer's, on the trained leaves only.
+    Reference:  Optax, ``optax.transforms.selective_transform``.
+    """
+
+    def labels(params):
+        del params
+        return jax.tree.map(lambda frozen: "freeze" if frozen else "train", freeze_mask)
+
+    return partition({"train": optimizer, "freeze": set_to_zero()}, labels)

@@ -4,6 +4,7 @@ is a NamedTuple of named slots (see ``State.meanings``).
 
 from gradchain.base import GradientTransformationExtraArgs, identity
 from gradchain.transforms.adadelta import (
+    ScaleByAdaDeltaState,
     AdadeltaState,
     scale_by_adadelta,
 )
@@ -22,6 +23,8 @@ from gradchain.transforms.additive import (
     add_scaled_params,
 )
 from gradchain.transforms.clipping import (
+    ClipState,
+    ClipByGlobalNormState,
     ZeroNansState,
     clip,
     clip_by_global_norm,
@@ -42,6 +45,7 @@ from gradchain.transforms.dual_averaging import (
     scale_by_madgrad,
 )
 from gradchain.transforms.factored import (
+    FactoredState,
     FactoredMoment,
     FactoredRmsState,
     clip_by_block_rms,
@@ -65,6 +69,9 @@ from gradchain.transforms.layerwise import (
     scale_by_trust_ratio,
 )
 from gradchain.transforms.line_search import (
+    ScaleByLBFGSState,
+    ScaleByBacktrackingLinesearchState,
+    ScaleByZoomLinesearchState,
     BacktrackingLinesearchState,
     LbfgsState,
     ZoomLinesearchState,
@@ -80,6 +87,7 @@ from gradchain.transforms.low_precision import (
     stochastic_rounding,
 )
 from gradchain.transforms.momentum import (
+    TraceState,
     BiasCorrectState,
     GradientDifferenceState,
     LionMomentumState,
@@ -103,6 +111,8 @@ from gradchain.transforms.orthogonal import (
     scale_by_shape,
 )
 from gradchain.transforms.parameter_free import (
+    COCOBState,
+    DAdaptAdamWState,
     CocobState,
     DadaptAdamState,
     MechanicState,
@@ -120,6 +130,9 @@ from gradchain.transforms.polyak import (
     scale_by_polyak,
 )
 from gradchain.transforms.preconditioners import (
+    ScaleByRmsState,
+    ScaleByRStdDevState,
+    ScaleByRssState,
     AdditiveRmsState,
     AmsgradRawState,
     BeliefState,
@@ -159,6 +172,9 @@ from gradchain.transforms.rectified import (
     scale_by_rectified_rms_torch,
 )
 from gradchain.transforms.scaling import (
+    ScaleByScheduleState,
+    ScaleState,
+    AddDecayedWeightsState,
     LearningRateState,
     add_decayed_weights,
     scale,
@@ -170,13 +186,38 @@ from gradchain.transforms.schedule_free import (
     scale_by_schedule_free,
     schedule_free_average,
 )
-from gradchain.transforms.sign import RpropState, scale_by_lion, scale_by_rprop, scale_by_sign
+from gradchain.transforms.sign import (
+    RpropState,
+    ScaleByRpropState,
+    scale_by_lion,
+    scale_by_rprop,
+    scale_by_sign,
+)
 from gradchain.transforms.sm3 import (
+    ScaleBySM3State,
     Sm3State,
     scale_by_sm3,
 )
 
 __all__ = [
+    "COCOBState",
+    "DAdaptAdamWState",
+    "TraceState",
+    "ScaleByRmsState",
+    "ScaleByRStdDevState",
+    "ScaleByRssState",
+    "ScaleByRpropState",
+    "ScaleBySM3State",
+    "ScaleByAdaDeltaState",
+    "ScaleByLBFGSState",
+    "ScaleByBacktrackingLinesearchState",
+    "ScaleByZoomLinesearchState",
+    "FactoredState",
+    "ScaleByScheduleState",
+    "ScaleState",
+    "AddDecayedWeightsState",
+    "ClipState",
+    "ClipByGlobalNormState",
     "GradientTransformationExtraArgs",
     "AdadeltaState",
     "AddNoiseState",

@@ -31,6 +31,8 @@ from gradchain.transforms.mesh_axes import refuse_if_sharded
 from gradchain.transforms.moment_math import compute_dtype, increment, scalar_dtype
 
 __all__ = [
+    "COCOBState",
+    "DAdaptAdamWState",
     "CocobState",
     "DadaptAdamState",
     "MechanicState",
@@ -526,3 +528,6 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> GradientTransform
         return out, CocobState(state.params0, *kept)
 
     return GradientTransformation(init, update, name="scale_by_cocob", preprocessing=False)
+
+COCOBState = CocobState  # optax.contrib's name; gradchain's own field names
+DAdaptAdamWState = DadaptAdamState  # optax.contrib's name (its state of dadapt_adamw)

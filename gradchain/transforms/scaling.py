@@ -15,6 +15,9 @@ from gradchain.base import EmptyState, GradientTransformation, describe
 from gradchain.transforms.moment_math import cast, compute_dtype, increment
 
 __all__ = [
+    "ScaleByScheduleState",
+    "ScaleState",
+    "AddDecayedWeightsState",
     "LearningRateState",
     "add_decayed_weights",
     "scale",
@@ -146,4 +149,6 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
 
     return GradientTransformation(init, update, name="add_decayed_weights", preprocessing=True)
 
-
+ScaleByScheduleState = LearningRateState  # Optax's name; same field `count`
+ScaleState = EmptyState  # Optax's name: scale keeps no state
+AddDecayedWeightsState = EmptyState  # Optax's name: add_decayed_weights keeps no state
