@@ -7,7 +7,6 @@ exported as ``gradchain.<name>``. This namespace exists so that code written aga
 """
 
 from gradchain.combine import (
-    MechanizeState,
     SAMState,
     mechanize,
     normalize,
@@ -53,7 +52,6 @@ __all__ = [
     "HutchinsonState",
     "MadgradState",
     "MechanicState",
-    "MechanizeState",
     "ProdigyState",
     "ReduceLROnPlateauState",
     "SAMState",
