@@ -241,7 +241,7 @@ _REASONS: dict[str, str] = {}
 
 
 def _case(nodeid: str) -> str:
-    return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+    return nodeid  # "<copied file>::<Class>::<test>"; the runner splits off the file
 
 
 def _reason(report) -> str:
@@ -271,8 +271,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_collectreport(report):
     if report.outcome == "failed":
-        _REASONS["<collection>"] = _reason(report)
-        _OUTCOMES["<collection>"] = "failed"
+        _REASONS[f"{report.nodeid}::<collection>"] = _reason(report)
+        _OUTCOMES[f"{report.nodeid}::<collection>"] = "failed"
 
 
 def pytest_sessionfinish(session):
@@ -291,30 +291,52 @@ def _optax_dir() -> pathlib.Path:
     return pathlib.Path(optax.__file__).parent
 
 
-def run_file(relpath: str, target: str, workdir: pathlib.Path, timeout: float = 900) -> dict:
-    """Run one Optax test file (rewritten) against ``target``: its outcomes, failure reasons
-    and the missing names it looked up."""
-    source = (_optax_dir() / relpath).read_text()
-    stem = relpath.replace("/", "__").removesuffix(".py")
-    copy = workdir / f"test_{target}__{stem}.py"
-    copy.write_text(rewrite(source))
-    out = workdir / f"{target}__{stem}.json"
+def run_files(relpaths, target: str, workdir: pathlib.Path, timeout: float = 1800) -> dict:
+    """Run Optax test files (rewritten) against ``target`` in one pytest process: per file,
+    its outcomes and failure reasons by case ("<Class>::<test>"), and the missing names."""
+    copies = {}
+    for relpath in relpaths:
+        source = (_optax_dir() / relpath).read_text()
+        copy = workdir / f"test_{target}__{relpath.replace('/', '__')}"
+        copy.write_text(rewrite(source))
+        copies[copy.name] = relpath
+    out = workdir / f"{target}__{len(copies)}__{next(iter(copies))}.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{TARGET_ENV: target, OUT_ENV: str(out)})
     env.pop("PYTEST_ADDOPTS", None)
     command = [
-        sys.executable, "-m", "pytest", str(copy), "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", *sorted(copies), "-q", "-p", "no:cacheprovider",
         "-p", "no:randomly", "-p", "benchmarks.optax_suite", "--rootdir", str(workdir),
         "-c", "/dev/null", "-o", "addopts=", "--tb=line", "-W", "ignore",
     ]  # fmt: skip
     started = time.perf_counter()
+    records = {r: {"outcomes": {}, "reasons": {}, "missing": {}} for r in relpaths}
     try:
         subprocess.run(command, env=env, cwd=workdir, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"outcomes": {}, "reasons": {"<timeout>": f"over {timeout}s"}, "missing": {}}
-    record = json.loads(out.read_text()) if out.exists() else {
-        "outcomes": {}, "reasons": {"<crash>": "no results"}, "missing": {}}  # fmt: skip
-    record["seconds"] = round(time.perf_counter() - started, 1)
-    return record
+        for record in records.values():
+            record["reasons"]["<timeout>"] = f"over {timeout}s"
+    seconds = round(time.perf_counter() - started, 1)
+    raw = json.loads(out.read_text()) if out.exists() else {"outcomes": {}, "reasons": {}, "missing": {}}
+    if not out.exists():
+        for record in records.values():
+            record["reasons"]["<crash>"] = "no results"
+    for kind in ("outcomes", "reasons"):
+        for nodeid, value in raw[kind].items():
+            name, _, case = nodeid.partition("::")
+            relpath = copies.get(pathlib.Path(name).name)
+            if relpath is not None:
+                records[relpath][kind][case] = value
+    for relpath in relpaths:
+        records[relpath]["missing"] = raw["missing"] if len(relpaths) == 1 else {}
+        records[relpath]["seconds"] = seconds if len(relpaths) == 1 else None
+    records["<missing>"] = raw["missing"]
+    records["<seconds>"] = seconds
+    return records
+
+
+def run_file(relpath: str, target: str, workdir: pathlib.Path, timeout: float = 1800) -> dict:
+    """One Optax test file against ``target``, in its own pytest process."""
+    return run_files([relpath], target, workdir, timeout)[relpath]
 
 
 def optax_passes(files, refresh: bool = False, workdir: pathlib.Path | None = None) -> dict:
@@ -334,36 +356,51 @@ def optax_passes(files, refresh: bool = False, workdir: pathlib.Path | None = No
                 print(f"  A/A {relpath}: {len(passed)} pass", file=sys.stderr)
         cache["files"] = dict(sorted(cache["files"].items()))
         OPTAX_CACHE.write_text(json.dumps(cache, indent=1) + "\n")
-    return {f: cache["files"][f] for f in files}
+    def case(name: str) -> str:  # entries written with the copied file's name in front
+        head, _, rest = name.partition("::")
+        return rest if head.endswith(".py") else name
+
+    return {f: sorted({case(c) for c in cache["files"][f]}) for f in files}
 
 
-def run(files=FILES, refresh_optax: bool = False) -> dict:
+def _gradchain_records(files, one_process: bool):
+    with tempfile.TemporaryDirectory() as tmp:
+        if one_process:
+            records = run_files(list(files), "gradchain", pathlib.Path(tmp))
+            for relpath in files:
+                records[relpath]["missing"] = records["<missing>"] if relpath == files[0] else {}
+                yield relpath, records[relpath]
+            return
+        for relpath in files:
+            yield relpath, run_file(relpath, "gradchain", pathlib.Path(tmp))
+
+
+def run(files=FILES, refresh_optax: bool = False, one_process: bool = False) -> dict:
     """Run ``files`` against gradchain: per file, Optax's passes, gradchain's passes among
-    them, the failures by reason, and the missing names."""
+    them, the failures by reason, and the missing names. ``one_process``: all files in one
+    pytest process (faster: JAX starts once; used by tests/test_optax_suite.py)."""
     reference = optax_passes(files, refresh_optax)
     report = {"files": {}, "missing": collections.Counter()}
-    with tempfile.TemporaryDirectory() as tmp:
-        for relpath in files:
-            record = run_file(relpath, "gradchain", pathlib.Path(tmp))
-            outcomes = record["outcomes"]
-            failures = {}
-            for case in reference[relpath]:
-                if outcomes.get(case) == "passed":
-                    continue
-                reason = record["reasons"].get(case)
-                if reason is None:
-                    reason = outcomes.get(case, "not run: " + "; ".join(
-                        f"{k} {v}" for k, v in record["reasons"].items() if k.startswith("<")))  # fmt: skip
-                failures[case] = reason
-            report["files"][relpath] = {
-                "optax_passes": len(reference[relpath]),
-                "gradchain_passes": len(reference[relpath]) - len(failures),
-                "seconds": record.get("seconds"),
-                "failures": failures,
-            }
-            report["missing"].update(record["missing"])
-            row = report["files"][relpath]
-            print(f"  {relpath}: {row['gradchain_passes']}/{row['optax_passes']}", file=sys.stderr)
+    for relpath, record in _gradchain_records(list(files), one_process):
+        outcomes = record["outcomes"]
+        failures = {}
+        for case in reference[relpath]:
+            if outcomes.get(case) == "passed":
+                continue
+            reason = record["reasons"].get(case)
+            if reason is None:
+                reason = outcomes.get(case, "not run: " + "; ".join(
+                    f"{k} {v}" for k, v in record["reasons"].items() if k.startswith("<")))  # fmt: skip
+            failures[case] = reason
+        report["files"][relpath] = {
+            "optax_passes": len(reference[relpath]),
+            "gradchain_passes": len(reference[relpath]) - len(failures),
+            "seconds": record.get("seconds"),
+            "failures": failures,
+        }
+        report["missing"].update(record["missing"])
+        row = report["files"][relpath]
+        print(f"  {relpath}: {row['gradchain_passes']}/{row['optax_passes']}", file=sys.stderr)
     report["missing"] = dict(report["missing"].most_common())
     return report
 
