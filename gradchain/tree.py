@@ -388,7 +388,8 @@ def tree_get(
     if len(found) == 1:
         return found[0][1]
     by_slot = [(r, v) for r, v in _slot_matches(tree, key) if filtering is None or filtering(r, v)]
-    if len(by_slot) == 1:
+    # a slot path settles the key only when Optax's lookup finds nothing, or names a path
+    if len(by_slot) == 1 and (not found or "." in str(key)):
         return by_slot[0][1]
     if not found and not by_slot:
         return default

@@ -118,6 +118,11 @@ def _mask_flags(mask: Any, tree: Any) -> list[bool]:
 class MaskedState(NamedTuple):
     inner: Any
 
+    @property
+    def inner_state(self) -> Any:
+        """Optax's name for ``inner``."""
+        return self.inner
+
 
 def masked(
     transform: GradientTransformation | None = None,
@@ -186,8 +191,13 @@ def masked(
 class PartitionState(NamedTuple):
     groups: dict[Hashable, Any]
 
+    @property
+    def inner_states(self) -> Any:
+        """Optax's name for ``groups``."""
+        return self.groups
 
-MultiTransformState = PartitionState  # Optax's name; the field is `groups` (Optax: inner_states)
+
+MultiTransformState = PartitionState  # Optax's name; the field is `groups` (`.inner_states` reads it)
 
 
 def partition(

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
+
 from gradchain import _checks
 from gradchain.base import (
     Child,
@@ -45,7 +48,7 @@ def snapshot(measure_name: str, measure: Callable[[Any], Any]) -> GradientTransf
 
 
 @describe(
-    measurements="{name: what that measure emitted at the last update} ({} at init)",
+    measurements="{name: what that measure emitted at the last update} (zeros at init)",
     measure_states="each measure's own state, in the order of the measures",
 )
 class MonitorState(NamedTuple):
@@ -58,8 +61,9 @@ def monitor(measures: dict[str, Any]) -> GradientTransformation:
 
     Update:     u <- u ;  m_k <- measure_k(u)  (a function of the updates, or a transform
                 whose *output* is the measurement, e.g. ``measure_with_ema``)
-    State:      measurements -- ``{name: m_k}``.  measure_states -- each transform's state.
-                Memory: the measurements' plus the measures' states.
+    State:      measurements -- ``{name: m_k}``, zeros at init (Optax: ``{}``; here the state
+                keeps one structure, as ``jax.lax.scan`` needs).  measure_states -- each
+                transform's state.   Memory: the measurements' plus the measures' states.
     Reference:  Optax, ``optax.transforms.monitor``.
     """
     if not isinstance(measures, dict):
@@ -82,7 +86,13 @@ def monitor(measures: dict[str, Any]) -> GradientTransformation:
     calls = [updater(as_transforms[n]) for n in names]
 
     def init(params):
-        return MonitorState({}, tuple(as_transforms[n].init(params) for n in names))
+        states = tuple(as_transforms[n].init(params) for n in names)
+        shapes = {  # what each measure emits, measured on params-shaped updates
+            n: jax.eval_shape(lambda s, c=c: c(params, s, params, None, {})[0], st)
+            for n, c, st in zip(names, calls, states)
+        }
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+        return MonitorState(zeros, states)
 
     def update(updates, state, params=None, *, gradient=None, **extra):
         measured, states = {}, []
