@@ -206,7 +206,9 @@ def imported(package: str, name: str):
     """What ``from <package> import <name>`` gives, through the shim."""
     try:
         return shim(f"{package}.{name}")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as error:
+        if error.name != f"{package}.{name}":
+            raise  # the module exists but needs something missing
         return getattr(shim(package), name)
 
 
@@ -252,6 +254,14 @@ def _reason(report) -> str:
     text = text.strip().splitlines()[0] if text.strip() else "?"
     text = re.sub(r"0x[0-9a-f]+", "0x..", text)
     return text[:160]
+
+
+def pytest_configure(config):
+    # optax._src.alias_test (imported by schedules/_schedule_test.py) imports scikit-learn for
+    # its L-BFGS checks only: a stand-in lets it import when scikit-learn is not installed.
+    from benchmarks.optax_alias_suite import _stand_in_sklearn
+
+    _stand_in_sklearn()
 
 
 def pytest_runtest_setup(item):
