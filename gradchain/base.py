@@ -29,6 +29,7 @@ __all__ = [
     "Child",
     "LearningRate",
     "OptState",
+    "ParamsMark",
     "Params",
     "ScalarOrSchedule",
     "Schedule",
@@ -512,6 +513,21 @@ def identity() -> GradientTransformation:
         return updates, state
 
     return GradientTransformation(init, update, name="identity", preprocessing=True)
+
+
+@jax.tree_util.register_pytree_node_class
+class ParamsMark:
+    """Stands for the whole params tree while ``tree_map_params`` runs an optimizer's ``init``:
+    an empty pytree node, so every per-parameter slot of the state comes out as this mark.
+    A wrapper that reshapes the params (``masked``, ``partition``) passes it to its inner
+    transforms unchanged (Optax's ``_ParamsPlaceholder``)."""
+
+    def tree_flatten(self):
+        return (), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls()
 
 
 def init_empty_state(params: Params) -> EmptyState:

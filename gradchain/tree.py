@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.base import ParamsMark
 from gradchain.state import slots
 from gradchain.tree_random import (
     tree_random_like,
@@ -455,20 +456,6 @@ def tree_set(
     return tree
 
 
-@jax.tree_util.register_pytree_node_class
-class _ParamsMark:
-    """Stands for the whole params tree while an optimizer's ``init`` runs: an empty pytree
-    node, so ``jax.tree.map`` over it returns it, and every per-parameter slot of the state
-    comes out as this mark."""
-
-    def tree_flatten(self):
-        return (), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls()
-
-
 def tree_map_params(
     initable: Any,
     f: Callable[..., Any],
@@ -488,14 +475,14 @@ def tree_map_params(
     becomes ``transform_non_params(value)``, or is kept when that is None.
     """
     init = initable.init if hasattr(initable, "init") else initable
-    marked = init(_ParamsMark())
+    marked = init(ParamsMark())
 
     def one(mark, value):
-        if isinstance(mark, _ParamsMark):
+        if isinstance(mark, ParamsMark):
             return jax.tree.map(f, value, *rest, is_leaf=is_leaf)
         return value if transform_non_params is None else transform_non_params(value)
 
-    return jax.tree.map(one, marked, state, is_leaf=lambda x: isinstance(x, _ParamsMark))
+    return jax.tree.map(one, marked, state, is_leaf=lambda x: isinstance(x, ParamsMark))
 
 
 # optax.tree's short names: gradchain.tree.get, gradchain.tree.add, ...

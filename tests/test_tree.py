@@ -141,3 +141,17 @@ def test_update_moments_keep_none_subtrees_like_optax(dtype):
     got = gc.tree.update_infinity_moment(u, m, 0.9, 1e-8)
     want = optax.tree.update_infinity_moment(u, m, 0.9, 1e-8)
     assert got["a"] is None and bool(jnp.array_equal(got["b"], want["b"]))
+
+
+def test_map_params_sees_through_masked_and_partition_like_optax():
+    params = {"a": jnp.ones(3), "b": jnp.zeros(2)}
+    mask = {"a": True, "b": False}
+    ours = gc.masked(gc.sgd(1.0, momentum=0.5), mask)
+    theirs = optax.masked(optax.sgd(1.0, momentum=0.5), mask)
+    got = gc.tree.map_params(ours, lambda x: x + 1, ours.init(params))
+    want = optax.tree.map_params(theirs, lambda x: x + 1, theirs.init(params))
+    assert gc.tree.get(got, "mu")["a"].tolist() == want.inner_state[0].trace["a"].tolist() == [1.0] * 3
+    assert isinstance(gc.tree.get(got, "mu")["b"], gc.MaskedNode)
+    groups = gc.partition({"x": gc.adam(0.1), "y": gc.sgd(0.1, momentum=0.9)}, {"a": "x", "b": "y"})
+    out = gc.tree.map_params(groups, lambda x: x + 2, groups.init(params))
+    assert out.groups["y"].inner[0].mu["b"].tolist() == [2.0, 2.0]

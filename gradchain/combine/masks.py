@@ -13,6 +13,7 @@ from gradchain import _checks
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
+    ParamsMark,
     _as_transform,
     describe,
     updater,
@@ -169,6 +170,8 @@ def masked(
     call = updater(inner)
 
     def init(params):
+        if isinstance(params, ParamsMark):  # tree_map_params: the inner slots are the params'
+            return MaskedState(inner=inner.init(params))
         return MaskedState(inner=inner.init(hide(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
@@ -261,6 +264,8 @@ def partition(
         return {label: [x == label for x in per_leaf] for label in groups}
 
     def init(params):
+        if isinstance(params, ParamsMark):  # tree_map_params: each group's slots are the params'
+            return PartitionState(groups={label: t.init(params) for label, t in groups.items()})
         keep = flags(params)
         return PartitionState(
             groups={label: t.init(hide(params, keep[label])) for label, t in groups.items()}
