@@ -132,13 +132,15 @@ _LIVE_STATE = (
     "hyperparameters in a live state around the transforms' states (AdagradLiveState(..., "
     "inner=(RssState, ...)))"
 )
+_COMBINING = "transforms/_combining_test.py::ExtraArgsTest::"
+_FINITE = "transforms/_conditionality_test.py::ConditionalityTest::test_apply_if_finite_"
 EXPECTED: dict[str, str] = {
-    "transforms/_combining_test.py::ExtraArgsTest::test_extra_args": _INT_PARAMS,
-    "transforms/_combining_test.py::ExtraArgsTest::test_extra_args_positional_params": _INT_PARAMS,
-    "transforms/_conditionality_test.py::ConditionalityTest::test_apply_if_finite_sgd": _APPLY_IF_FINITE,
-    "transforms/_conditionality_test.py::ConditionalityTest::test_apply_if_finite_sgd_extra_args": _APPLY_IF_FINITE,
-    "transforms/_conditionality_test.py::ConditionalityTest::test_apply_if_finite_stateful_sgd": _APPLY_IF_FINITE,
-    "transforms/_conditionality_test.py::ConditionalityTest::test_apply_if_finite_pmap": _APPLY_IF_FINITE,
+    _COMBINING + "test_extra_args": _INT_PARAMS,
+    _COMBINING + "test_extra_args_positional_params": _INT_PARAMS,
+    _FINITE + "sgd": _APPLY_IF_FINITE,
+    _FINITE + "sgd_extra_args": _APPLY_IF_FINITE,
+    _FINITE + "stateful_sgd": _APPLY_IF_FINITE,
+    _FINITE + "pmap": _APPLY_IF_FINITE,
     "transforms/_masking_test.py::MaskedTest::test_masked_state_structure": (
         "reads sgd's velocity as .inner_state[0].trace: gradchain's sgd state is a live state "
         "whose velocity slot is mu (tree_get(state, 'mu'))"
@@ -266,7 +268,8 @@ def rewrite(source: str) -> str:
     for line in source.splitlines():
         new = None
         if m := _FROM.match(line):
-            new = f"{m.group(3) or m.group(2)} = _optax_suite.imported({m.group(1)!r}, {m.group(2)!r})"
+            name = m.group(3) or m.group(2)
+            new = f"{name} = _optax_suite.imported({m.group(1)!r}, {m.group(2)!r})"
         elif m := _IMPORT.match(line):
             if m.group(2):
                 new = f"{m.group(2)} = _optax_suite.shim({m.group(1)!r})"
@@ -372,7 +375,11 @@ def run_files(relpaths, target: str, workdir: pathlib.Path, timeout: float = 180
         for record in records.values():
             record["reasons"]["<timeout>"] = f"over {timeout}s"
     seconds = round(time.perf_counter() - started, 1)
-    raw = json.loads(out.read_text()) if out.exists() else {"outcomes": {}, "reasons": {}, "missing": {}}
+    raw = (
+        json.loads(out.read_text())
+        if out.exists()
+        else {"outcomes": {}, "reasons": {}, "missing": {}}
+    )
     if not out.exists():
         for record in records.values():
             record["reasons"]["<crash>"] = "no results"
@@ -412,6 +419,7 @@ def optax_passes(files, refresh: bool = False, workdir: pathlib.Path | None = No
                 print(f"  A/A {relpath}: {len(passed)} pass", file=sys.stderr)
         cache["files"] = dict(sorted(cache["files"].items()))
         OPTAX_CACHE.write_text(json.dumps(cache, indent=1) + "\n")
+
     def case(name: str) -> str:  # entries written with the copied file's name in front
         head, _, rest = name.partition("::")
         return rest if head.endswith(".py") else name
@@ -445,8 +453,8 @@ def run(files=FILES, refresh_optax: bool = False, one_process: bool = False) -> 
                 continue
             reason = record["reasons"].get(case)
             if reason is None:
-                reason = outcomes.get(case, "not run: " + "; ".join(
-                    f"{k} {v}" for k, v in record["reasons"].items() if k.startswith("<")))  # fmt: skip
+                crashes = [f"{k} {v}" for k, v in record["reasons"].items() if k.startswith("<")]
+                reason = outcomes.get(case, "not run: " + "; ".join(crashes))
             failures[case] = reason
         report["files"][relpath] = {
             "optax_passes": len(reference[relpath]),

@@ -589,7 +589,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     applied to bfloat16 params rounds once. ``None`` leaves stay ``None``.
     Refused (``GradchainError``, naming the leaf): trees of different structure or shapes
     (never a broadcast), a complex update for a real parameter, a floating update for an
-    integer parameter. A ``None`` parameter stays ``None`` whatever its update (Optax's rule). A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
+    integer parameter. A ``None`` parameter stays ``None`` whatever its update (Optax's
+    rule). A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
     parameter unchanged.
     """
     updates = _checks.none_covers(params, updates)  # a None parameter: nothing to update

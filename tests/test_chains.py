@@ -18,7 +18,7 @@ def test_named_chain_matches_optax(dtype):
         s1, s2 = ours.init(params), theirs.init(params)
         assert list(s1) == list(s2) == ["clip", "adam"]
         for i in range(3):
-            g = jax.tree.map(lambda x: x * (i + 1), params)
+            g = jax.tree.map(lambda x, i=i: x * (i + 1), params)
             u1, s1 = ours.update(g, s1, params)
             u2, s2 = theirs.update(g, s2, params)
             assert bool(jnp.array_equal(u1["w"], u2["w"]))

@@ -24,7 +24,10 @@ def _run(opt, grads, params):
 
 
 def _grads(dtype, n=6):
-    return [{"w": jnp.full((2, 2), float(i + 1), dtype), "b": jnp.arange(2, dtype=dtype) - i} for i in range(n)]
+    return [
+        {"w": jnp.full((2, 2), float(i + 1), dtype), "b": jnp.arange(2, dtype=dtype) - i}
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("name", ["conditionally_transform", "conditionally_mask"])
@@ -39,8 +42,11 @@ def test_conditional_wrappers_match_optax(name, dtype):
     for a, b in zip(got, want):
         assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
     assert int(got_state.step) == int(want_state.step) == len(grads)
-    assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)),
-                                     got_state.inner_state, want_state.inner_state))
+    assert jax.tree.all(
+        jax.tree.map(
+            lambda x, y: bool(jnp.array_equal(x, y)), got_state.inner_state, want_state.inner_state
+        )
+    )
 
 
 def test_conditionally_transform_forwards_extra_args_only_when_asked():
@@ -83,7 +89,9 @@ def test_skip_rules_match_optax_and_drive_multisteps(dtype):
     for u in (good, bad):
         skip, info = gc.skip_not_finite(u, 0, None)
         want, want_info = optax.transforms.skip_not_finite(u, 0, None)
-        assert bool(skip) == bool(want) and int(info["num_not_finite"]) == int(want_info["num_not_finite"])
+        assert bool(skip) == bool(want) and int(info["num_not_finite"]) == int(
+            want_info["num_not_finite"]
+        )
         for limit in (10.0, 30.0):
             skip, info = gc.skip_large_updates(u, 0, None, limit)
             want, want_info = optax.transforms.skip_large_updates(u, 0, None, limit)

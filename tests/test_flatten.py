@@ -15,7 +15,7 @@ def test_flatten_matches_optax(dtype):
     with reference_promotion():
         s1, s2 = ours.init(params), theirs.init(params)
         for i in range(3):
-            g = jax.tree.map(lambda x: x * (i + 1) - 0.3, params)
+            g = jax.tree.map(lambda x, i=i: x * (i + 1) - 0.3, params)
             u1, s1 = ours.update(g, s1, params)
             u2, s2 = theirs.update(g, s2, params)
             assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), u1, u2))

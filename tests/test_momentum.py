@@ -1,7 +1,6 @@
 """The momentum family against Optax where issue 24 touched it: trace(decay=1.0), Optax's plain
 running sum, and the None update subtrees of add_decayed_weights."""
 
-import jax
 import jax.numpy as jnp
 import optax
 import pytest

@@ -14,7 +14,7 @@ def _steps(opt, dtype, n=4):
     params = {"w": jnp.ones((2, 3), dtype), "b": jnp.zeros(2, dtype)}
     state = opt.init(params)
     for i in range(n):
-        g = jax.tree.map(lambda x: x * (i + 1) - 0.5, params)
+        g = jax.tree.map(lambda x, i=i: x * (i + 1) - 0.5, params)
         out, state = opt.update(g, state, params)
         assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), out, g))
     return state
@@ -33,7 +33,9 @@ def test_monitor_with_functions_and_ema_matches_optax(dtype):
 
     with reference_promotion():
         ours = _steps(gc.monitor(measures(gc.measure_with_ema)), dtype)
-        theirs = _steps(optax.transforms.monitor(measures(optax.transforms.measure_with_ema)), dtype)
+        theirs = _steps(
+            optax.transforms.monitor(measures(optax.transforms.measure_with_ema)), dtype
+        )
     assert float(ours.measurements["norm"]) == float(theirs.measurements["norm"])
     # measured |difference| 0.0 (float32 and float64): the same EMA and bias correction
     gap = abs(float(ours.measurements["avg"]) - float(theirs.measurements["avg"]))
@@ -42,9 +44,15 @@ def test_monitor_with_functions_and_ema_matches_optax(dtype):
 
 def test_measure_with_ema_without_debias(dtype):
     with reference_promotion():
-        ours = _steps(gc.monitor({"m": gc.measure_with_ema(optax.tree.norm, 0.5, debias=False)}), dtype)
-        theirs = _steps(optax.transforms.monitor(
-            {"m": optax.transforms.measure_with_ema(optax.tree.norm, 0.5, debias=False)}), dtype)
+        ours = _steps(
+            gc.monitor({"m": gc.measure_with_ema(optax.tree.norm, 0.5, debias=False)}), dtype
+        )
+        theirs = _steps(
+            optax.transforms.monitor(
+                {"m": optax.transforms.measure_with_ema(optax.tree.norm, 0.5, debias=False)}
+            ),
+            dtype,
+        )
     assert abs(float(ours.measurements["m"]) - float(theirs.measurements["m"])) <= 1e-6
 
 

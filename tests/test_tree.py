@@ -13,7 +13,10 @@ from tests.conftest import reference_promotion
 
 
 def _tree(dtype):
-    return {"w": jnp.linspace(-1.0, 2.0, 6, dtype=dtype).reshape(2, 3), "b": jnp.arange(3, dtype=dtype)}
+    return {
+        "w": jnp.linspace(-1.0, 2.0, 6, dtype=dtype).reshape(2, 3),
+        "b": jnp.arange(3, dtype=dtype),
+    }
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd_momentum", "rmsprop"])
@@ -24,7 +27,9 @@ def test_map_params_replaces_the_params_shaped_slots_like_optax(name, dtype):
         "sgd_momentum": (gc.sgd(0.1, momentum=0.9), optax.sgd(0.1, momentum=0.9)),
         "rmsprop": (gc.rmsprop(1e-3), optax.rmsprop(1e-3)),
     }[name]
-    mapped = gc.tree.map_params(ours, lambda p: "P", ours.init(params), transform_non_params=lambda _: "-")
+    mapped = gc.tree.map_params(
+        ours, lambda p: "P", ours.init(params), transform_non_params=lambda _: "-"
+    )
     with reference_promotion():
         expect = optax.tree.map_params(
             theirs, lambda p: "P", theirs.init(params), transform_non_params=lambda _: "-"
@@ -133,7 +138,10 @@ def test_update_moments_keep_none_subtrees_like_optax(dtype):
     m = {"a": None, "b": jnp.array([0.5, 0.5], dtype)}
     for ours, theirs in [
         (gc.tree.update_moment, functools.partial(optax.tree.update_moment, order=2)),
-        (gc.tree.update_moment_per_elem_norm, functools.partial(optax.tree.update_moment_per_elem_norm, order=2)),
+        (
+            gc.tree.update_moment_per_elem_norm,
+            functools.partial(optax.tree.update_moment_per_elem_norm, order=2),
+        ),
     ]:
         got, want = ours(u, m, 0.9, order=2), theirs(u, m, 0.9)
         assert got["a"] is None and want["a"] is None
@@ -150,7 +158,9 @@ def test_map_params_sees_through_masked_and_partition_like_optax():
     theirs = optax.masked(optax.sgd(1.0, momentum=0.5), mask)
     got = gc.tree.map_params(ours, lambda x: x + 1, ours.init(params))
     want = optax.tree.map_params(theirs, lambda x: x + 1, theirs.init(params))
-    assert gc.tree.get(got, "mu")["a"].tolist() == want.inner_state[0].trace["a"].tolist() == [1.0] * 3
+    assert (
+        gc.tree.get(got, "mu")["a"].tolist() == want.inner_state[0].trace["a"].tolist() == [1.0] * 3
+    )
     assert isinstance(gc.tree.get(got, "mu")["b"], gc.MaskedNode)
     groups = gc.partition({"x": gc.adam(0.1), "y": gc.sgd(0.1, momentum=0.9)}, {"a": "x", "b": "y"})
     out = gc.tree.map_params(groups, lambda x: x + 2, groups.init(params))

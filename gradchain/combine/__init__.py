@@ -62,16 +62,16 @@ from gradchain.combine.masks import (
     selective_transform,
     set_to_zero,
 )
+from gradchain.combine.mechanic import (
+    MechanizeState,
+    mechanize,
+)
 from gradchain.combine.monitoring import (
     MonitorState,
     SnapshotState,
     measure_with_ema,
     monitor,
     snapshot,
-)
-from gradchain.combine.mechanic import (
-    MechanizeState,
-    mechanize,
 )
 from gradchain.combine.schedule_free import (
     schedule_free,

@@ -15,6 +15,7 @@ from gradchain import _checks
 from gradchain.base import (
     Child,
     GradientTransformation,
+    _as_transform,
     all_preprocessing,
     describe,
     tree_zeros_like,
@@ -62,6 +63,7 @@ def _conditional(inner, should_transform_fn, forward_extra_args, state_class, ot
             f"{name}: should_transform_fn must be a function of the step count, got "
             f"{should_transform_fn!r}"
         )
+    inner = _as_transform(inner)
     call = updater(inner)
 
     def init(params):

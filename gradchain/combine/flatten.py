@@ -44,6 +44,4 @@ def flatten(inner: Any) -> GradientTransformation:
         out, state = call(_flat(updates), state, flat_params, flat_gradient, extra)
         return _unflat(out, updates), state
 
-    return GradientTransformation(
-        init, update, name="flatten", children=(Child(None, inner, ()),)
-    )
+    return GradientTransformation(init, update, name="flatten", children=(Child(None, inner, ()),))

@@ -200,7 +200,7 @@ class PartitionState(NamedTuple):
         return self.groups
 
 
-MultiTransformState = PartitionState  # Optax's name; the field is `groups` (`.inner_states` reads it)
+MultiTransformState = PartitionState  # Optax's name; field `groups` (`.inner_states` reads it)
 
 
 def partition(

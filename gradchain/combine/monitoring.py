@@ -101,9 +101,7 @@ def monitor(measures: dict[str, Any]) -> GradientTransformation:
             states.append(new)
         return updates, MonitorState(measured, tuple(states))
 
-    children = tuple(
-        Child(n, as_transforms[n], ("measure_states", i)) for i, n in enumerate(names)
-    )
+    children = tuple(Child(n, as_transforms[n], ("measure_states", i)) for i, n in enumerate(names))
     return GradientTransformation(
         init, update, name="monitor", preprocessing=True, children=children
     )
