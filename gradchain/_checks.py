@@ -259,6 +259,19 @@ def _structure_detail(name_a: str, a: Any, name_b: str, b: Any, is_leaf: Any) ->
     return "; ".join(detail)
 
 
+def none_covers(a: Any, b: Any) -> Any:
+    """``b`` with each subtree that sits where ``a`` has ``None`` replaced by ``None`` (Optax's
+    rule: a ``None`` parameter or update stands for its whole subtree in the other tree).
+    ``b`` unchanged when ``a`` is not a prefix of it (``check_same_structure`` then names the
+    difference)."""
+    if not any(x is None for x in jax.tree.leaves(a, is_leaf=_is_none)):
+        return b
+    try:
+        return jax.tree.map(lambda x, y: None if x is None else y, a, b, is_leaf=_is_none)
+    except (ValueError, TypeError):
+        return b
+
+
 def check_same_structure(name_a: str, a: Any, name_b: str, b: Any) -> None:
     """Two trees must have the same structure and leaf shapes; the error names the first path
     where they differ, instead of a broadcast or a bare treedef dump."""

@@ -22,7 +22,14 @@ from gradchain import _checks
 from gradchain.base import describe, hyperparam_dtype
 from gradchain.transforms.moment_math import compute_dtype
 
-__all__ = ["EmaState", "ema_init", "ema_params", "ema_update"]
+__all__ = [
+    "EmaState",
+    "ema_init",
+    "ema_params",
+    "ema_update",
+    "incremental_update",
+    "periodic_update",
+]
 
 
 @describe(
@@ -115,3 +122,24 @@ def ema_params(state: EmaState) -> Any:
         return (a.astype(c) / w.astype(c)).astype(a.dtype)
 
     return jax.tree.map(divide, state.ema)
+
+
+def incremental_update(new_tensors: Any, old_tensors: Any, step_size: Any) -> Any:
+    """One step of a moving average of parameters (a target network's Polyak update):
+    ``step_size * new + (1 - step_size) * old``, leaf by leaf; a ``None`` new leaf stays
+    ``None``. Optax's ``optax.incremental_update``."""
+    return jax.tree.map(
+        lambda new, old: None if new is None else step_size * new + (1.0 - step_size) * old,
+        new_tensors,
+        old_tensors,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def periodic_update(new_tensors: Any, old_tensors: Any, steps: Any, update_period: Any) -> Any:
+    """``new_tensors`` on the steps that are a multiple of ``update_period``, else
+    ``old_tensors`` (a target network copied every ``update_period`` steps); jit-safe.
+    Optax's ``optax.periodic_update``."""
+    return jax.lax.cond(
+        jnp.mod(steps, update_period) == 0, lambda: new_tensors, lambda: old_tensors
+    )

@@ -31,9 +31,13 @@ __all__ = [
     "Child",
     "LearningRate",
     "OptState",
+    "ParamsMark",
     "Params",
     "ScalarOrSchedule",
     "Schedule",
+    "TransformInitFn",
+    "TransformUpdateExtraArgsFn",
+    "TransformUpdateFn",
     "Updates",
     "EmptyState",
     "GradientTransformation",
@@ -46,12 +50,16 @@ __all__ = [
     "hyperparam_dtype",
     "all_preprocessing",
     "identity",
+    "init_empty_state",
     "is_preprocessing",
     "reads_gradient_keyword",
+    "stateless",
+    "stateless_with_tree_map",
     "tree_map_split",
     "tree_zeros_like",
     "updater",
     "walk",
+    "with_extra_args_support",
 ]
 
 Params = Any
@@ -61,6 +69,9 @@ OptState = Any
 Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
 LearningRate = ScalarOrSchedule  # a number, or a schedule: a function of the step count
+TransformInitFn = Callable[[Params], OptState]  # Optax's names for the two halves
+TransformUpdateFn = Callable[..., tuple[Updates, OptState]]
+TransformUpdateExtraArgsFn = TransformUpdateFn  # every gradchain update takes **extra
 
 
 class _Pair(NamedTuple):
@@ -514,6 +525,73 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init, update, name="identity", preprocessing=True)
 
 
+@jax.tree_util.register_pytree_node_class
+class ParamsMark:
+    """Stands for the whole params tree while ``tree_map_params`` runs an optimizer's ``init``:
+    an empty pytree node, so every per-parameter slot of the state comes out as this mark.
+    A wrapper that reshapes the params (``masked``, ``partition``) passes it to its inner
+    transforms unchanged (Optax's ``_ParamsPlaceholder``)."""
+
+    def tree_flatten(self):
+        return (), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls()
+
+
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a stateless transform: ``EmptyState()`` whatever the params."""
+    del params
+    return EmptyState()
+
+
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transform without state whose update is ``f(updates, params)`` (params may be None).
+
+    Update:     u <- f(u, p)
+    State:      none.   Memory: 0.
+    """
+
+    def update(updates, state, params=None, **extra):
+        del state, extra
+        return f(updates, params), EmptyState()
+
+    return GradientTransformation(init_empty_state, update, name="stateless")
+
+
+def stateless_with_tree_map(f: Callable[[Any, Any], Any]) -> GradientTransformation:
+    """A transform without state that maps ``f(u_leaf, p_leaf)`` over the leaves
+    (``f(u_leaf, None)`` when no params are given).
+
+    Update:     u_i <- f(u_i, p_i)
+    State:      none.   Memory: 0.
+    """
+
+    def update(updates, state, params=None, **extra):
+        del state, extra
+        if params is None:
+            return jax.tree.map(lambda u: f(u, None), updates), EmptyState()
+        return jax.tree.map(f, updates, params), EmptyState()
+
+    return GradientTransformation(init_empty_state, update, name="stateless_with_tree_map")
+
+
+def with_extra_args_support(transform: Any) -> GradientTransformation:
+    """``transform`` with an update that accepts (and drops) keyword arguments it does not
+    take. A gradchain transform already accepts them and is returned as it is; an Optax
+    ``GradientTransformation`` is wrapped (Optax's function of the same name)."""
+    inner = _as_transform(transform)
+    if isinstance(inner, GradientTransformation) and _accepts_extra_args(inner.update):
+        return inner
+    call = updater(inner)
+
+    def update(updates, state, params=None, *, gradient=None, **extra):
+        return call(updates, state, params, gradient, extra)
+
+    return GradientTransformation(inner.init, update, name=_name_of(inner))
+
+
 def apply_updates(params: Params, updates: Updates) -> Params:
     """``params + updates``, leaf by leaf, keeping each parameter's dtype.
 
@@ -521,9 +599,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     applied to bfloat16 params rounds once. ``None`` leaves stay ``None``.
     Refused (``GradchainError``, naming the leaf): trees of different structure or shapes
     (never a broadcast), a complex update for a real parameter, a floating update for an
-    integer parameter. A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
+    integer parameter. A ``None`` parameter stays ``None`` whatever its update (Optax's
+    rule). A ``float0`` update (``jax.grad(..., allow_int=True)``) leaves its
     parameter unchanged.
     """
+    updates = _checks.none_covers(params, updates)  # a None parameter: nothing to update
     _checks.check_same_structure("params", params, "updates", updates)
     _checks.check_update_dtypes(params, updates)
 

@@ -14,6 +14,7 @@ The short names of ``optax.tree`` work too: ``gradchain.tree.get``, ``gradchain.
 from __future__ import annotations
 
 import builtins
+import functools
 import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,11 +22,26 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.base import (  # one function: base's, each leaf its own buffer
+    ParamsMark,
+    tree_zeros_like,
+)
 from gradchain.state import slots
+from gradchain.tree_random import (
+    tree_random_like,
+    tree_split_key_like,
+    tree_unwrap_random_key_data,
+)
 
 __all__ = [
     "NamedTupleKey",
     "tree_add",
+    "tree_allclose",
+    "tree_dtype",
+    "tree_map_params",
+    "tree_random_like",
+    "tree_split_key_like",
+    "tree_unwrap_random_key_data",
     "tree_add_scale",
     "tree_bias_correction",
     "tree_cast",
@@ -108,9 +124,14 @@ def tree_vdot(tree_x: Any, tree_y: Any) -> jax.Array:
     return jax.tree.reduce(operator.add, dots, initializer=0)
 
 
-def tree_sum(tree: Any) -> jax.Array:
-    """The sum of every element of every leaf."""
-    return jax.tree.reduce(operator.add, jax.tree.map(jnp.sum, tree), initializer=0)
+def tree_sum(tree: Any, associative_reduction: bool = False) -> jax.Array:
+    """The sum of every element of every leaf. ``associative_reduction=True`` adds the leaf
+    sums as a balanced tree (``jax.tree.reduce_associative``: faster to compile for many
+    leaves; the order of the additions, so the last bits, may differ)."""
+    sums = jax.tree.map(jnp.sum, tree)
+    if associative_reduction:
+        return jax.tree.reduce_associative(operator.add, sums, identity=0)
+    return jax.tree.reduce(operator.add, sums, initializer=0)
 
 
 def tree_max(tree: Any) -> jax.Array:
@@ -161,11 +182,6 @@ def tree_l2_norm(tree: Any, squared: bool = False) -> jax.Array:
     return tree_norm(tree, squared=squared)
 
 
-def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
-    """Zeros shaped like the tree (in ``dtype`` if given)."""
-    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
-
-
 def tree_ones_like(tree: Any, dtype: Any = None) -> Any:
     """Ones shaped like the tree (in ``dtype`` if given)."""
     return jax.tree.map(lambda x: jnp.ones_like(x, dtype=dtype), tree)
@@ -203,13 +219,70 @@ def tree_cast_like(tree: Any, other_tree: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.result_type(y)), tree, other_tree)
 
 
+def _none_kept(fn: Callable) -> Callable:
+    """``fn(g, t)``, except that a ``None`` update stays ``None`` (a subtree with no update)."""
+    return lambda g, t: None if g is None else fn(g, t)
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def _ordered(d1: Any, d2: Any, lower: bool) -> Any:
+    """The lower (or higher) of two dtypes, where ``d1 <= d2`` means d1 promotes to d2."""
+    both = jnp.promote_types(d1, d2)
+    if both not in (jnp.dtype(d1), jnp.dtype(d2)):
+        raise ValueError(f"dtypes {d1} and {d2} are not ordered: neither promotes to the other")
+    return (d1 if both == d2 else d2) if lower else both
+
+
+def tree_dtype(tree: Any, mixed_dtype_handler: str | None = None) -> Any:
+    """The dtype of the tree's leaves (JAX's default float dtype for an empty tree).
+
+    mixed_dtype_handler: None -- all leaves must share one dtype (ValueError naming the leaf
+    that differs); "promote" -- their promoted dtype; "highest" / "lowest" -- the highest or
+    lowest by promotion order (ValueError when two dtypes are not ordered, e.g. int32, uint32).
+    """
+    dtypes = [jnp.result_type(x) for x in jax.tree.leaves(tree)]
+    if not dtypes:
+        return jnp.asarray([]).dtype
+    if mixed_dtype_handler is None:
+        for path, x in jax.tree_util.tree_leaves_with_path(tree):
+            if jnp.result_type(x) != dtypes[0]:
+                raise ValueError(
+                    f"leaf {jax.tree_util.keystr(path)} has dtype {jnp.result_type(x)}, the "
+                    f"first leaf {dtypes[0]}; pass mixed_dtype_handler='promote', 'highest' "
+                    "or 'lowest'"
+                )
+        return dtypes[0]
+    if mixed_dtype_handler == "promote":
+        return functools.reduce(jnp.promote_types, dtypes)
+    if mixed_dtype_handler in ("highest", "lowest"):
+        lower = mixed_dtype_handler == "lowest"
+        return functools.reduce(lambda a, b: _ordered(a, b, lower), dtypes)
+    raise ValueError(
+        f"mixed_dtype_handler must be None, 'promote', 'highest' or 'lowest', got "
+        f"{mixed_dtype_handler!r}"
+    )
+
+
+def tree_allclose(a: Any, b: Any, rtol: Any = 1e-05, atol: Any = 1e-08, equal_nan: bool = False):
+    """Whether every leaf of ``a`` is close to the matching leaf of ``b`` (``jnp.allclose``)."""
+    close = jax.tree.map(
+        lambda x, y: jnp.allclose(x, y, rtol=rtol, atol=atol, equal_nan=equal_nan), a, b
+    )
+    return functools.reduce(operator.and_, jax.tree.leaves(close), True)
+
+
 def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> Any:
-    """decay * moment + (1 - decay) * u**order."""
-    return jax.tree.map(lambda g, t: (1 - decay) * (g**order) + decay * t, updates, moments)
+    """decay * moment + (1 - decay) * u**order; a ``None`` update stays ``None``."""
+    step = _none_kept(lambda g, t: (1 - decay) * (g**order) + decay * t)
+    return jax.tree.map(step, updates, moments, is_leaf=_is_none)
 
 
 def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, order: int) -> Any:
-    """decay * moment + (1 - decay) * |u|**order (|u|**2 = u conj(u) for complex u)."""
+    """decay * moment + (1 - decay) * |u|**order (|u|**2 = u conj(u) for complex u); a ``None``
+    update stays ``None``."""
 
     def power(g):
         if not jnp.iscomplexobj(g):
@@ -217,12 +290,14 @@ def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, ord
         half = order / 2
         return (g * jnp.conj(g)).real ** (int(half) if float(half).is_integer() else half)
 
-    return jax.tree.map(lambda g, t: (1 - decay) * power(g) + decay * t, updates, moments)
+    step = _none_kept(lambda g, t: (1 - decay) * power(g) + decay * t)
+    return jax.tree.map(step, updates, moments, is_leaf=_is_none)
 
 
 def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any) -> Any:
-    """max(|u| + eps, decay * moment)."""
-    return jax.tree.map(lambda g, t: jnp.maximum(jnp.abs(g) + eps, decay * t), updates, moments)
+    """max(|u| + eps, decay * moment); a ``None`` update stays ``None``."""
+    step = _none_kept(lambda g, t: jnp.maximum(jnp.abs(g) + eps, decay * t))
+    return jax.tree.map(step, updates, moments, is_leaf=_is_none)
 
 
 def tree_bias_correction(moment: Any, decay: Any, count: Any) -> Any:
@@ -312,7 +387,8 @@ def tree_get(
     if len(found) == 1:
         return found[0][1]
     by_slot = [(r, v) for r, v in _slot_matches(tree, key) if filtering is None or filtering(r, v)]
-    if len(by_slot) == 1:
+    # a slot path settles the key only when Optax's lookup finds nothing, or names a path
+    if len(by_slot) == 1 and (not found or "." in str(key)):
         return by_slot[0][1]
     if not found and not by_slot:
         return default
@@ -378,6 +454,35 @@ def tree_set(
     return tree
 
 
+def tree_map_params(
+    initable: Any,
+    f: Callable[..., Any],
+    state: Any,
+    /,
+    *rest: Any,
+    transform_non_params: Callable[[Any], Any] | None = None,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> Any:
+    """``f`` applied leaf by leaf to every params-shaped tree in an optimizer's ``state``.
+
+    ``initable`` is the optimizer (anything with ``init``) or its ``init`` function: it is run
+    once on a mark standing for the params, and the state subtrees that come out as the mark
+    are the params-shaped ones (velocities, moments...). Each such subtree ``t`` becomes
+    ``jax.tree.map(f, t, *rest, is_leaf=is_leaf)`` (``rest``: trees shaped like the params,
+    e.g. their partition specs). Every other part of the state (counts, hyperparameters)
+    becomes ``transform_non_params(value)``, or is kept when that is None.
+    """
+    init = initable.init if hasattr(initable, "init") else initable
+    marked = init(ParamsMark())
+
+    def one(mark, value):
+        if isinstance(mark, ParamsMark):
+            return jax.tree.map(f, value, *rest, is_leaf=is_leaf)
+        return value if transform_non_params is None else transform_non_params(value)
+
+    return jax.tree.map(one, marked, state, is_leaf=lambda x: isinstance(x, ParamsMark))
+
+
 # optax.tree's short names: gradchain.tree.get, gradchain.tree.add, ...
 add, sub, mul, div = tree_add, tree_sub, tree_mul, tree_div
 scale, add_scale, vdot, size, norm = tree_scale, tree_add_scale, tree_vdot, tree_size, tree_norm
@@ -386,5 +491,8 @@ conj, real, where, clip = tree_conj, tree_real, tree_where, tree_clip
 cast, cast_like = tree_cast, tree_cast_like
 zeros_like, ones_like, full_like = tree_zeros_like, tree_ones_like, tree_full_like
 get, set, get_all_with_path = tree_get, tree_set, tree_get_all_with_path  # noqa: A001
+map_params, allclose, dtype = tree_map_params, tree_allclose, tree_dtype
+random_like, split_key_like = tree_random_like, tree_split_key_like
+unwrap_random_key_data = tree_unwrap_random_key_data
 update_moment, update_moment_per_elem_norm = tree_update_moment, tree_update_moment_per_elem_norm
 update_infinity_moment, bias_correction = tree_update_infinity_moment, tree_bias_correction

@@ -130,3 +130,20 @@ def test_bad_decay_and_mismatched_params_are_refused():
     state = gradchain.ema_init({"w": jnp.ones(2)}, 0.9)
     with pytest.raises(gradchain.GradchainError, match=r"\['v'\]"):
         gradchain.ema_update(state, {"v": jnp.ones(2)})
+
+
+# --- Optax's target-network updates (issue 24) ---------------------------------------------
+
+
+def test_incremental_and_periodic_update_match_optax(dtype):
+    new = {"w": jnp.linspace(-1, 1, 4, dtype=dtype), "skip": None}
+    old = {"w": jnp.ones(4, dtype), "skip": None}
+    got = gradchain.incremental_update(new, old, 0.1)
+    want = optax.incremental_update(new, old, 0.1)
+    assert got["skip"] is None and want["skip"] is None
+    assert bool(jnp.array_equal(got["w"], want["w"]))  # same expression: measured 0.0
+    for step in range(4):
+        got = jax.jit(gradchain.periodic_update, static_argnums=3)(new, old, step, 2)
+        want = optax.periodic_update(new, old, jnp.asarray(step), 2)
+        assert bool(jnp.array_equal(got["w"], want["w"]))
+    assert gradchain.incremental_update(None, jnp.ones(3), 1) is None

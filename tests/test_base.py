@@ -317,3 +317,43 @@ def test_every_transform_the_library_builds_says_whether_it_preprocesses():
             ):
                 undeclared.append(f"{path.relative_to(root)}:{node.lineno}")
     assert undeclared == []
+
+
+# --- Optax's protocol helpers (issue 24): stateless, stateless_with_tree_map,
+# with_extra_args_support, init_empty_state; None parameters in apply_updates -----------------
+
+
+def test_stateless_helpers_match_optax(dtype):
+    params = {"w": jnp.linspace(-1, 1, 4, dtype=dtype), "b": jnp.ones(2, dtype)}
+    g = jax.tree.map(lambda x: 2 * x + 1, params)
+    f = lambda u, p: jax.tree.map(lambda a, b: a * b, u, p)  # noqa: E731
+    leaf = lambda u, p: u * 3 if p is None else u * p  # noqa: E731
+    for ours, theirs in [
+        (gradchain.base.stateless(f), optax.stateless(f)),
+        (gradchain.base.stateless_with_tree_map(leaf), optax.stateless_with_tree_map(leaf)),
+    ]:
+        for p in (params, None):
+            if p is None and ours.name == "stateless":
+                continue
+            u1, s1 = ours.update(g, ours.init(params), p)
+            u2, _ = theirs.update(g, theirs.init(params), p)
+            assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), u1, u2))
+            assert s1 == gradchain.EmptyState() == gradchain.base.init_empty_state(params)
+
+
+def test_with_extra_args_support_drops_what_the_update_does_not_take():
+    t = gradchain.base.with_extra_args_support(optax.scale(2.0))  # update takes no **kwargs
+    u, _ = t.update(jnp.ones(2), t.init(jnp.ones(2)), None, loss=3.0)
+    assert u.tolist() == [2.0, 2.0]
+    own = gradchain.scale(2.0)
+    assert gradchain.base.with_extra_args_support(own) is own  # already takes them
+
+
+def test_apply_updates_keeps_none_parameters_like_optax():
+    params = {"a": None, "b": jnp.ones(2)}
+    updates = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    got, want = gradchain.apply_updates(params, updates), optax.apply_updates(params, updates)
+    assert got["a"] is None and want["a"] is None and got["b"].tolist() == want["b"].tolist()
+    assert gradchain.apply_updates(None, jnp.ones(3)) is None
+    with pytest.raises(gradchain.GradchainError, match="None in one of"):
+        gradchain.apply_updates({"a": jnp.ones(2)}, {"a": None})  # an update missing: refused

@@ -20,10 +20,26 @@ Conventions every wrapper here keeps (the memory report and ``gradchain.slots`` 
   keyword argument reaches the inner transforms unchanged.
 """
 
+from gradchain.combine.chains import (
+    named_chain,
+)
 from gradchain.combine.complex import (
     SplitRealAndImaginaryArrays,
     SplitRealAndImaginaryState,
     split_real_and_imaginary,
+)
+from gradchain.combine.conditions import (
+    ApplyEvery,
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    apply_every,
+    conditionally_mask,
+    conditionally_transform,
+    skip_large_updates,
+    skip_not_finite,
+)
+from gradchain.combine.flatten import (
+    flatten,
 )
 from gradchain.combine.graft import (
     GraftState,
@@ -43,15 +59,25 @@ from gradchain.combine.lookahead import (
 )
 from gradchain.combine.masks import (
     MaskedState,
+    MultiTransformState,
     PartitionState,
+    freeze,
     masked,
     multi_transform,
     partition,
+    selective_transform,
     set_to_zero,
 )
 from gradchain.combine.mechanic import (
     MechanizeState,
     mechanize,
+)
+from gradchain.combine.monitoring import (
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
 )
 from gradchain.combine.schedule_free import (
     schedule_free,
@@ -78,7 +104,10 @@ from gradchain.combine.wrapping import (
 
 __all__ = [
     "AccumulateState",
+    "ApplyEvery",
     "ApplyIfFiniteState",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
     "GraftState",
     "InjectHyperparamsState",
     "InjectStatefulHyperparamsState",
@@ -88,28 +117,43 @@ __all__ = [
     "MaskedNode",
     "MaskedState",
     "MechanizeState",
+    "MonitorState",
     "MultiSteps",
     "MultiStepsState",
+    "MultiTransformState",
     "PartitionState",
     "SAMState",
     "SkipState",
-    "split_real_and_imaginary",
+    "SnapshotState",
     "SplitRealAndImaginaryArrays",
     "SplitRealAndImaginaryState",
     "accumulate",
+    "apply_every",
     "apply_if_finite",
+    "conditionally_mask",
+    "conditionally_transform",
+    "flatten",
+    "freeze",
     "graft",
     "inject_hyperparams",
     "live",
     "lookahead",
     "masked",
+    "measure_with_ema",
     "mechanize",
+    "monitor",
     "multi_transform",
+    "named_chain",
     "normalize",
     "partition",
     "sam",
     "schedule_free",
     "schedule_free_eval_params",
+    "selective_transform",
     "set_to_zero",
+    "skip_large_updates",
     "skip_non_finite",
+    "skip_not_finite",
+    "snapshot",
+    "split_real_and_imaginary",
 ]

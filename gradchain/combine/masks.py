@@ -13,6 +13,7 @@ from gradchain import _checks
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
+    ParamsMark,
     _as_transform,
     describe,
     updater,
@@ -29,10 +30,13 @@ from gradchain.combine.wrapping import (
 
 __all__ = [
     "MaskedState",
+    "MultiTransformState",
     "PartitionState",
+    "freeze",
     "masked",
     "multi_transform",
     "partition",
+    "selective_transform",
     "set_to_zero",
 ]
 
@@ -68,10 +72,18 @@ def _first_difference(name: str, spec: Any, tree: Any) -> str:
     return f"{name} is {jax.tree.structure(spec)}, the params are {jax.tree.structure(tree)}"
 
 
+def _is_function(spec: Any) -> bool:
+    """Whether ``spec`` is a function to call on the params rather than a tree of values: a
+    tree whose leaves are all callable (a plain function is its own one leaf). A pytree that
+    is also callable (an Equinox module of bools) is a tree of values, as in Optax."""
+    leaves = jax.tree.leaves(spec)
+    return bool(leaves) and all(callable(leaf) for leaf in leaves)
+
+
 def _per_leaf(name: str, spec: Any, tree: Any) -> list[tuple[str, Any]]:
     """``spec`` (a tree of values whose structure is a prefix of ``tree``'s, or a function of
     ``tree`` returning one) broadcast to one ``(path, value)`` per leaf of ``tree``."""
-    if callable(spec):
+    if _is_function(spec):
         spec = spec(tree)
     spec_leaves, spec_def = jax.tree_util.tree_flatten_with_path(spec)
     try:
@@ -106,6 +118,11 @@ def _mask_flags(mask: Any, tree: Any) -> list[bool]:
 @describe(inner="the wrapped transform's state, over the unmasked leaves only")
 class MaskedState(NamedTuple):
     inner: Any
+
+    @property
+    def inner_state(self) -> Any:
+        """Optax's name for ``inner``."""
+        return self.inner
 
 
 def masked(
@@ -153,6 +170,8 @@ def masked(
     call = updater(inner)
 
     def init(params):
+        if isinstance(params, ParamsMark):  # tree_map_params: the inner slots are the params'
+            return MaskedState(inner=inner.init(params))
         return MaskedState(inner=inner.init(hide(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, *, gradient=None, **extra):
@@ -174,6 +193,14 @@ def masked(
 @describe(groups="each group's state by label, over that group's leaves only")
 class PartitionState(NamedTuple):
     groups: dict[Hashable, Any]
+
+    @property
+    def inner_states(self) -> Any:
+        """Optax's name for ``groups``."""
+        return self.groups
+
+
+MultiTransformState = PartitionState  # Optax's name; field `groups` (`.inner_states` reads it)
 
 
 def partition(
@@ -237,6 +264,8 @@ def partition(
         return {label: [x == label for x in per_leaf] for label in groups}
 
     def init(params):
+        if isinstance(params, ParamsMark):  # tree_map_params: each group's slots are the params'
+            return PartitionState(groups={label: t.init(params) for label, t in groups.items()})
         keep = flags(params)
         return PartitionState(
             groups={label: t.init(hide(params, keep[label])) for label, t in groups.items()}
@@ -297,3 +326,31 @@ def multi_transform(
     ``MultiTransformState(inner_states={label: MaskedState(inner_state)})``.
     """
     return partition(transforms, param_labels=param_labels)
+
+
+def freeze(mask: Any) -> GradientTransformation:
+    r"""Zero the updates of the leaves where ``mask`` is True (frozen); pass the others.
+
+    Update:     u_i = 0 where mask_i, else u_i
+    State:      none.   Memory: 0.
+    Args:       mask -- True (all frozen), or a tree of bools like ``masked``'s.
+    Reference:  Optax, ``optax.transforms.freeze``.
+    """
+    return masked(set_to_zero(), mask)
+
+
+def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradientTransformation:
+    r"""Run ``optimizer`` on the leaves where ``freeze_mask`` is False; zero the others, which
+    keep no optimizer state.
+
+    Update:     u_i = optimizer(u on the trained leaves)_i, or 0 where freeze_mask_i
+    State:      groups -- ``{"train": optimizer's state over the trained leaves, "freeze":
+                empty}``.   Memory: the optimizer's, on the trained leaves only.
+    Reference:  Optax, ``optax.transforms.selective_transform``.
+    """
+
+    def labels(params):
+        del params
+        return jax.tree.map(lambda frozen: "freeze" if frozen else "train", freeze_mask)
+
+    return partition({"train": optimizer, "freeze": set_to_zero()}, labels)

@@ -12,6 +12,7 @@ from gradchain.base import GradientTransformation, describe, tree_map_split
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, moment_dtype
 
 __all__ = [
+    "ScaleByAdaDeltaState",
     "AdadeltaState",
     "scale_by_adadelta",
 ]
@@ -78,3 +79,5 @@ def scale_by_adadelta(
         return out, AdadeltaState(mean_sq_grad=eg, mean_sq_update=ex)
 
     return GradientTransformation(init, update, name="scale_by_adadelta", preprocessing=False)
+
+ScaleByAdaDeltaState = AdadeltaState  # Optax's name; fields mean_sq_grad, mean_sq_update (Optax: e_g, e_x)

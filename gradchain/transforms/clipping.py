@@ -22,6 +22,8 @@ from gradchain.transforms.moment_math import compute_dtype, real_dtype
 from gradchain.transforms.scaling import _times
 
 __all__ = [
+    "ClipState",
+    "ClipByGlobalNormState",
     "ZeroNansState",
     "adaptive_grad_clip",
     "clip",
@@ -184,6 +186,9 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
         return jax.tree.map(lambda u: _times(u, factor), updates), state
 
     return GradientTransformation(init, update, name="clip_by_global_norm", preprocessing=True)
+
+ClipState = EmptyState  # Optax's name: clip keeps no state
+ClipByGlobalNormState = EmptyState  # Optax's name: clip_by_global_norm keeps no state
 
 
 # --- adaptive gradient clipping: per unit, relative to the parameter -------------------------

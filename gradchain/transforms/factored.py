@@ -39,6 +39,7 @@ from gradchain.transforms.moment_math import (
 )
 
 __all__ = [
+    "FactoredState",
     "FactoredMoment",
     "FactoredRmsState",
     "clip_by_block_rms",
@@ -324,3 +325,5 @@ def scale_by_param_block_rms(
         return jax.tree.map(scale_leaf, updates, params), state
 
     return GradientTransformation(init, update, name="scale_by_param_block_rms", preprocessing=False)
+
+FactoredState = FactoredRmsState  # Optax's name (adafactor's state); fields nu, count (Optax: v_row, v_col, v, count)

@@ -24,6 +24,9 @@ from gradchain.transforms.mesh_axes import explicit_spec, refuse_if_sharded, zer
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
 
 __all__ = [
+    "ScaleByLBFGSState",
+    "ScaleByBacktrackingLinesearchState",
+    "ScaleByZoomLinesearchState",
     "BacktrackingLinesearchState",
     "LbfgsState",
     "ZoomLinesearchState",
@@ -602,3 +605,7 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., tup
         )
 
     return value_and_grad
+
+ScaleByLBFGSState = LbfgsState  # Optax's name; gradchain's field names are its own
+ScaleByBacktrackingLinesearchState = BacktrackingLinesearchState  # Optax's name
+ScaleByZoomLinesearchState = ZoomLinesearchState  # Optax's name

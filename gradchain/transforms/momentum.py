@@ -31,6 +31,7 @@ from gradchain.transforms.moment_math import (
 )
 
 __all__ = [
+    "TraceState",
     "BiasCorrectState",
     "GradientDifferenceState",
     "LionMomentumState",
@@ -72,6 +73,11 @@ def scale_by_momentum(
     Reference:  Polyak, 1964; Sutskever et al., 2013 (Nesterov form).
     """
     _checks.check_unit_interval("decay", decay)
+    return _velocity(decay, ema, nesterov, mu_dtype)
+
+
+def _velocity(decay: Any, ema: bool, nesterov: bool, mu_dtype: Any) -> GradientTransformation:
+    """``scale_by_momentum`` without the check of ``decay`` (``trace`` allows decay = 1)."""
     _checks.check_dtype("mu_dtype", mu_dtype)
 
     def init(params):
@@ -176,8 +182,11 @@ def trace(
 
     It is ``scale_by_momentum(decay, nesterov=nesterov, mu_dtype=accumulator_dtype)``; the
     slot is called ``mu`` (Optax: ``trace``).   Memory: +1x params.
+    Unlike ``scale_by_momentum``, decay = 1 is allowed, as in Optax: a plain running sum of
+    the updates (decay in [0, 1]).
     """
-    return scale_by_momentum(decay, nesterov=nesterov, mu_dtype=accumulator_dtype)
+    _checks.check_closed_unit_interval("decay", decay)
+    return _velocity(decay, False, nesterov, accumulator_dtype)
 
 
 @_checks.names_arguments
@@ -424,3 +433,5 @@ def bias_correct_nadam(decay: float = 0.9, momentum_decay: float = 4e-3) -> Grad
         return jax.tree.map(correct, updates, grads), new_state
 
     return GradientTransformation(init, update, name="bias_correct_nadam", preprocessing=False)
+
+TraceState = MomentumState  # trace's state; Optax calls the field `trace`, gradchain `mu`

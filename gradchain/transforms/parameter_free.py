@@ -36,6 +36,8 @@ from gradchain.transforms.moment_math import (
 )
 
 __all__ = [
+    "COCOBState",
+    "DAdaptAdamWState",
     "CocobState",
     "DadaptAdamState",
     "MechanicState",
@@ -531,3 +533,6 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> GradientTransform
         return out, CocobState(state.params0, *kept)
 
     return GradientTransformation(init, update, name="scale_by_cocob", preprocessing=False)
+
+COCOBState = CocobState  # optax.contrib's name; gradchain's own field names
+DAdaptAdamWState = DadaptAdamState  # optax.contrib's name (its state of dadapt_adamw)

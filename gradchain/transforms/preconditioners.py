@@ -28,6 +28,9 @@ from gradchain.transforms.moment_math import (
 )
 
 __all__ = [
+    "ScaleByRmsState",
+    "ScaleByRStdDevState",
+    "ScaleByRssState",
     "AdditiveRmsState",
     "AmsgradRawState",
     "BeliefState",
@@ -466,3 +469,7 @@ def scale_by_amsgrad_raw(
         return out, AmsgradRawState(nu=nu, nu_max=nu_max, count=count)
 
     return GradientTransformation(init, update, name="scale_by_amsgrad_raw", preprocessing=False)
+
+ScaleByRmsState = RmsState  # Optax's name; gradchain adds `nu_max` and `count` (None unless used)
+ScaleByRStdDevState = StddevState  # Optax's name; same fields (mu, nu), plus `count`
+ScaleByRssState = RssState  # Optax's name; same field `sum_of_squares`

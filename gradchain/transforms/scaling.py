@@ -15,6 +15,9 @@ from gradchain.base import EmptyState, GradientTransformation, describe
 from gradchain.transforms.moment_math import cast, compute_dtype, increment
 
 __all__ = [
+    "ScaleByScheduleState",
+    "ScaleState",
+    "AddDecayedWeightsState",
     "LearningRateState",
     "add_decayed_weights",
     "scale",
@@ -133,14 +136,19 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
     def update(updates, state, params=None, **extra):
         if params is None:
             _checks.refuse_missing_params("add_decayed_weights")
+        params = _checks.none_covers(updates, params)  # a None update stays None, as in Optax
         _checks.check_same_structure("updates", updates, "params", params)
 
         def decay(u, p):
+            if u is None:
+                return None
             c = compute_dtype(u.dtype, jnp.result_type(p))
             return cast(cast(u, c) + cast(weight_decay, c) * cast(p, c), u.dtype)
 
-        return jax.tree.map(decay, updates, params), state
+        return jax.tree.map(decay, updates, params, is_leaf=lambda x: x is None), state
 
     return GradientTransformation(init, update, name="add_decayed_weights", preprocessing=True)
 
-
+ScaleByScheduleState = LearningRateState  # Optax's name; same field `count`
+ScaleState = EmptyState  # Optax's name: scale keeps no state
+AddDecayedWeightsState = EmptyState  # Optax's name: add_decayed_weights keeps no state

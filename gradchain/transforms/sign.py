@@ -21,6 +21,7 @@ from gradchain.transforms.moment_math import compute_dtype
 from gradchain.transforms.momentum import scale_by_lion_momentum
 
 __all__ = [
+    "ScaleByRpropState",
     "RpropState",
     "scale_by_lion",
     "scale_by_rprop",
@@ -184,3 +185,5 @@ def scale_by_sign() -> GradientTransformation:
         return jax.tree.map(sign, updates), state
 
     return GradientTransformation(init, update, name="scale_by_sign", preprocessing=False)
+
+ScaleByRpropState = RpropState  # Optax's name; fields step_size, previous_sign (Optax: step_sizes, prev_updates)

@@ -20,6 +20,7 @@ from gradchain.transforms.moment_math import (
 )
 
 __all__ = [
+    "ScaleBySM3State",
     "Sm3State",
     "scale_by_sm3",
 ]
@@ -102,3 +103,5 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
         return out, Sm3State(mu=mu, nu=nu)
 
     return GradientTransformation(init, update, name="scale_by_sm3", preprocessing=False)
+
+ScaleBySM3State = Sm3State  # Optax's name; same fields mu, nu
