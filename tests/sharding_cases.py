@@ -39,6 +39,8 @@ NOT_REPRODUCIBLE = {"soap": "eigenvectors of a degenerate eigenspace depend on r
 # The training step gives them what they need.
 NEEDS_OBJECTIVE = {
     "lbfgs": ("value", "grad", "value_fn"),
+    "momo": ("value",),
+    "momo_adam": ("value",),
     "polyak_sgd": ("value",),
     "sophia": ("obj_fn",),
 }

@@ -85,8 +85,10 @@ def like(tree, rng, dtype=None):
 
 def hyperparameters(draw_float, fn):
     """Random learning rate, and random betas/decays where the optimizer has them."""
-    kwargs = {"learning_rate": draw_float(1e-4, 0.5)}
-    for p in inspect.signature(fn).parameters.values():
+    names = inspect.signature(fn).parameters
+    rate = "learning_rate" if "learning_rate" in names else "max_learning_rate"  # polyak_sgd
+    kwargs = {rate: draw_float(1e-4, 0.5)}
+    for p in names.values():
         if p.name in ("b1", "b2", "decay", "momentum", "beta") and isinstance(p.default, float):
             kwargs[p.name] = draw_float(0.0, 0.99)
     return kwargs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradchain import _checks
-from gradchain.base import Child, GradientTransformation, _as_transform, updater
+from gradchain.base import Child, GradientTransformation, _as_transform, all_preprocessing, updater
 
 __all__ = ["named_chain"]
 
@@ -35,4 +35,10 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
         return updates, new
 
     children = tuple(Child(name, t, (name,)) for name, t in members)
-    return GradientTransformation(init, update, name="named_chain", children=children)
+    return GradientTransformation(
+        init,
+        update,
+        name="named_chain",
+        preprocessing=all_preprocessing(c.transform for c in children),
+        children=children,
+    )

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradchain.base import Child, GradientTransformation, _as_transform, updater
+from gradchain.base import Child, GradientTransformation, _as_transform, is_preprocessing, updater
 
 __all__ = ["flatten"]
 
@@ -44,4 +44,10 @@ def flatten(inner: Any) -> GradientTransformation:
         out, state = call(_flat(updates), state, flat_params, flat_gradient, extra)
         return _unflat(out, updates), state
 
-    return GradientTransformation(init, update, name="flatten", children=(Child(None, inner, ()),))
+    return GradientTransformation(
+        init,
+        update,
+        name="flatten",
+        preprocessing=is_preprocessing(inner),  # what it wraps decides
+        children=(Child(None, inner, ()),),
+    )

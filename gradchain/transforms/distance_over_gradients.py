@@ -31,6 +31,7 @@ __all__ = [
 
 
 def _sq_norm(x: jax.Array, dtype: Any, who: str) -> jax.Array:
+    x = jnp.asarray(x)  # a Python-float leaf, as init and update accept
     refuse_if_sharded(x, who)
     return jnp.sum(abs_sq(x, real_dtype(compute_dtype(x.dtype, dtype))).astype(dtype))
 

@@ -166,9 +166,9 @@ def scale_by_momo(
 
     def init(params):
         c = scalar_dtype(params)
-        zero = jnp.zeros([], c)
-        return MomoState(
-            jax.tree.map(jnp.zeros_like, params), zero, zero, jnp.asarray(lower_bound, c),
+        return MomoState(  # every leaf its own buffer: donation fails on aliased state
+            jax.tree.map(jnp.zeros_like, params), jnp.zeros([], c), jnp.zeros([], c),
+            jnp.asarray(lower_bound, c),
             jnp.zeros([], jnp.int32),
         )
 
@@ -248,10 +248,10 @@ def scale_by_momo_adam(
 
     def init(params):
         c = scalar_dtype(params)
-        zero = jnp.zeros([], c)
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
-        return MomoAdamState(
-            zeros(), zeros(), zero, zero, jnp.asarray(lower_bound, c), jnp.zeros([], jnp.int32)
+        return MomoAdamState(  # every leaf its own buffer: donation fails on aliased state
+            zeros(), zeros(), jnp.zeros([], c), jnp.zeros([], c), jnp.asarray(lower_bound, c),
+            jnp.zeros([], jnp.int32),
         )
 
     def update(updates, state, params=None, *, value=None, **extra):
