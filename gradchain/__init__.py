@@ -18,6 +18,7 @@ from gradchain import (  # noqa: F401 -- the modules, as attributes
     contrib,
     errors,
     fused,
+    gradients,
     ladder,
     memory,
     optimizers,
@@ -117,6 +118,7 @@ from gradchain.fused import (
     GroupedState,
     group_leaves,
 )
+from gradchain.gradients import MultiNormalDiagFromLogScale, multi_normal, scale_gradient
 from gradchain.ladder import (
     LADDER,
     Hierarchy,
@@ -466,6 +468,7 @@ __all__ = [
     *averaging.__all__,
     *combine.__all__,
     *fused.__all__,
+    *gradients.__all__,
     *ladder.__all__,
     *memory.__all__,
     *optimizers.__all__,

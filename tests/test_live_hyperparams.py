@@ -599,3 +599,28 @@ def test_optax_state_names_read_our_state():
     state = opt.init(jnp.zeros(2))
     assert isinstance(state, gradchain.InjectHyperparamsState)
     assert state.inner_state is state.inner and set(state.hyperparams_states) == {"learning_rate"}
+
+
+def test_a_live_state_reads_its_slots_by_optax_field_names():
+    """Code written for Optax reads ``state.z`` of schedule_free and ``state.m`` of mechanize:
+    a live state answers with the one slot of that name inside, the same array get_slot
+    finds, and refuses an unknown or ambiguous name with the slots listed."""
+    params = jnp.zeros(3)
+    sf = gradchain.contrib.schedule_free(gradchain.sgd(1.0), learning_rate=1.0).init(params)
+    (z,) = gradchain.get_slot(sf, "z").values()
+    assert sf.z is z
+    mech = gradchain.contrib.mechanize(gradchain.sgd(1.0)).init(params)
+    (m,) = gradchain.get_slot(mech, "m").values()
+    assert mech.m is m
+    with pytest.raises(AttributeError, match=r"no field 'nope'; the slots inside are: x0, r, m"):
+        _ = mech.nope
+    twice = gradchain.live(
+        lambda learning_rate: gradchain.chain(
+            gradchain.scale_by_momentum(0.9),
+            gradchain.scale_by_momentum(0.5),
+            gradchain.scale_by_learning_rate(learning_rate),
+        )
+    )(0.1).init(params)
+    with pytest.raises(AttributeError, match=r"2 slots of that name .*get_slot"):
+        _ = twice.mu
+    assert not hasattr(twice, "_private")  # dunder and private look-ups stay plain

@@ -91,6 +91,30 @@ class LiveState(NamedTuple):
         """Optax's name for ``scheduled``."""
         return self.scheduled
 
+    def __getattr__(self, name: str) -> Any:
+        """Code written for Optax reads a wrapper's state by its field names
+        (``schedule_free(...)`` state ``.z``, ``mechanize(...)`` state ``.m``): a name that
+        is not a field of this state is the one slot of that name inside ``inner``, as
+        ``gradchain.get_slot`` finds it. None, or several, is an ``AttributeError`` that
+        lists the slots."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from gradchain.state import slots  # the slot reader sits above the states it reads
+
+        every = [s for s in slots(self.inner) if not s.hyperparameter]
+        found = [s for s in every if s.name == name]
+        if len(found) == 1:
+            return found[0].value
+        listed = ", ".join(s.path for s in (found or every)) or "none"
+        raise AttributeError(
+            f"{type(self).__name__} has no field {name!r}"
+            + (
+                f" and {len(found)} slots of that name ({listed}): use gradchain.get_slot"
+                if found
+                else f"; the slots inside are: {listed}"
+            )
+        )
+
 
 # Optax's names for the state of its inject_hyperparams: the same fields, ours named.
 InjectHyperparamsState = LiveState
@@ -148,8 +172,10 @@ def _live_by_default(parameter: inspect.Parameter, only_floats: bool) -> bool:
 
 def _is_stateful_schedule(value: Any) -> bool:
     """Optax's ``StatefulSchedule``: ``init()``, ``update(state, **extra)``, ``(state, **extra)``."""
-    return callable(value) and callable(getattr(value, "init", None)) and callable(
-        getattr(value, "update", None)
+    return (
+        callable(value)
+        and callable(getattr(value, "init", None))
+        and callable(getattr(value, "update", None))
     )
 
 
@@ -416,7 +442,9 @@ def _make_live(
                 )
             # a value traced when the optimizer was built is live one level up: used as given
             numbers = {
-                k: v if isinstance(v, jax.core.Tracer) else jnp.asarray(state.hyperparams[k], dtypes[k])
+                k: v
+                if isinstance(v, jax.core.Tracer)
+                else jnp.asarray(state.hyperparams[k], dtypes[k])
                 for k, v in given.numbers.items()
             }
             values = {
@@ -448,8 +476,19 @@ def _make_live(
         return transform
 
     build.__wrapped__ = factory
+    build.__signature__ = _shown_signature(factory, signature)
     build.live = True
     return build
+
+
+def _shown_signature(factory: Callable, signature: inspect.Signature) -> inspect.Signature:
+    """The factory's signature with its annotations as objects, not strings (a module with
+    ``from __future__ import annotations`` keeps strings): code that inspects a factory, as
+    Optax's tests do, finds ``learning_rate: ScalarOrSchedule`` itself."""
+    try:
+        return inspect.signature(factory, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # a name only a type checker imports
+        return signature
 
 
 def live(
@@ -492,7 +531,9 @@ def live(
     """
     if factory is None:
         return functools.partial(live, static=static, own_schedules=own_schedules)
-    factory = getattr(factory, "__wrapped__", factory) if getattr(factory, "live", False) else factory
+    factory = (
+        getattr(factory, "__wrapped__", factory) if getattr(factory, "live", False) else factory
+    )
     return _make_live(factory, static, only_floats=True, dtype=None, own_schedules=own_schedules)
 
 

@@ -4,14 +4,13 @@ holds interpolate z and its running average (``gradchain.schedule_free_sgd`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, _as_transform, chain
+from gradchain.base import GradientTransformation, LearningRate, _as_transform, chain
 from gradchain.combine.live import live
 from gradchain.state import get_hyperparams
 from gradchain.transforms.moment_math import compute_dtype
@@ -26,7 +25,7 @@ __all__ = [
 @live(static=("state_dtype",), own_schedules=("learning_rate",))  # reads lr(t + 1)
 def schedule_free(
     base_optimizer: GradientTransformation,
-    learning_rate: float | Callable[[Any], Any],
+    learning_rate: LearningRate,
     b1: float = 0.9,
     weight_lr_power: float = 2.0,
     state_dtype: Any = None,

@@ -6,7 +6,6 @@ Keyword names and defaults follow ``optax.contrib.schedule_free_sgd``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gradchain._checks import GradchainError
@@ -27,7 +26,7 @@ __all__ = [
 
 @live(static=("warmup_steps",), own_schedules=("learning_rate",))  # reads lr(t + 1) too
 def schedule_free_sgd(
-    learning_rate: float | Callable[[Any], Any] = 1.0,
+    learning_rate: LearningRate = 1.0,
     warmup_steps: int | None = None,
     b1: float = 0.9,
     weight_decay: float | None = None,

@@ -3,7 +3,6 @@ gradients so far, instead of being moved by each one (MADGRAD)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 from gradchain import _checks
 from gradchain.base import (
     GradientTransformation,
+    LearningRate,
     describe,
     hyperparam_dtype,
     tree_map_split,
@@ -38,7 +38,7 @@ class MadgradState(NamedTuple):
 
 
 def scale_by_madgrad(
-    learning_rate: float | Callable[[jax.Array], Any],
+    learning_rate: LearningRate,
     momentum: float = 0.9,
     eps: float = 1e-6,
 ) -> GradientTransformation:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import EmptyState, GradientTransformation, describe
+from gradchain.base import EmptyState, GradientTransformation, LearningRate, describe
 from gradchain.transforms.moment_math import cast, compute_dtype, increment
 
 __all__ = [
@@ -49,7 +49,7 @@ def scale(step_size: float) -> GradientTransformation:
 
 
 def scale_by_learning_rate(
-    learning_rate: float | Callable[[jax.Array], Any], *, flip_sign: bool = True
+    learning_rate: LearningRate, *, flip_sign: bool = True
 ) -> GradientTransformation:
     r"""Multiply by -learning_rate: turn a direction into a descent step.
 

@@ -8,14 +8,19 @@ it is recovered from ``y`` and ``z`` whenever it is needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
-from gradchain.base import GradientTransformation, describe, hyperparam_dtype, tree_map_split
+from gradchain.base import (
+    GradientTransformation,
+    LearningRate,
+    describe,
+    hyperparam_dtype,
+    tree_map_split,
+)
 from gradchain.transforms.moment_math import compute_dtype, increment
 
 __all__ = [
@@ -40,7 +45,7 @@ class ScheduleFreeState(NamedTuple):
 
 
 def scale_by_schedule_free(
-    learning_rate: float | Callable[[jax.Array], Any],
+    learning_rate: LearningRate,
     b1: float = 0.9,
     weight_lr_power: float = 2.0,
     *,
@@ -68,13 +73,17 @@ def scale_by_schedule_free(
     Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
     """
     return _schedule_free(
-        learning_rate, b1, weight_lr_power, z_dtype, "scale_by_schedule_free",
+        learning_rate,
+        b1,
+        weight_lr_power,
+        z_dtype,
+        "scale_by_schedule_free",
         lambda u, z, lr: z - lr * u,
     )
 
 
 def schedule_free_average(
-    learning_rate: float | Callable[[jax.Array], Any],
+    learning_rate: LearningRate,
     b1: float = 0.9,
     weight_lr_power: float = 2.0,
     *,
@@ -93,7 +102,11 @@ def schedule_free_average(
     Reference:  Defazio et al., "The Road Less Scheduled", NeurIPS 2024.
     """
     return _schedule_free(
-        learning_rate, b1, weight_lr_power, z_dtype, "schedule_free_average",
+        learning_rate,
+        b1,
+        weight_lr_power,
+        z_dtype,
+        "schedule_free_average",
         lambda u, z, lr: z + u,
     )
 
@@ -149,5 +162,3 @@ def _schedule_free(learning_rate, b1, weight_lr_power, z_dtype, name, z_step):
         return out, ScheduleFreeState(z=z, weight_sum=weight_sum, max_lr=max_lr, count=count)
 
     return GradientTransformation(init, update, name=name, preprocessing=False)
-
-
