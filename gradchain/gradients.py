@@ -50,7 +50,7 @@ def scale_gradient(inputs: Any, scale: Any) -> Any:
 
     >>> import jax, gradchain
     >>> jax.grad(lambda x: gradchain.scale_gradient(x, 0.5) ** 2)(3.0)
-    Array(3., dtype=float32, weak_type=True)
+    Array(3., dtype=float32)
     """
     if isinstance(scale, (int, float)) and not isinstance(scale, bool):
         if scale == 1.0:
