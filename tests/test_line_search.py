@@ -109,10 +109,11 @@ def test_line_search_passes_extra_arguments_to_value_fn_and_refuses_the_rest():
     # Optax's own helper reads the value and gradient from a gradchain state
     v2, _ = optax.value_and_grad_from_state(f)(w + u, data, state=state)
     np.testing.assert_allclose(float(v2), float(f(w + u, data)), atol=1e-6)
-    with pytest.raises(
-        gradchain.GradchainError, match=r"\['batch'\] were not consumed by value_fn"
-    ):
+    unexpected = r"Unexpected keyword arguments \['batch'\]: value_fn does not take them"
+    with pytest.raises(gradchain.GradchainError, match=unexpected):
         step(gradchain, w, data, batch=1)  # refused before anything runs
+    with pytest.raises(TypeError, match=unexpected):  # what Python and Optax raise for them
+        step(gradchain, w, data, batch=1)
     opt = gradchain.lbfgs()
     with pytest.raises(gradchain.GradchainError, match="missing: value_fn"):
         opt.update(w, opt.init(w), w, value=1.0, grad=w)
@@ -236,3 +237,21 @@ def test_bad_input_names_the_argument():
         gradchain.scale_by_backtracking_linesearch(5, slope_rtol=-1e-4)
     with pytest.raises(gradchain.GradchainError, match="increase_factor"):
         gradchain.scale_by_backtracking_linesearch(5, increase_factor=0.0)
+
+
+def test_value_and_grad_from_state_refuses_a_state_without_exactly_one_line_search():
+    """None storing the gradient: a GradchainError (a ValueError, as Optax's). Two line
+    searches: ambiguous, a GradchainError that is also the KeyError Optax raises."""
+    w = jnp.ones(3)
+    f = lambda p: jnp.sum(p**2)  # noqa: E731
+    vag = gradchain.value_and_grad_from_state(f)
+    with pytest.raises(ValueError, match="found 0 line searches, 0 storing it"):
+        vag(w, state=gradchain.adam(0.1).init(w))
+    two = gradchain.chain(
+        gradchain.scale_by_backtracking_linesearch(15, store_grad=True),
+        gradchain.scale_by_backtracking_linesearch(15, store_grad=True),
+    )
+    with pytest.raises(KeyError, match="found 2 line searches, 2 storing it") as caught:
+        vag(w, state=two.init(w))
+    assert isinstance(caught.value, gradchain.GradchainError)
+    assert str(caught.value).startswith("value_and_grad_from_state")  # not quoted

@@ -231,11 +231,23 @@ def _objective(who: str, params, value, grad, value_fn, extra) -> Callable[[Any]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     unused = sorted(k for k in extra if k not in accepted and not takes_any)
     if unused:
-        raise _checks.GradchainError(
-            f"{who}: extra arguments {unused} were not consumed by value_fn (its arguments: "
-            f"{list(accepted)}); pass only what value_fn takes"
+        raise _UnexpectedArguments(
+            f"{who}: Unexpected keyword arguments {unused}: value_fn does not take them (its "
+            f"arguments: {list(accepted)}); pass only what value_fn takes"
         )
     return functools.partial(value_fn, **extra)
+
+
+class _UnexpectedArguments(_checks.GradchainError, TypeError):
+    """Keyword arguments nobody takes: a GradchainError that is also the TypeError Python
+    (and Optax) raise for them."""
+
+
+class _AmbiguousState(_checks.GradchainError, KeyError):
+    """Several candidates in a state where one was needed: a GradchainError that code written
+    for Optax catches as the KeyError Optax raises."""
+
+    __str__ = Exception.__str__  # KeyError's own would quote the message
 
 
 # --- zoom line search (strong Wolfe) ---------------------------------------------------------
@@ -589,12 +601,15 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., tup
 
     def value_and_grad(params, *args, state, **kwargs):
         kinds = (ZoomLinesearchState, BacktrackingLinesearchState)
-        found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, kinds))
-                 if isinstance(s, kinds) and s.grad is not None]
-        if len(found) != 1:
-            raise _checks.GradchainError(
+        searches = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, kinds))
+                    if isinstance(s, kinds)]
+        found = [s for s in searches if s.grad is not None]
+        if len(searches) > 1 or len(found) != 1:
+            error = _AmbiguousState if len(searches) > 1 else _checks.GradchainError
+            raise error(
                 "value_and_grad_from_state needs a state with exactly one line search that "
-                f"stores its gradient (zoom, or backtracking with store_grad=True); found {len(found)}"
+                "stores its gradient (zoom, or backtracking with store_grad=True); found "
+                f"{len(searches)} line searches, {len(found)} storing it"
             )
         (kept,) = found
         return jax.lax.cond(
