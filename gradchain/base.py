@@ -208,6 +208,16 @@ def _names_gradient(update: Callable) -> bool:
         return False
 
 
+def _takes_third_positional(update: Callable) -> bool:
+    """Whether ``update`` has a place for ``params`` after ``updates, state``."""
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
 def _with_gradient_default(update: Callable) -> Callable:
     """``update``, called with ``gradient=updates`` when no caller passed one.
 
@@ -218,10 +228,14 @@ def _with_gradient_default(update: Callable) -> Callable:
     if _names_gradient(update) or not _accepts_extra_args(update):
         return update  # it reads ``gradient=None`` as "the updates" itself, or reads none
 
+    takes_params = _takes_third_positional(update)
+
     @functools.wraps(update)
     def update_with_gradient(updates, state, params=None, **extra):
         if extra.get("gradient") is None:
             extra["gradient"] = updates
+        if params is None and not takes_params:  # update(updates, state, **extra): Optax allows it
+            return update(updates, state, **extra)
         return update(updates, state, params, **extra)
 
     return update_with_gradient

@@ -357,3 +357,20 @@ def test_apply_updates_keeps_none_parameters_like_optax():
     assert gradchain.apply_updates(None, jnp.ones(3)) is None
     with pytest.raises(gradchain.GradchainError, match="None in one of"):
         gradchain.apply_updates({"a": jnp.ones(2)}, {"a": None})  # an update missing: refused
+
+
+def test_an_update_without_params_is_called_without_them():
+    """Optax's protocol lets ``update(updates, state, *, logger=None, **extra)`` leave out
+    ``params``; a call that gives none reaches it, and one that gives params fails as it
+    would in Optax (the function has no place for them)."""
+    seen = {}
+
+    def update(updates, state, *, logger=None, **extra):
+        logger("seen", extra["gradient"])
+        return updates, state
+
+    t = gradchain.base.GradientTransformationExtraArgs(lambda params: {}, update)
+    out, _ = t.update({"a": 1.0}, {}, logger=seen.__setitem__)
+    assert out == {"a": 1.0} and seen == {"seen": {"a": 1.0}}
+    with pytest.raises(TypeError, match="positional"):
+        t.update({"a": 1.0}, {}, {"a": 0.0}, logger=seen.__setitem__)
