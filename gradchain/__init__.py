@@ -112,6 +112,7 @@ from gradchain.combine import (
     split_real_and_imaginary,
 )
 from gradchain.errors import (
+    ArgumentError,
     GradchainError,
 )
 from gradchain.fused import (
@@ -464,6 +465,7 @@ __all__ = [
     "stateless",
     "stateless_with_tree_map",
     "with_extra_args_support",
+    "ArgumentError",
     "GradchainError",
     *averaging.__all__,
     *combine.__all__,

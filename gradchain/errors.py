@@ -1,10 +1,11 @@
-"""The errors gradchain raises for input it refuses. Both are ``ValueError``s."""
+"""The errors gradchain raises for input it refuses. All are ``ValueError``s; ``ArgumentError``
+is also a ``TypeError``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CheckpointError", "GradchainError"]
+__all__ = ["ArgumentError", "CheckpointError", "GradchainError"]
 
 
 class GradchainError(ValueError):
@@ -26,3 +27,12 @@ class CheckpointError(GradchainError):
     file and the problem."""
 
     __module__ = "gradchain.checkpoint"
+
+
+class ArgumentError(GradchainError, TypeError):
+    """Raised for a call missing an argument the update needs (``value=`` for a Polyak step,
+    the objective for a line search) or given keyword arguments nobody takes: a
+    ``GradchainError`` that is also the ``TypeError`` Python (and Optax) raise for such
+    calls. The message names the argument."""
+
+    __module__ = "gradchain"

@@ -134,3 +134,13 @@ def test_tuple_params(dtype, name):
         for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]))
     )
     assert err <= (2e-5 if dtype == jnp.float32 else 4e-15)
+
+
+def test_an_update_without_the_objective_value_is_an_argument_error():
+    """No ``value=``: refused naming it, as a GradchainError that is also a TypeError (what
+    Optax raises, a missing keyword argument)."""
+    opt = gradchain.scale_by_polyak()
+    w = jnp.ones(2)
+    with pytest.raises(gradchain.ArgumentError, match="needs the objective's value") as caught:
+        opt.update(w, opt.init(w), w)
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, gradchain.GradchainError)

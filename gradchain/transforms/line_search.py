@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
+from gradchain.errors import ArgumentError
 from gradchain.base import GradientTransformation, describe, tree_zeros_like
 from gradchain.transforms.mesh_axes import explicit_spec, refuse_if_sharded, zeros_stacked
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, real_dtype
@@ -223,7 +224,7 @@ def _objective(who: str, params, value, grad, value_fn, extra) -> Callable[[Any]
     missing = [n for n, v in (("params", params), ("value", value), ("grad", grad),
                               ("value_fn", value_fn)) if v is None]
     if missing:
-        raise _checks.GradchainError(
+        raise ArgumentError(
             f"{who} calls the objective: give update(updates, state, params, value=f(params), "
             f"grad=grad_f(params), value_fn=f); missing: {', '.join(missing)}"
         )
@@ -231,16 +232,11 @@ def _objective(who: str, params, value, grad, value_fn, extra) -> Callable[[Any]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     unused = sorted(k for k in extra if k not in accepted and not takes_any)
     if unused:
-        raise _UnexpectedArguments(
+        raise ArgumentError(
             f"{who}: Unexpected keyword arguments {unused}: value_fn does not take them (its "
             f"arguments: {list(accepted)}); pass only what value_fn takes"
         )
     return functools.partial(value_fn, **extra)
-
-
-class _UnexpectedArguments(_checks.GradchainError, TypeError):
-    """Keyword arguments nobody takes: a GradchainError that is also the TypeError Python
-    (and Optax) raise for them."""
 
 
 class _AmbiguousState(_checks.GradchainError, KeyError):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain import _checks
+from gradchain.errors import ArgumentError
 from gradchain.base import (
     EmptyState,
     GradientTransformation,
@@ -61,7 +62,7 @@ def scale_by_polyak(
 
     def update(updates, state, params=None, *, value=None, **extra):
         if value is None:
-            raise _checks.GradchainError(
+            raise ArgumentError(
                 "scale_by_polyak needs the objective's value: update(updates, state, params, "
                 "value=f(params))"
             )
@@ -100,7 +101,7 @@ def _needs_value_and_params(who: str, value: Any, params: Any) -> None:
     if params is None:
         _checks.refuse_missing_params(who)
     if value is None:
-        raise _checks.GradchainError(
+        raise ArgumentError(
             f"{who} needs the objective's value: update(updates, state, params, value=f(params))"
         )
 
