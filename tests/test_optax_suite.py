@@ -4,7 +4,8 @@ shim. Every case that Optax itself passes under the same rewriting (the A/A run,
 ``benchmarks/results/optax_suite_optax.json``) must pass, except the cases listed, with their
 reasons, in ``EXPECTED`` -- the one list, also tabled in docs/coming_from_optax.md.
 
-Measured: the subset takes about 100 s on 2 busy cores (the whole 36 files: see the docs).
+Measured: the subset (20 files) takes about 55-90 s on 2 busy cores (the whole 36 files: see
+the docs).
 """
 
 import optax
