@@ -49,6 +49,7 @@ _GENERIC_MEANINGS = {
 # in ``hyperparams``; the names a schedule sets are the keys of ``scheduled`` (ours, hidden: it
 # holds the schedules' own states) or ``hyperparams_states`` (Optax's).
 _HYPERPARAMETER_FIELD = "hyperparams"
+_DRIVEN = "hyperparameter, recorded: the enclosing inject_hyperparams sets it"
 _SCHEDULED_FIELDS = ("scheduled", "hyperparams_states")
 
 
@@ -128,9 +129,25 @@ def _scheduled_names(node: Any) -> frozenset:
     return frozenset()
 
 
-def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=True) -> Any:
+def _driven(node: Any, value: Any) -> bool:
+    """Whether ``value``, a field of the hyperparameter-holding state ``node``, is itself one
+    whose hyperparameters ``node``'s optimizer sets: the state of the optimizer that an
+    ``inject_hyperparams`` wraps (gradchain's or Optax's) sits directly as its inner state,
+    rebuilt at every step from the wrapper's values, which it only records."""
+    return (
+        _is_namedtuple(value)
+        and _holds_hyperparameters(type(value))
+        and isinstance(getattr(value, _HYPERPARAMETER_FIELD, None), dict)
+        and any(value is getattr(node, f, None) for f in ("inner", "inner_state"))
+    )
+
+
+def _map_slots(
+    node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=True, driven=False
+) -> Any:
     """Rebuild ``node`` with every slot's value replaced by ``fn(slot)``; ``Slot.path`` is
-    left as the short path (labels and name) here, made unique by ``_unique``."""
+    left as the short path (labels and name) here, made unique by ``_unique``. ``driven``:
+    ``node``'s hyperparameters are recorded copies of an enclosing optimizer's."""
     if _is_namedtuple(node) and (top or _is_state(node)):
         cls = type(node)
         meanings = getattr(cls, "meanings", {})
@@ -143,6 +160,8 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
                 fields.append(None)
             elif hyperparameters and field == "scheduled" and hasattr(cls, "validate"):
                 fields.append(value)  # the schedules' own states: not slots
+            elif hyperparameters and _driven(node, value):
+                fields.append(_map_slots(value, fn, here, labels, top=True, driven=True))
             elif _holds_states(value):
                 fields.append(_map_slots(value, fn, here, labels, top=True))
             elif hyperparameters and field == _HYPERPARAMETER_FIELD and isinstance(value, dict):
@@ -150,17 +169,23 @@ def _map_slots(node: Any, fn: Callable[[Slot], Any], route=(), labels=(), top=Tr
                     {
                         k: fn(
                             Slot(
-                                ".".join((*labels, str(k))),
+                                ".".join(
+                                    (*labels, getattr(cls, "optimizer", cls.__name__), str(k))
+                                    if driven
+                                    else (*labels, str(k))
+                                ),
                                 (*here, k),
                                 cls.__name__,
                                 str(k),
-                                "hyperparameter, set by a schedule"
+                                _DRIVEN
+                                if driven
+                                else "hyperparameter, set by a schedule"
                                 if k in scheduled
                                 else "hyperparameter",
                                 v,
                                 _ndim(v) == 0,
                                 labels,
-                                k not in scheduled and _ndim(v) == 0,
+                                not driven and k not in scheduled and _ndim(v) == 0,
                                 getattr(cls, "optimizer", ""),
                             )
                         )
@@ -299,13 +324,15 @@ def get_hyperparams(state: State) -> dict[str, jax.Array]:
     """The hyperparameters of ``state`` by path: each optimizer's argument names, behind the
     labels of the parameter group it sits in (``"learning_rate"``, ``"backbone.b1"``).
 
-    Values a schedule sets are included (the value of the last step, for logging).
+    Values a schedule sets are included (the value of the last step, for logging). The copies
+    that the optimizer wrapped by an ``inject_hyperparams`` records of the wrapper's values
+    are not: the wrapper's own are the ones to read and set.
 
     >>> import gradchain
     >>> sorted(gradchain.get_hyperparams(gradchain.adam(1e-3).init(1.0)))
     ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
     """
-    return {s.path: s.value for s in slots(state) if s.hyperparameter}
+    return {s.path: s.value for s in slots(state) if s.hyperparameter and s.meaning != _DRIVEN}
 
 
 def _probe(value: Any) -> Any:
@@ -349,6 +376,8 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
     """
     hyper = [s for s in slots(state) if s.hyperparameter]
     found = [s for s in hyper if _matches(s, name)]
+    if len(found) > 1 and any(s.meaning == _DRIVEN for s in found):
+        found = [s for s in found if s.meaning != _DRIVEN]  # the copies follow the original
     if not found:
         known = ", ".join(s.path for s in hyper) or "none"
         raise _checks.GradchainError(
@@ -361,6 +390,12 @@ def set_hyperparam(state: State, name: str, value: Any) -> State:
             f"Name one by its path, e.g. set_hyperparam(state, {found[0].path!r}, value)"
         )
     slot = found[0]
+    if slot.meaning == _DRIVEN:
+        raise _checks.GradchainError(
+            f"hyperparameter {slot.path!r} is the inject_hyperparams wrapper's value, recorded "
+            "in the wrapped optimizer's state at every step; set the wrapper's own (the same "
+            "name without this path)"
+        )
     if not slot.settable:
         raise _checks.GradchainError(
             f"hyperparameter {slot.path!r} is set by a schedule at every step (its value is "

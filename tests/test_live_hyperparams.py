@@ -624,3 +624,33 @@ def test_a_live_state_reads_its_slots_by_optax_field_names():
     with pytest.raises(AttributeError, match=r"2 slots of that name .*get_slot"):
         _ = twice.mu
     assert not hasattr(twice, "_private")  # dunder and private look-ups stay plain
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "lion", "muon"])
+def test_inject_hyperparams_inner_state_is_the_optimizers_own(name):
+    """Optax's layout: ``inject_hyperparams(opt)(...).init(p).inner_state`` has the tree of
+    ``opt(...).init(p)``, and after a step the same numbers (the wrapped optimizer records the
+    wrapper's values). The wrapper's value is the one used, jitted or not; the record is
+    neither listed by get_hyperparams nor settable."""
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    make = getattr(gradchain, name)
+    plain, wrapped = make(0.1), gradchain.inject_hyperparams(make)(0.1)
+    plain_state, wrapped_state = plain.init(params), wrapped.init(params)
+    assert jax.tree.structure(wrapped_state.inner_state) == jax.tree.structure(plain_state)
+    u_plain, s_plain = plain.update(grads, plain_state, params)
+    u_wrapped, s_wrapped = wrapped.update(grads, wrapped_state, params)
+    # measured: equal for sgd, adam, lion; muon 5.2e-7 (its numbers as float32 arrays there,
+    # Python floats folded in float64 here)
+    chex.assert_trees_all_close(u_wrapped, u_plain, rtol=1e-6)
+    chex.assert_trees_all_close(s_wrapped.inner_state, s_plain, rtol=1e-6)
+    # the wrapper's names, once each (inject_hyperparams also keeps integers live: muon's ns_steps)
+    listed = list(gradchain.get_hyperparams(wrapped_state))
+    assert set(gradchain.get_hyperparams(plain_state)) <= set(listed) and "." not in "".join(listed)
+    halved = gradchain.set_hyperparam(wrapped_state, "learning_rate", 0.05)
+    eager, _ = wrapped.update(grads, halved, params)
+    jitted, _ = jax.jit(wrapped.update)(grads, halved, params)
+    chex.assert_trees_all_close(eager, jax.tree.map(lambda u: 0.5 * u, u_plain), rtol=1e-6)
+    chex.assert_trees_all_close(jitted, eager, rtol=1e-6)
+    with pytest.raises(gradchain.GradchainError, match="the inject_hyperparams wrapper's value"):
+        gradchain.set_hyperparam(wrapped_state, f"{name}.learning_rate", 0.2)

@@ -374,6 +374,10 @@ def _make_live(
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         given = _sort_arguments(signature, arguments, static, only_floats, own_schedules)
+        # built by inject_hyperparams for its inner state: the wrapper keeps the numbers and
+        # hands them in at every step; this one uses them as given and records them
+        driven = getattr(_builds, "driven", False)
+        _builds.driven = False
         if getattr(_builds, "depth", 0) and not given.schedules:
             # inside another live factory: that one keeps the numbers, this is its plain chain
             return checked(*bound.args, **bound.kwargs)
@@ -443,7 +447,7 @@ def _make_live(
             # a value traced when the optimizer was built is live one level up: used as given
             numbers = {
                 k: v
-                if isinstance(v, jax.core.Tracer)
+                if driven or isinstance(v, jax.core.Tracer)
                 else jnp.asarray(state.hyperparams[k], dtypes[k])
                 for k, v in given.numbers.items()
             }
@@ -537,6 +541,25 @@ def live(
     return _make_live(factory, static, only_floats=True, dtype=None, own_schedules=own_schedules)
 
 
+def _driven(live_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``live_factory`` (a named optimizer) built as itself, not as its plain chain, with
+    the values it is given used as given at every step: the optimizer that an
+    ``inject_hyperparams`` wraps, so the wrapper's ``inner_state`` is what that optimizer's
+    own ``init`` gives (Optax's layout), and the wrapper's numbers are the ones used."""
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        saved = getattr(_builds, "depth", 0), getattr(_builds, "driven", False)
+        _builds.depth, _builds.driven = 0, True
+        try:
+            return live_factory(*args, **kwargs)
+        finally:
+            _builds.depth, _builds.driven = saved
+
+    build.__signature__ = inspect.signature(live_factory)  # type: ignore[attr-defined]
+    build.__name__ = getattr(live_factory, "__name__", "live")
+    return build
+
+
 def inject_hyperparams(
     inner_factory: Callable[..., Any],
     static_args: str | Iterable[str] = (),
@@ -554,12 +577,15 @@ def inject_hyperparams(
     whose default is an integer stays int32. The state is gradchain's ``LiveState``, which
     ``InjectHyperparamsState`` names here; it reads as Optax's (``hyperparams``,
     ``inner_state``, ``hyperparams_states``), and ``count`` is kept only with schedules.
+    Wrapping a named optimizer, ``inner_state`` is that optimizer's own state, as in Optax:
+    it records the wrapper's values at each step (for reading; ``get_hyperparams`` lists the
+    wrapper's, and ``set_hyperparam`` sets the wrapper's).
     ``gradchain.live`` is the same with the named optimizers' rule for integers.
     """
     if isinstance(static_args, str):
         static_args = (static_args,)
     if getattr(inner_factory, "live", False):
-        inner_factory = inner_factory.__wrapped__
+        inner_factory = _driven(inner_factory)
     known = inspect.signature(inner_factory).parameters
     unknown = sorted(set(static_args) - set(known))
     if unknown:
