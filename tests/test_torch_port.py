@@ -509,6 +509,34 @@ def test_muon_in_bfloat16_equals_torchs_own_bfloat16_iteration(torch64):
         assert _max_diff(got, expected) <= 1e-6
 
 
+TENSOR_LRS = [
+    dict(),
+    dict(weight_decay=0.3, adjust_lr_fn="match_rms_adamw"),
+    dict(nesterov=False, momentum=0.9, weight_decay=0.05),
+]
+
+
+@pytest.mark.parametrize("kwargs", TENSOR_LRS, ids=[_case_id(("", k)) for k in TENSOR_LRS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_muon_computes_with_a_tensor_lr_in_its_dtype_as_torch(
+    kwargs, dtype, torch64, no_bfloat16_cast
+):
+    # torch keeps Muon's tensor lr and multiplies it by Python numbers: lr * s(A, B) and
+    # 1 - lr * weight_decay are rounded to the tensor's dtype. Measured max |diff| 1.6e-15
+    # (float32 and float64 tensors); with the float32 tensor's value taken as a float64
+    # number instead, 7.6e-7 to 1.5e-6.
+    params, grads = _problem(seed=11, steps=30, shapes=MATRICES)
+    lr = torch.tensor(0.02, dtype=getattr(torch, dtype))
+    expected, _ = _torch_run(torch.optim.Muon, dict(lr=lr, **kwargs), params, grads)
+    got, _ = _gradchain_run(gt.Muon(lr=lr, ns_dtype=None, **kwargs), params, grads)
+    assert _max_diff(got, expected) <= TOL
+    as_number, _ = _gradchain_run(gt.Muon(lr=float(lr), ns_dtype=None, **kwargs), params, grads)
+    if dtype == "float32":
+        assert _max_diff(as_number, expected) > 1e-8
+    else:
+        assert _max_diff(as_number, expected) <= TOL
+
+
 def test_new_constructors_take_torchs_defaults():
     import inspect
 

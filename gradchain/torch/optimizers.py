@@ -74,7 +74,7 @@ _IMPLEMENTATION_ONLY = frozenset({"foreach", "fused", "capturable", "differentia
 
 
 # gradchain's own arguments, which a torch param_group has no entry for.
-_NOT_TORCH_ARGUMENTS = frozenset({"implementation", "ns_dtype"})
+_NOT_TORCH_ARGUMENTS = frozenset({"implementation", "ns_dtype", "lr_dtype"})
 
 
 def _check_implementation_args(name: str, given: dict[str, Any]) -> None:
@@ -166,6 +166,11 @@ def _is_torch_tensor(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "torch"
 
 
+def _torch_dtype(value: Any) -> np.dtype:
+    """The numpy dtype of a torch tensor (read without importing torch)."""
+    return np.asarray(value.detach() if hasattr(value, "detach") else value).dtype
+
+
 def _plain(name: str, value: Any) -> Any:
     """A torch tensor given as a number (``lr=torch.tensor(1e-3)``, tensor ``betas``) becomes
     a Python float, read once, as torch reads a 1-element tensor; other values pass through."""
@@ -194,6 +199,10 @@ def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> GradientTransformation:
             bound = signature.bind(*args, **kwargs)
+            lr = bound.arguments.get("lr")
+            if "lr_dtype" in signature.parameters and _is_torch_tensor(lr):
+                # torch keeps a tensor lr and computes with it in its dtype (Muon)
+                bound.arguments.setdefault("lr_dtype", _torch_dtype(lr))
             for name, value in bound.arguments.items():  # torch tensors as numbers: floats
                 bound.arguments[name] = _plain(name, value)
             if _take_cycled_momentum(factory.__name__, signature, bound):
