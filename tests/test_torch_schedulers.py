@@ -305,6 +305,25 @@ def test_a_buffer_updated_at_a_zero_momentum_would_differ_from_torch(cls_name, f
     assert _close(_gradchain_steps(plain_port, p0, grads), theirs) > 1e-6
 
 
+BY_HAND = [("SGD", "momentum"), ("RMSprop", "momentum"), ("Muon", "momentum"), ("Adam", "betas"),
+           ("NAdam", "betas"), ("RAdam", "betas"), ("Adamax", "betas")]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls_name, where", BY_HAND, ids=[c[0] for c in BY_HAND])
+def test_a_cycled_momentum_given_by_hand_is_the_one_the_lr_schedule_gives(cls_name, where, float64):
+    _, _, ours = CYCLED[3]
+    rng = np.random.default_rng(3)
+    p0, grads = rng.normal(size=(3, 4)), rng.normal(size=(STEPS, 3, 4))
+    given = {"momentum": ours.momentum} if where == "momentum" else {
+        "betas": (ours.momentum, 0.999)}  # fmt: skip
+    by_hand = getattr(gt, cls_name)(lr=ours, **given)
+    plain_lr = getattr(gt, cls_name)(lr=gt.CyclicLR(0.01, 0.1, 40, mode="triangular2",
+                                                    cycle_momentum=False), **given)  # fmt: skip
+    from_lr = _gradchain_steps(getattr(gt, cls_name)(lr=ours), p0, grads)  # equal to torch's
+    assert np.array_equal(_gradchain_steps(by_hand, p0, grads), from_lr)
+    assert np.array_equal(_gradchain_steps(plain_lr, p0, grads), from_lr)
+
+
 def test_every_optimizer_torch_lets_cycle_is_cycled_and_the_others_refused(float64):
     # torch's rule (OneCycleLR, CyclicLR): cycle "momentum" if the optimizer's defaults hold it,
     # else "betas"[0], else ValueError. Read from torch for every optimizer gradchain ports.
