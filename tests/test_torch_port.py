@@ -322,6 +322,51 @@ def test_state_from_torch_continues_the_trajectory(case, torch64):
     assert _max_diff(got, expected) <= TOL
 
 
+CYCLED_CONTINUE = [
+    ("SGD", dict(momentum=0.9, dampening=0.3)),
+    ("RMSprop", dict(momentum=0.5, centered=True)),
+    ("Adam", dict(amsgrad=True)),
+    ("NAdam", dict()),
+    ("RAdam", dict()),
+]
+
+
+@pytest.mark.parametrize("case", CYCLED_CONTINUE, ids=[_case_id(c) for c in CYCLED_CONTINUE])
+def test_a_cycled_momentum_state_moves_between_torch_and_gradchain(case, torch64):
+    # torch's OneCycleLR cycles the momentum (or betas[0]); gradchain's optimizer takes the
+    # schedule's .momentum, its members inside a ScheduledValueState. Half the run in one, the
+    # rest in the other, both ways. Measured: at most 8.4e-15 absolute (bound TOL).
+    name, kwargs = case
+    params, grads = _problem(seed=4)
+    cls, make = getattr(torch.optim, name), (lambda o: sched.OneCycleLR(o, 0.1, len(grads)))
+    expected, _ = _torch_run(cls, kwargs, params, grads, scheduler=make)
+    half, topt = _torch_run(cls, kwargs, params, grads[:100], scheduler=make)
+    schedule = gt.OneCycleLR(0.1, len(grads))
+    opt = getattr(gt, name)(lr=schedule, **kwargs)
+    state = gt.from_torch_state_dict(  # step: SGD's torch state has none
+        opt, topt.state_dict(), jax.tree.map(jnp.asarray, half), step=100
+    )
+    got, _ = _gradchain_run(opt, half, grads[100:], state=state)
+    assert _max_diff(got, expected) <= TOL
+
+    mid, state = _gradchain_run(opt, params, grads[:100])
+    exported = gt.to_torch_state_dict(opt, state, mid)
+    tensors = [torch.tensor(np.asarray(mid[k])) for k in params]
+    topt = cls(tensors, lr=0.1, **kwargs)
+    topt.load_state_dict(exported)
+    group = topt.param_groups[0]
+    for t in range(100, len(grads)):  # what torch's scheduler sets each step, from the schedule
+        group["lr"] = float(schedule(t))
+        if "betas" in group:
+            group["betas"] = (float(schedule.momentum(t)), group["betas"][1])
+        else:
+            group["momentum"] = float(schedule.momentum(t))
+        for tensor, k in zip(tensors, params):
+            tensor.grad = torch.tensor(grads[t][k])
+        topt.step()
+    assert _max_diff({k: tensor.numpy() for k, tensor in zip(params, tensors)}, expected) <= TOL
+
+
 def test_converted_state_has_the_same_types_as_init(torch64):
     params, grads = _problem(seed=5, steps=3)
     _, topt = _torch_run(torch.optim.Adam, dict(amsgrad=True), params, grads)
@@ -462,6 +507,34 @@ def test_muon_in_bfloat16_equals_torchs_own_bfloat16_iteration(torch64):
         expected, _ = _torch_run(torch.optim.Muon, kwargs, params, grads)
         got, _ = _gradchain_run(gt.Muon(**kwargs), params, grads)
         assert _max_diff(got, expected) <= 1e-6
+
+
+TENSOR_LRS = [
+    dict(),
+    dict(weight_decay=0.3, adjust_lr_fn="match_rms_adamw"),
+    dict(nesterov=False, momentum=0.9, weight_decay=0.05),
+]
+
+
+@pytest.mark.parametrize("kwargs", TENSOR_LRS, ids=[_case_id(("", k)) for k in TENSOR_LRS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_muon_computes_with_a_tensor_lr_in_its_dtype_as_torch(
+    kwargs, dtype, torch64, no_bfloat16_cast
+):
+    # torch keeps Muon's tensor lr and multiplies it by Python numbers: lr * s(A, B) and
+    # 1 - lr * weight_decay are rounded to the tensor's dtype. Measured max |diff| 1.6e-15
+    # (float32 and float64 tensors); with the float32 tensor's value taken as a float64
+    # number instead, 7.6e-7 to 1.5e-6.
+    params, grads = _problem(seed=11, steps=30, shapes=MATRICES)
+    lr = torch.tensor(0.02, dtype=getattr(torch, dtype))
+    expected, _ = _torch_run(torch.optim.Muon, dict(lr=lr, **kwargs), params, grads)
+    got, _ = _gradchain_run(gt.Muon(lr=lr, ns_dtype=None, **kwargs), params, grads)
+    assert _max_diff(got, expected) <= TOL
+    as_number, _ = _gradchain_run(gt.Muon(lr=float(lr), ns_dtype=None, **kwargs), params, grads)
+    if dtype == "float32":
+        assert _max_diff(as_number, expected) > 1e-8
+    else:
+        assert _max_diff(as_number, expected) <= TOL
 
 
 def test_new_constructors_take_torchs_defaults():

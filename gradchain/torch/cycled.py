@@ -18,7 +18,7 @@ from gradchain.base import (
 )
 from gradchain.transforms.moment_math import increment
 
-__all__ = ["ScheduledValueState", "with_scheduled_value"]
+__all__ = ["ScheduledValueState", "idle_unless", "with_scheduled_value"]
 
 
 @describe(
@@ -58,4 +58,33 @@ def with_scheduled_value(
         name=f"scheduled({example.name})",
         preprocessing=is_preprocessing(example),  # what it wraps decides
         reads_gradient=reads_gradient_keyword(example),
+    )
+
+
+def idle_unless(
+    transform: GradientTransformation, value: Any, active: Callable[[jax.Array], jax.Array]
+) -> GradientTransformation:
+    r"""``transform``, skipped at a step where ``active(value)`` is false.
+
+    Update:     active(value): u, s <- transform.update(u, s) ;  else u and s unchanged
+    State:      the transform's.   Memory: the transform's.
+    Note:       torch reads a cycled momentum afresh each step and tests it there: SGD takes
+                its buffer only ``if momentum != 0`` (the buffer stays as it was, or absent,
+                and the step is the gradient), RMSprop ``if momentum > 0``. ``value`` is the
+                step's (traced) number: the choice is a ``jnp.where``, both sides computed.
+    """
+
+    def update(updates, state, params=None, **extra):
+        out, new = transform.update(updates, state, params, **extra)
+        on = active(jnp.asarray(value))
+        out = jax.tree.map(lambda o, u: jnp.where(on, o, u.astype(o.dtype)), out, updates)
+        new = jax.tree.map(lambda n, s: jnp.where(on, n, s), new, state)
+        return out, new
+
+    return GradientTransformation(
+        transform.init,
+        update,
+        name=transform.name,
+        preprocessing=is_preprocessing(transform),
+        reads_gradient=reads_gradient_keyword(transform),
     )

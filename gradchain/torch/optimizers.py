@@ -5,9 +5,15 @@ in ``param_groups`` and lets you change between steps (``param_group["lr"] = ...
 ``gradchain.set_hyperparam(state, "lr", ...)`` here -- lr, eps, alpha, dampening, rho,
 momentum_decay, lr_decay, initial_accumulator_value. Fixed at construction: ``betas`` (a
 pair), ``etas`` and ``step_sizes``, the flags, and ``weight_decay`` and SGD's and RMSprop's
-``momentum``, whose zero or non-zero value decides which transforms the chain holds. SGD's
-``momentum`` and Adam's and AdamW's ``betas[0]`` may be a schedule instead (torch's cycled
-momentum: ``OneCycleLR(...).momentum``), read afresh each step (``gradchain.torch.cycled``).
+``momentum``, whose zero or non-zero value decides which transforms the chain holds.
+
+torch's cycled momentum: an ``lr`` schedule built with ``cycle_momentum=True`` (``OneCycleLR``
+and ``CyclicLR``, torch's default) carries ``.momentum``, and the optimizer takes it where
+torch's scheduler sets it -- as ``momentum`` (SGD, RMSprop, Muon) or as ``betas[0]`` (Adam,
+AdamW, NAdam, RAdam, Adamax), in place of the number given (which is checked first, as torch's
+constructor checks it) -- read afresh each step (``gradchain.torch.cycled``). The optimizers
+with neither refuse such an ``lr`` with torch's reason. ``momentum`` or ``betas[0]`` may also
+be given a schedule directly.
 
 Each constructor records on the transform which torch ``state_dict`` entry fills which state
 slot (``torch_state_keys``), for ``gradchain.torch.from_torch_state_dict``.
@@ -27,7 +33,7 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import GradientTransformation, LearningRate, chain, hyperparam_dtype
 from gradchain.combine.live import live
-from gradchain.torch.cycled import with_scheduled_value
+from gradchain.torch.cycled import idle_unless, with_scheduled_value
 from gradchain.transforms import (
     AdadeltaState,
     BiasCorrectState,
@@ -68,7 +74,7 @@ _IMPLEMENTATION_ONLY = frozenset({"foreach", "fused", "capturable", "differentia
 
 
 # gradchain's own arguments, which a torch param_group has no entry for.
-_NOT_TORCH_ARGUMENTS = frozenset({"implementation", "ns_dtype"})
+_NOT_TORCH_ARGUMENTS = frozenset({"implementation", "ns_dtype", "lr_dtype"})
 
 
 def _check_implementation_args(name: str, given: dict[str, Any]) -> None:
@@ -92,15 +98,15 @@ def _back(lr: LearningRate, weight_decay: float, coupled: bool) -> list[Gradient
     return [*parts, scale_by_learning_rate(lr)]
 
 
-def _betas(betas: Sequence[float], who: str, cycled: bool = False) -> tuple[float, float]:
-    """torch's check: a pair, each in [0, 1) ("Invalid beta parameter at index i"); with
-    ``cycled``, beta1 may be a schedule (torch's cycle_momentum)."""
+def _betas(betas: Sequence[float], who: str) -> tuple[Any, float]:
+    """torch's check: a pair, each in [0, 1) ("Invalid beta parameter at index i"); beta1 may
+    be a schedule (torch's cycle_momentum sets betas[0] only)."""
     if len(betas) != 2:
         raise _checks.GradchainError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    if callable(betas[1]) or (callable(betas[0]) and not cycled):
+    if callable(betas[1]):
         raise _checks.GradchainError(
-            f"betas: {who} takes numbers; a schedule as betas[0] (a cycled momentum, from "
-            f"OneCycleLR or CyclicLR's .momentum) is taken by Adam and AdamW"
+            f"betas[1]: {who} takes a number; only betas[0] may be a schedule (a cycled "
+            f"momentum, OneCycleLR or CyclicLR's .momentum), as torch's schedulers cycle it"
         )
     for i, beta in enumerate(betas):
         if callable(beta) or isinstance(beta, jax.core.Tracer):
@@ -113,8 +119,56 @@ def _betas(betas: Sequence[float], who: str, cycled: bool = False) -> tuple[floa
     return betas[0], betas[1]
 
 
+def _first_moment(b1: Any, correct: Callable[[Any], GradientTransformation]) -> list:
+    """Adam's first moment (an EMA of g, torch's ``exp_avg.lerp_(g, 1 - b1)``) and its bias
+    correction ``correct(b1)``; a schedule as b1 (torch's cycled beta1) enters both with each
+    step's value, as torch reads ``group["betas"]`` afresh at every step."""
+    if not callable(b1):
+        return [scale_by_momentum(b1, ema=True), correct(b1)]
+    return [with_scheduled_value(lambda b: scale_by_momentum(b, ema=True), b1),
+            with_scheduled_value(correct, b1)]  # fmt: skip
+
+
+# torch's ValueError when a scheduler with cycle_momentum=True meets an optimizer whose
+# defaults hold neither "momentum" nor "betas" (OneCycleLR, CyclicLR).
+_NO_MOMENTUM = "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+
+
+def _take_cycled_momentum(
+    name: str, signature: inspect.Signature, bound: inspect.BoundArguments
+) -> bool:
+    """torch's cycle_momentum: an ``lr`` schedule with ``.momentum`` sets ``momentum`` or
+    ``betas[0]`` (a schedule given there already is kept). True if it changed an argument."""
+    lr = bound.arguments.get("lr")
+    cycled = getattr(lr, "momentum", None) if callable(lr) else None
+    if cycled is None:
+        return False
+    parameters = signature.parameters
+    if "momentum" in parameters:
+        if callable(bound.arguments.get("momentum")):
+            return False
+        bound.arguments["momentum"] = cycled
+        return True
+    if "betas" in parameters:
+        betas = tuple(bound.arguments.get("betas", parameters["betas"].default))
+        if betas and callable(betas[0]):
+            return False
+        bound.arguments["betas"] = (cycled, *betas[1:])
+        return True
+    raise _checks.GradchainError(
+        f"{name}: the lr schedule cycles the momentum (it was built with cycle_momentum=True, "
+        f"torch's default), and {name} has neither momentum nor betas -- torch: {_NO_MOMENTUM}. "
+        "Build the schedule with cycle_momentum=False."
+    )
+
+
 def _is_torch_tensor(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "torch"
+
+
+def _torch_dtype(value: Any) -> np.dtype:
+    """The numpy dtype of a torch tensor (read without importing torch)."""
+    return np.asarray(value.detach() if hasattr(value, "detach") else value).dtype
 
 
 def _plain(name: str, value: Any) -> Any:
@@ -145,8 +199,18 @@ def _ported(keys: dict[type, dict[str, Any]], static: tuple[str, ...] = ("weight
         @functools.wraps(factory)
         def make(*args: Any, **kwargs: Any) -> GradientTransformation:
             bound = signature.bind(*args, **kwargs)
+            lr = bound.arguments.get("lr")
+            if "lr_dtype" in signature.parameters and _is_torch_tensor(lr):
+                # torch keeps a tensor lr and computes with it in its dtype (Muon)
+                bound.arguments.setdefault("lr_dtype", _torch_dtype(lr))
             for name, value in bound.arguments.items():  # torch tensors as numbers: floats
                 bound.arguments[name] = _plain(name, value)
+            if _take_cycled_momentum(factory.__name__, signature, bound):
+                # torch checks the constructor's own numbers, then its scheduler replaces them
+                given = signature.bind(*args, **kwargs)
+                for name, value in given.arguments.items():
+                    given.arguments[name] = _plain(name, value)
+                built(*given.args, **given.kwargs)
             transform = built(*bound.args, **bound.kwargs)
             bound.apply_defaults()
             transform.torch_state_keys, transform.torch_name = keys, factory.__name__
@@ -206,8 +270,12 @@ def SGD(
             "nesterov=True needs momentum > 0 and dampening = 0 (as torch.optim.SGD requires)"
         )
     parts = _front(maximize, weight_decay, coupled=True)
-    if cycled:
-        make = functools.partial(scale_by_sgd_momentum, dampening=dampening, nesterov=nesterov)
+    if cycled:  # torch: the buffer only at a step whose momentum != 0
+
+        def make(m):
+            inner = scale_by_sgd_momentum(m, dampening, nesterov=nesterov)
+            return idle_unless(inner, m, lambda v: v != 0)
+
         parts.append(with_scheduled_value(make, momentum))
     elif momentum != 0:
         parts.append(scale_by_sgd_momentum(momentum, dampening, nesterov=nesterov))
@@ -281,11 +349,16 @@ def RMSprop(
     Reference:  torch.optim.RMSprop; Tieleman & Hinton, 2012; Graves, 2013 (centered).
     """
     _check_implementation_args("RMSprop", implementation)
-    _checks.check_non_negative("momentum", momentum)
+    cycled = callable(momentum)  # a schedule: OneCycleLR / CyclicLR's cycled momentum
+    if not cycled:
+        _checks.check_non_negative("momentum", momentum)
     parts = _front(maximize, weight_decay, coupled=True)
     statistic = scale_by_stddev if centered else scale_by_rms
     parts.append(statistic(alpha, eps, eps_in_sqrt=False))  # torch: eps outside the root
-    if momentum > 0:
+    if cycled:  # torch: the buffer only at a step whose momentum > 0
+        parts.append(with_scheduled_value(
+            lambda m: idle_unless(scale_by_momentum(m), m, lambda v: v > 0), momentum))  # fmt: skip
+    elif momentum > 0:
         parts.append(scale_by_momentum(momentum))
     return chain(*parts, scale_by_learning_rate(lr))
 
@@ -330,17 +403,12 @@ def Adam(
     <add_decayed_weights>
     """
     _check_implementation_args("Adam", implementation)
-    b1, b2 = _betas(betas, "Adam", cycled=True)
+    b1, b2 = _betas(betas, "Adam")
     coupled = not decoupled_weight_decay
     rms = scale_by_amsgrad_raw(b2, eps) if amsgrad else _adam_rms(b2, eps)
-    if callable(b1):  # cycled by OneCycleLR / CyclicLR: today's beta1, in m and in 1 - b1**t
-        first = [with_scheduled_value(lambda b: scale_by_momentum(b, ema=True), b1),
-                 with_scheduled_value(bias_correct, b1)]  # fmt: skip
-    else:
-        first = [scale_by_momentum(b1, ema=True), bias_correct(b1)]
     return chain(
         *_front(maximize, weight_decay, coupled),
-        *first,
+        *_first_moment(b1, bias_correct),  # cycled: today's beta1, in m and in 1 - b1**t
         rms,
         *_back(lr, weight_decay, coupled),
     )
@@ -409,8 +477,7 @@ def NAdam(
     coupled = not decoupled_weight_decay
     return chain(
         *_front(maximize, weight_decay, coupled),
-        scale_by_momentum(b1, ema=True),
-        bias_correct_nadam(b1, momentum_decay),
+        *_first_moment(b1, lambda b: bias_correct_nadam(b, momentum_decay)),
         _adam_rms(b2, eps),
         *_back(lr, weight_decay, coupled),
     )
@@ -449,8 +516,7 @@ def RAdam(
     coupled = not decoupled_weight_decay
     return chain(
         *_front(maximize, weight_decay, coupled),
-        scale_by_momentum(b1, ema=True),
-        bias_correct(b1),
+        *_first_moment(b1, bias_correct),
         scale_by_rectified_rms_torch(b2, eps),
         *_back(lr, weight_decay, coupled),
     )
@@ -486,8 +552,7 @@ def Adamax(
     b1, b2 = _betas(betas, "Adamax")
     return chain(
         *_front(maximize, weight_decay, coupled=True),
-        scale_by_momentum(b1, ema=True),
-        bias_correct(b1),
+        *_first_moment(b1, bias_correct),
         scale_by_inf_norm(b2, eps),
         scale_by_learning_rate(lr),
     )

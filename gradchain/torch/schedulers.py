@@ -161,8 +161,11 @@ def OneCycleLR(
 
     Cycled momentum: with ``cycle_momentum`` (torch's default) the schedule has a second one,
     ``.momentum``, going the other way (max_momentum down to base_momentum while the lr rises,
-    and back): give it to the optimizer as torch's scheduler sets it, ``SGD(lr=sched,
-    momentum=sched.momentum)`` or ``Adam(lr=sched, betas=(sched.momentum, 0.999))``.
+    and back). A ``gradchain.torch`` optimizer given the schedule as ``lr`` takes it where
+    torch's scheduler sets it: ``momentum`` (SGD, RMSprop, Muon) or ``betas[0]`` (Adam, AdamW,
+    NAdam, RAdam, Adamax); the others refuse it, as torch does ("optimizer must support
+    momentum or beta1 with `cycle_momentum` option enabled"). ``cycle_momentum=False`` keeps
+    the optimizer's own number.
 
     Past the end: torch raises when stepped more than total_steps times; this schedule holds
     its final value, ``max_lr / div_factor / final_div_factor``, from step total_steps - 1 on
@@ -394,9 +397,9 @@ def CyclicLR(
     (of the cycle number, or of t with ``scale_mode="iterations"``; a jnp function).
 
     With ``cycle_momentum`` (torch's default), ``.momentum`` is the momentum torch sets,
-    ``max_momentum - (max_momentum - base_momentum) * factor * scale``: pass it to the optimizer
-    as in ``OneCycleLR``. torch sets the optimizer's lr to base_lr: the optimizer's own ``lr``
-    is ignored here too.
+    ``max_momentum - (max_momentum - base_momentum) * factor * scale``: the optimizer given the
+    schedule as ``lr`` takes it, as in ``OneCycleLR``. torch sets the optimizer's lr to
+    base_lr: the optimizer's own ``lr`` is ignored here too.
     """
     if scale_fn is None:
         _checks.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))

@@ -13,6 +13,7 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import GradientTransformation
 from gradchain.state import set_hyperparam
+from gradchain.torch.cycled import ScheduledValueState
 from gradchain.transforms import LearningRateState, SgdMomentumState
 
 __all__ = ["from_torch_state_dict", "to_torch_state_dict"]
@@ -114,7 +115,10 @@ def from_torch_state_dict(
 
     start = optimizer.init(params)
     new_state = []
-    for member_state in start.inner:
+    for outer in start.inner:
+        # a cycled momentum's member (ScheduledValueState): torch's entries fill its inner
+        # state; its count, the schedule's argument, is the step count
+        member_state = outer.inner if isinstance(outer, ScheduledValueState) else outer
         fields = keys.get(type(member_state), {})
         replaced = {}
         for field, key in fields.items():
@@ -129,11 +133,15 @@ def from_torch_state_dict(
         if isinstance(member_state, SgdMomentumState):
             has_buffer = any(s.get("momentum_buffer") is not None for s in per_param)
             replaced["count"] = jnp.asarray(max(step, 1) if has_buffer else 0, jnp.int32)
-        new_state.append(member_state._replace(**replaced) if replaced else member_state)
+        member_state = member_state._replace(**replaced) if replaced else member_state
+        if isinstance(outer, ScheduledValueState):
+            member_state = outer._replace(count=jnp.asarray(step, outer.count.dtype),
+                                          inner=member_state)  # fmt: skip
+        new_state.append(member_state)
     count = None if start.count is None else jnp.asarray(step, start.count.dtype)
     state = start._replace(count=count, inner=tuple(new_state))
     for name in start.hyperparams:  # torch's param_groups keep them under the same names
-        if name in groups[0]:
+        if name in groups[0] and name not in start.scheduled:  # a schedule's: set by count
             state = set_hyperparam(state, name, float(groups[0][name]))
     return state
 
@@ -142,15 +150,25 @@ def from_torch_state_dict(
 _NO_STEP = frozenset({"SGD", "Muon"})
 
 
+def _next_count(state: Any) -> Any:
+    """The count a schedule takes at the next step: the live state's, else (a cycled momentum
+    with a plain lr) the scheduled member's."""
+    if state.count is not None:
+        return state.count
+    counts = [m.count for m in state.inner if isinstance(m, ScheduledValueState)]
+    return counts[0] if counts else 0
+
+
 def _group_value(name: str, given: Any, state: Any) -> Any:
     """A param_group entry: a live number's current value, a schedule's value for the next
-    step (torch's group["lr"] after its scheduler stepped), or the fixed argument."""
+    step (torch's group["lr"], or its cycled momentum or betas[0], after its scheduler
+    stepped), or the fixed argument."""
+    if callable(given):  # before hyperparams, which keep a schedule's value at the last step
+        return float(given(_next_count(state)))
     if name in state.hyperparams:
         return float(state.hyperparams[name])
-    if callable(given):
-        return float(given(state.count))
     if isinstance(given, (list, tuple)):
-        return tuple(given)
+        return tuple(float(v(_next_count(state))) if callable(v) else v for v in given)
     return given
 
 
@@ -188,8 +206,12 @@ def to_torch_state_dict(
     per_param: list[dict[str, Any]] = [{} for _ in leaves]
     steps, counted = set(), None  # counted: a schedule's count, if no slot maps to "step"
     for member_state in state.inner:
+        if isinstance(member_state, ScheduledValueState):  # a cycled momentum's member
+            counted = int(member_state.count)  # its schedule's count: the steps taken
+            member_state = member_state.inner
         if isinstance(member_state, LearningRateState):  # torch's scheduler keeps it
-            counted = None if member_state.count is None else int(member_state.count)
+            if member_state.count is not None:
+                counted = int(member_state.count)
             continue
         for field, key in keys.get(type(member_state), {}).items():
             value = getattr(member_state, field)
@@ -211,6 +233,8 @@ def to_torch_state_dict(
     if len(steps) > 1:
         raise _checks.GradchainError(f"the chain's step counts disagree: {sorted(steps)}")
     if optimizer.torch_name not in _NO_STEP:
+        if counted is None and state.count is not None:  # a live schedule's count
+            counted = int(state.count)
         count = steps.pop() if steps else step if step is not None else counted
         if count is None:
             raise _checks.GradchainError(
