@@ -335,6 +335,17 @@ def test_bad_dimension_numbers_name_the_leaf_and_the_mistake(dims, message):
     assert error.match(message)
 
 
+def test_a_traced_rank_is_refused_with_the_remedy():
+    params = {"w": jnp.ones((4, 3))}
+    traced = optax.inject_hyperparams(gradchain.galore)(learning_rate=0.1)  # Optax builds at init
+    with pytest.raises(gradchain.GradchainError, match="rank must be a Python int.*static_args"):
+        traced.init(params)
+    opt = optax.inject_hyperparams(gradchain.galore, static_args=("rank", "update_proj_gap"))(0.1)
+    with reference_promotion():
+        out, _ = opt.update(params, opt.init(params), params)
+    assert out["w"].shape == (4, 3)
+
+
 def test_a_leaf_axis_left_out_of_both_groups_is_refused():
     opt = gradchain.scale_by_galore(weight_dimension_numbers=D(0, 1))
     with pytest.raises(gradchain.GradchainError, match="each axis in exactly one"):

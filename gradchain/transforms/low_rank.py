@@ -224,8 +224,14 @@ def scale_by_galore(
     Reference:  Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank
                 Projection", ICML 2024 (arXiv:2403.03507).
     """
-    _checks.check_int("rank", rank, minimum=1)
-    _checks.check_int("update_proj_gap", update_proj_gap, minimum=1)
+    for name, value in (("rank", rank), ("update_proj_gap", update_proj_gap)):
+        if isinstance(value, jax.Array):  # e.g. handed in by optax.inject_hyperparams
+            raise _checks.GradchainError(
+                f"{name} must be a Python int (it sets the state's shapes or the refresh "
+                f"schedule), got an array {value!r}: under inject_hyperparams, name it in "
+                "static_args"
+            )
+        _checks.check_int(name, value, minimum=1)
     _checks.check_hyperparam("scale", scale)
     if base_optimizer is None:
         base_optimizer = scale_by_adam()
