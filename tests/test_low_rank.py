@@ -350,3 +350,24 @@ def test_a_leaf_axis_left_out_of_both_groups_is_refused():
     opt = gradchain.scale_by_galore(weight_dimension_numbers=D(0, 1))
     with pytest.raises(gradchain.GradchainError, match="each axis in exactly one"):
         opt.init(jnp.ones((2, 3, 4)))
+
+
+def test_a_projected_leaf_sharded_inside_shard_map_is_refused():
+    """An SVD of one device's shard is not the matrix's: refused at trace time (one device
+    suffices: inside shard_map a leaf given in_specs P("d") varies over "d")."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((1,), ("d",))
+    opt = gradchain.scale_by_galore(rank=2)
+    g = jax.device_put(jnp.ones((4, 3)), NamedSharding(mesh, P("d")))
+    state = opt.init(g)
+    specs = jax.tree.map(lambda _: P(), state)
+    sharded = jax.shard_map(
+        lambda g, s: opt.update(g, s),
+        mesh=mesh,
+        in_specs=(P("d"), specs),
+        out_specs=(P("d"), specs),
+    )
+    with pytest.raises(gradchain.GradchainError, match="sharded over mesh axes"):
+        jax.jit(sharded)(g, state)

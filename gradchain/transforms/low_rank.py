@@ -23,6 +23,7 @@ import numpy as np
 from gradchain import _checks
 from gradchain.base import Child, GradientTransformation, describe
 from gradchain.transforms.adam import scale_by_adam
+from gradchain.transforms.mesh_axes import refuse_if_sharded, sharded_like, whole
 from gradchain.transforms.moment_math import compute_dtype, increment
 
 __all__ = [
@@ -162,6 +163,12 @@ def _matrices(weight_dimension_numbers: Any, tree: Any, rank: int) -> list[_Matr
     ]
 
 
+def _zeros(shape: tuple[int, ...], param: jax.Array) -> jax.Array:
+    """Zeros in the param's dtype; laid out like the param when shaped like it (P of a full-
+    rank tall matrix), as ``gradchain.state_shardings`` lays out every param-shaped slot."""
+    return jnp.zeros_like(param) if shape == np.shape(param) else jnp.zeros(shape, param.dtype)
+
+
 def _basis(g2: jax.Array, mat: _Matrix, dtype: Any) -> jax.Array:
     """The top ``mat.rank`` singular vectors of ``g2`` on its short side, as columns. The SVD
     runs in single precision whatever the dtype, as Optax's: in float64 a float64 SVD flips the
@@ -221,6 +228,12 @@ def scale_by_galore(
                 may flip one at a refresh, and the base optimizer's moments, kept from the old
                 basis, then take another path -- GaLore's, not this code's, sensitivity.
                 An empty matrix (an axis of size 0) is passed to the base optimizer as it is.
+    Sharding:   the SVD and the projections need the whole matrix: a projected leaf sharded
+                inside ``shard_map`` is refused at trace time. Under ``jit`` GSPMD inserts the
+                gathers; on a mesh with Explicit axes each sharded matrix gradient is gathered
+                whole onto every device (one all-gather per matrix and step), the projected
+                gradient, P and the base state of that leaf are replicated, and the update is
+                cut back to the gradient's sharding.
     Reference:  Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank
                 Projection", ICML 2024 (arXiv:2403.03507).
     """
@@ -252,8 +265,8 @@ def scale_by_galore(
         mats = _matrices(weight_dimension_numbers, params, rank)
         seen, projector = [], []  # what the base optimizer will be given; the bases P
         for x, mat in zip(leaves, mats):
-            seen.append(x if mat is None else jnp.zeros(mat.projected_shape, x.dtype))
-            projector.append(None if mat is None else jnp.zeros(mat.projector_shape, x.dtype))
+            seen.append(x if mat is None else _zeros(mat.projected_shape, x))
+            projector.append(None if mat is None else _zeros(mat.projector_shape, x))
         return GaLoreState(
             count=count,
             base_optimizer_state=base_optimizer.init(treedef.unflatten(seen)),
@@ -269,16 +282,17 @@ def scale_by_galore(
         def project(g, p, mat):  # -> (what the base optimizer gets, the basis P)
             if mat is None:
                 return g, p
-            g2 = mat.flatten(g)
-            p = jax.lax.cond(refresh, lambda: _basis(g2, mat, p.dtype), lambda: p)
-            return _down(g2, p, mat), p
+            refuse_if_sharded(g, "scale_by_galore")  # an SVD of a shard would be wrong
+            g2 = mat.flatten(whole(g))  # on an Explicit mesh: the whole matrix (see Sharding)
+            p = jax.lax.cond(refresh, lambda: sharded_like(_basis(g2, mat, p.dtype), p), lambda: p)
+            return _down(g2, whole(p), mat), p
 
         def lift(g, n, p, mat):  # the base optimizer's step, back in the leaf's space
             if mat is None:
                 return n
-            full = mat.unflatten(_up(n, p, mat))
+            full = mat.unflatten(_up(n, whole(p), mat))
             c = compute_dtype(full.dtype)
-            return (full.astype(c) * jnp.asarray(scale, c)).astype(g.dtype)
+            return sharded_like((full.astype(c) * jnp.asarray(scale, c)).astype(g.dtype), g)
 
         pairs = [
             project(g, p, mat)
