@@ -6,8 +6,8 @@ exported as ``gradchain.<name>``. This namespace exists so that code written aga
 ``optax.contrib`` ports by changing the import (``from gradchain import contrib``).
 """
 
-# Optax's contrib names without a counterpart here: galore (not implemented) and dpsgd,
-# which is chain(differentially_private_aggregate(...), sgd(lr)) -- see its docstring.
+# Optax's contrib name without a counterpart here: dpsgd, which is
+# chain(differentially_private_aggregate(...), sgd(lr)) -- see its docstring.
 from gradchain.combine import (
     SAMState,
     SplitRealAndImaginaryState,
@@ -26,6 +26,7 @@ from gradchain.optimizers import (
     dadapt_adamw,
     dog,
     dowg,
+    galore,
     madgrad,
     momo,
     momo_adam,
@@ -40,6 +41,8 @@ from gradchain.transforms import (
     COCOBState,
     DAdaptAdamWState,
     DifferentiallyPrivateAggregateState,
+    GaLoreDimensionNumbers,
+    GaLoreState,
     HutchinsonState,
     MadgradState,
     MechanicState,
@@ -54,6 +57,7 @@ from gradchain.transforms import (
     reduce_on_plateau,
     scale_by_acprop,
     scale_by_cocob,
+    scale_by_galore,
     scale_by_madgrad,
     scale_by_muon,
     scale_by_simplified_ademamix,
@@ -63,6 +67,8 @@ __all__ = [
     "COCOBState",
     "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",
+    "GaLoreDimensionNumbers",
+    "GaLoreState",
     "HutchinsonState",
     "MadgradState",
     "MechanicState",
@@ -82,6 +88,7 @@ __all__ = [
     "differentially_private_aggregate",
     "dog",
     "dowg",
+    "galore",
     "hutchinson_estimator_diag_hessian",
     "madgrad",
     "mechanize",
@@ -94,6 +101,7 @@ __all__ = [
     "sam",
     "scale_by_acprop",
     "scale_by_cocob",
+    "scale_by_galore",
     "scale_by_madgrad",
     "scale_by_muon",
     "scale_by_simplified_ademamix",

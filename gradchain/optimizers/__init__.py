@@ -57,6 +57,9 @@ from gradchain.optimizers.line_search import (
     lbfgs,
     polyak_sgd,
 )
+from gradchain.optimizers.low_rank import (
+    galore,
+)
 from gradchain.optimizers.orthogonal import (
     muon,
 )
@@ -128,6 +131,7 @@ __all__ = [
     "dog",
     "dowg",
     "fromage",
+    "galore",
     "lamb",
     "lars",
     "lbfgs",

@@ -102,6 +102,11 @@ from gradchain.transforms.low_precision import (
     kahan_summation,
     stochastic_rounding,
 )
+from gradchain.transforms.low_rank import (
+    GaLoreDimensionNumbers,
+    GaLoreState,
+    scale_by_galore,
+)
 from gradchain.transforms.momentum import (
     BiasCorrectState,
     GradientDifferenceState,
@@ -256,6 +261,8 @@ __all__ = [
     "FactoredMoment",
     "FactoredRmsState",
     "FactoredState",
+    "GaLoreDimensionNumbers",
+    "GaLoreState",
     "GradientDifferenceState",
     "GradientTransformationExtraArgs",
     "HessianDiagonalState",
@@ -355,6 +362,7 @@ __all__ = [
     "scale_by_dog",
     "scale_by_dowg",
     "scale_by_factored_rms",
+    "scale_by_galore",
     "scale_by_gradient_difference",
     "scale_by_hessian_diagonal",
     "scale_by_inf_norm",
