@@ -153,6 +153,14 @@ _SCHEDULE_REFUSAL = (
     "gradchain refuses a negative transition_steps and an exponential decay_rate of 0 "
     "(GradchainError naming the argument); Optax logs a line and returns a constant schedule"
 )
+_GALORE_STATE = (
+    "reads galore's state at Optax's positions (state[0] as the GaLoreState, its "
+    "base_optimizer_state as ScaleByAdamState(mu, nu)): gradchain's galore is a named "
+    "optimizer, so its state is GaloreLiveState(count, hyperparams, scheduled, inner) with the "
+    "GaLoreState at inner[0], and the base Adam's state is its chain of slots; "
+    "tree_get(state, 'projector') / 'mu' read them"
+)
+_GALORE = "contrib/_galore_test.py::GaLoreTest::"
 _ZOOM = "_src/linesearch_test.py::ZoomLinesearchTest::"
 _MUON = "contrib/_muon_test.py::MuonTest::test_dim_nums_combinations_"
 _EXPONENTIAL = "schedules/_schedule_test.py::ExponentialTest::"
@@ -212,6 +220,20 @@ EXPECTED: dict[str, str] = {
         )
         for i in range(5)
     },
+    **{_GALORE + case: _GALORE_STATE for case in (
+        "test_3d_attention_weights_with_dimension_numbers",
+        "test_3d_memory_reduction_with_dimension_numbers",
+        "test_dimension_numbers_right_projection",
+        "test_left_vs_right_projection_state_shapes0",
+        "test_left_vs_right_projection_state_shapes1",
+        "test_left_vs_right_projection_state_shapes2",
+        "test_memory_reduction_vs_full_moments",
+        "test_mu_dtype_controls_moment_dtype",
+        "test_projector_orthonormality_after_update",
+        "test_projector_update_gap_behavior",
+        "test_projector_updates_when_gap_is_one",
+        "test_rank_is_clipped_to_min_dimension",
+    )},
     _MUON + "aol": _MUON_STATE,
     _MUON + "frobenius": _MUON_STATE,
     _MUON + "schatten": _MUON_STATE,
