@@ -184,6 +184,11 @@ EXPECTED: dict[str, str] = {
     "tree_utils/_state_utils_test.py::StateUtilsTest::test_tree_get_all_with_path": _ADAM_STATE,
     "tree_utils/_state_utils_test.py::StateUtilsTest::test_tree_set": _ADAM_STATE,
     "tree_utils/_state_utils_test.py::StateUtilsTest::test_map_params_to_none": _LIVE_STATE,
+    "tree_utils/_state_utils_test.py::StateUtilsTest::test_inject_hparams": (
+        "reads inject_hyperparams(adamw)'s inner_state[0].mu: inner_state is adamw's own state "
+        "(Optax's layout), which in gradchain is its live state, whose position 0 is the step "
+        "count; the moment is its slot mu (tree_get(state, 'mu'))"
+    ),
     "_src/base_test.py::ExtraArgsTest::test_isinstance": (
         "GradientTransformationExtraArgs is GradientTransformation in gradchain (every "
         "transform's update takes **extra), so a transform with a two-argument update is an "
