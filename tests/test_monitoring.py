@@ -61,3 +61,35 @@ def test_monitor_refuses_a_measure_that_is_neither_naming_it():
 
     with pytest.raises(gc.GradchainError, match="measures\\['x'\\]"):
         gc.monitor({"x": 3.0})
+
+
+def test_a_boolean_measure_is_averaged_as_a_fraction_as_optax_does(dtype):
+    # Optax's monitor docstring: the EMA of ``norm(u) > threshold`` (how often a clip bites)
+    def measures(m):
+        return {"clipped": m(lambda u: optax.tree.norm(u) > 2.0, 0.9)}
+
+    with reference_promotion():
+        ours = _steps(gc.monitor(measures(gc.measure_with_ema)), dtype)
+        theirs = _steps(
+            optax.transforms.monitor(measures(optax.transforms.measure_with_ema)), dtype
+        )
+    got, want = ours.measurements["clipped"], theirs.measurements["clipped"]
+    assert jnp.issubdtype(got.dtype, jnp.floating)
+    assert 0.0 < float(want) < 1.0  # some steps clipped, some not: a fraction
+    assert abs(float(got) - float(want)) <= 1e-6
+
+
+def test_a_boolean_measure_keeps_one_state_structure_under_jit():
+    opt = gc.monitor({"big": gc.measure_with_ema(lambda u: optax.tree.norm(u) > 1.0, 0.5)})
+    params = jnp.ones(3)
+    state = opt.init(params)
+    step = jax.jit(opt.update)
+    for g in (jnp.ones(3), jnp.zeros(3)):
+        _, new = step(g, state, params)
+        assert jax.tree.structure(new) == jax.tree.structure(state)
+        assert [x.dtype for x in jax.tree.leaves(new)] == [
+            x.dtype for x in jax.tree.leaves(state)
+        ]
+        state = new
+    # True then False: the average 0.5 * 0.5 = 0.25, debiased by 1 - 0.5**2: one third
+    assert abs(float(state.measurements["big"]) - 1 / 3) <= 1e-7

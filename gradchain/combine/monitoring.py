@@ -18,6 +18,7 @@ from gradchain.base import (
     stateless,
     updater,
 )
+from gradchain.transforms.moment_math import cast, compute_dtype
 from gradchain.transforms.momentum import ema
 
 __all__ = ["MonitorState", "SnapshotState", "measure_with_ema", "monitor", "snapshot"]
@@ -107,6 +108,17 @@ def monitor(measures: dict[str, Any]) -> GradientTransformation:
     )
 
 
+def _as_floating(measured: Any) -> Any:
+    """A measurement an average can hold: boolean and integer leaves as floats (the compute
+    dtype: float32, or float64 for a 64-bit integer under x64); floating leaves unchanged."""
+
+    def leaf(v):
+        v = jnp.asarray(v)
+        return v if jnp.issubdtype(v.dtype, jnp.inexact) else cast(v, compute_dtype(v.dtype))
+
+    return jax.tree.map(leaf, measured)
+
+
 def measure_with_ema(
     measure: Callable[[Any], Any], decay: float, debias: bool = True, accumulator_dtype: Any = None
 ) -> GradientTransformation:
@@ -115,17 +127,19 @@ def measure_with_ema(
 
     Update:     out <- ema_t(measure(u))   (``gradchain.ema``, debiased unless ``debias=False``)
     State:      the EMA's, shaped like ``measure(params)``.   Memory: the measurement's.
+                A boolean or integer measurement (``tree.norm(u) > threshold``: how often a
+                clip bites) is averaged as floats: its fraction, as Optax's average gives it.
     Reference:  Optax, ``optax.transforms.measure_with_ema``.
     """
     average = ema(decay, debias, accumulator_dtype)
     call = updater(average)
 
     def init(params):
-        return average.init(measure(params))
+        return average.init(_as_floating(measure(params)))
 
     def update(updates, state, params=None, **extra):
         del params, extra
-        measured = measure(updates)
+        measured = _as_floating(measure(updates))
         return call(measured, state, None, measured, {})
 
     return GradientTransformation(init, update, name="measure_with_ema", preprocessing=False)
