@@ -27,6 +27,7 @@ __all__ = [
 
 
 def _times(u: jax.Array, factor: Any) -> jax.Array:
+    u = jnp.asarray(u)  # a Python-float leaf, as Optax's scale takes it
     c = compute_dtype(u.dtype)
     return cast(cast(u, c) * cast(factor, c), u.dtype)
 
