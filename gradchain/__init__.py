@@ -337,6 +337,7 @@ from gradchain.transforms import (
     quantize_4bit,
     quantized_moments,
     reduce_on_plateau,
+    safe_increment,
     scale,
     scale_by_acprop,
     scale_by_adadelta,

@@ -107,6 +107,7 @@ from gradchain.transforms.low_rank import (
     GaLoreState,
     scale_by_galore,
 )
+from gradchain.transforms.moment_math import safe_increment
 from gradchain.transforms.momentum import (
     BiasCorrectState,
     GradientDifferenceState,
@@ -345,6 +346,7 @@ __all__ = [
     "quantize_4bit",
     "quantized_moments",
     "reduce_on_plateau",
+    "safe_increment",
     "scale",
     "scale_by_acprop",
     "scale_by_adadelta",

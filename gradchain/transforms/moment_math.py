@@ -33,6 +33,7 @@ __all__ = [
     "moment_dtype",
     "moment_zeros",
     "real_dtype",
+    "safe_increment",
     "scalar_dtype",
 ]
 
@@ -109,6 +110,21 @@ def accumulator_zeros(params: Any, dtype: Any = None) -> Any:
 def increment(count: jax.Array) -> jax.Array:
     """count + 1, saturating at its dtype's maximum instead of wrapping to a negative step."""
     return jnp.where(count < jnp.iinfo(count.dtype).max, count + 1, count)
+
+
+def safe_increment(count: Any) -> jax.Array:
+    """``count + 1`` in ``count``'s dtype, staying at the dtype's largest value instead of
+    overflowing (an integer would wrap to a negative count). Optax's ``safe_increment``:
+    integer and floating counts; another dtype is refused."""
+    count = jnp.asarray(count)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        return increment(count)
+    if not jnp.issubdtype(count.dtype, jnp.floating):
+        raise _checks.GradchainError(
+            f"safe_increment: a count must be an integer or a float, got dtype {count.dtype}"
+        )
+    top = jnp.asarray(jnp.finfo(count.dtype).max, count.dtype)
+    return jnp.where(count < top, count + jnp.ones((), count.dtype), top)
 
 
 def abs_sq(g: jax.Array, dtype: Any) -> jax.Array:
