@@ -82,3 +82,22 @@ def test_bad_input_names_the_problem():
     t = gradchain.adaptive_grad_clip(0.1)
     with pytest.raises(gradchain.GradchainError, match="params"):
         t.update(jnp.ones(3), t.init(jnp.ones(3)))
+
+
+def test_clip_by_global_norm_takes_zero_and_a_schedule_decaying_to_zero():
+    # Optax's getting-started notebook: max_norm scheduled from 1 to 0 by inject_hyperparams
+    g = {"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(2)}
+    out, _ = gradchain.clip_by_global_norm(0.0).update(g, gradchain.EmptyState())
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(out))
+    zero, _ = gradchain.clip_by_global_norm(0.0).update(jax.tree.map(jnp.zeros_like, g), None)
+    assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(zero))  # 0 / 0 is not NaN
+    decaying = gradchain.inject_hyperparams(gradchain.clip_by_global_norm)(
+        max_norm=gradchain.linear_schedule(1.0, 0.0, transition_steps=2)
+    )
+    state, shown = decaying.init(g), []
+    for _ in range(3):
+        out, state = decaying.update(g, state)
+        shown.append(round(float(gradchain.tree_norm(out)), 6))
+    assert shown == [1.0, 0.5, 0.0] and float(state.hyperparams["max_norm"]) == 0.0
+    with pytest.raises(gradchain.GradchainError, match="max_norm must be >= 0"):
+        gradchain.clip_by_global_norm(-1.0)

@@ -165,16 +165,17 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
 
     Update:     n = sqrt(sum_i ||u_i||**2) ;  u_t = u_t * min(1, max_norm / n)
     State:      none.   Memory: 0.
-    Args:       max_norm -- > 0.  axis_name -- under ``shard_map`` with leaves sharded over
-                that mesh axis, the partial sums of the leaves that vary over it are
-                ``psum``-ed (replicated leaves counted once), so every shard sees the true
-                global norm. Without it, a leaf sharded over a mesh axis is refused at trace
-                time (each shard would clip by its own norm).
+    Args:       max_norm -- >= 0 (0 zeroes the update: where a schedule of it decays to 0,
+                as in Optax's getting-started notebook).  axis_name -- under ``shard_map``
+                with leaves sharded over that mesh axis, the partial sums of the leaves that
+                vary over it are ``psum``-ed (replicated leaves counted once), so every shard
+                sees the true global norm. Without it, a leaf sharded over a mesh axis is
+                refused at trace time (each shard would clip by its own norm).
     Note:       A NaN or infinite norm makes every entry NaN (0 / inf included), as in
                 Optax: a non-finite gradient shows instead of being scaled like the rest.
     Reference:  Pascanu, Mikolov & Bengio, 2013.
     """
-    _checks.check_positive("max_norm", max_norm, allow_inf=True)
+    _checks.check_non_negative("max_norm", max_norm, allow_inf=True)
 
     def init(params):
         return EmptyState()
