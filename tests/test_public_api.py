@@ -22,3 +22,20 @@ def test_every_module_lists_only_what_it_has():
         listed = getattr(module, "__all__", ())
         missing += [f"{info.name}.{n}" for n in listed if not hasattr(module, n)]
     assert missing == []
+
+
+def test_optaxs_transforms_namespace_spellings_resolve_to_gradchains_objects():
+    # ``from optax.transforms import freeze`` (Optax's freezing_parameters notebook) ports to
+    # ``from gradchain.transforms import freeze``: the same object as ``gradchain.freeze``
+    from gradchain import transforms
+    from gradchain.transforms import MultiSteps, freeze, selective_transform
+
+    assert freeze is gradchain.freeze and selective_transform is gradchain.selective_transform
+    assert MultiSteps is gradchain.MultiSteps and transforms.chain is gradchain.chain
+    assert "masked" in dir(transforms) and "masked" not in transforms.__all__  # one path
+    try:
+        transforms.no_such_name  # noqa: B018
+    except AttributeError as error:
+        assert "no_such_name" in str(error)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")

@@ -416,3 +416,51 @@ __all__ = [
     "value_and_grad_from_state",
     "zero_nans",
 ]
+
+# Optax also exports its wrappers from ``optax.transforms`` (``from optax.transforms import
+# freeze``, ``optax.transforms.MultiSteps``...); gradchain files them in ``gradchain.combine``
+# and ``gradchain.base``. These names resolve to those objects on first use (a lazy look-up:
+# gradchain.combine imports this package), so Optax's spelling ports by changing the import.
+# Not in ``__all__``: each keeps its one import path, ``gradchain.<name>``.
+_OPTAX_TRANSFORMS_ELSEWHERE = frozenset(
+    {
+        "ApplyIfFiniteState",
+        "ConditionallyMaskState",
+        "ConditionallyTransformState",
+        "EmaState",
+        "MaskedNode",
+        "MaskedState",
+        "MonitorState",
+        "MultiSteps",
+        "MultiStepsState",
+        "PartitionState",
+        "SnapshotState",
+        "apply_if_finite",
+        "chain",
+        "conditionally_mask",
+        "conditionally_transform",
+        "flatten",
+        "freeze",
+        "masked",
+        "measure_with_ema",
+        "monitor",
+        "named_chain",
+        "partition",
+        "selective_transform",
+        "skip_large_updates",
+        "skip_not_finite",
+        "snapshot",
+    }
+)
+
+
+def __getattr__(name: str):
+    if name in _OPTAX_TRANSFORMS_ELSEWHERE:
+        import gradchain
+
+        return getattr(gradchain, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_OPTAX_TRANSFORMS_ELSEWHERE})
