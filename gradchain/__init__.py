@@ -9,6 +9,8 @@ own transforms; ``gradchain.torch`` ports torch.optim (not star-exported: it wou
 real torch); ``gradchain.teaching`` holds the applications, and is not imported here.
 """
 
+import sys as _sys
+
 from gradchain import (  # noqa: F401 -- the modules, as attributes
     averaging,
     base,
@@ -447,6 +449,8 @@ from gradchain.tree import (
 )
 
 tree_utils = tree  # Optax's module name: gradchain.tree_utils.tree_get, as optax.tree_utils
+# ... importable under it too: ``from gradchain.tree_utils import tree_norm``, as from Optax's
+_sys.modules.setdefault(f"{__name__}.tree_utils", tree)
 
 __version__ = "0.1.0"
 

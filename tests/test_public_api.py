@@ -39,3 +39,13 @@ def test_optaxs_transforms_namespace_spellings_resolve_to_gradchains_objects():
         assert "no_such_name" in str(error)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_optaxs_tree_utils_module_name_imports():
+    # ``from optax.tree_utils import tree_norm`` (Optax's adversarial-training notebook)
+    import importlib
+
+    from gradchain.tree_utils import tree_norm
+
+    assert tree_norm is gradchain.tree_norm
+    assert importlib.import_module("gradchain.tree_utils") is gradchain.tree
