@@ -49,3 +49,50 @@ def test_optaxs_tree_utils_module_name_imports():
 
     assert tree_norm is gradchain.tree_norm
     assert importlib.import_module("gradchain.tree_utils") is gradchain.tree
+
+
+# Optax's public names, per namespace gradchain also has, that gradchain lacks (measured with
+# Optax 0.2.8): the list shrinks as they are added; a name added must leave it.
+MISSING_FROM_OPTAX_NAMESPACES = {
+    "transforms": {"ConditionFn", "NonNegativeParamsState", "ShouldSkipUpdateFunction"},
+    "schedules": {  # in gradchain, inject_hyperparams and its states are gradchain.<name>
+        "InjectHyperparamsState",
+        "InjectStatefulHyperparamsState",
+        "StatefulSchedule",
+        "inject_hyperparams",
+        "inject_stateful_hyperparams",
+    },
+    "contrib": {
+        "DoGState",
+        "DoWGState",
+        "GaLoreDimensionNumbers",
+        "GaLoreState",
+        "MuonState",
+        "NormalizeState",
+        "ScaleByAdemamixState",
+        "ScaleBySimplifiedAdEMAMixState",
+        "SophiaState",
+        "dpsgd",
+        "galore",
+        "scale_by_ademamix",
+        "scale_by_adopt",
+        "scale_by_galore",
+    },
+    "tree": {"batch_shape"},
+    "tree_utils": {"tree_batch_shape"},
+}
+
+
+def test_optaxs_namespaces_have_gradchains_names_except_the_listed():
+    import types
+
+    import optax
+
+    for space, listed in MISSING_FROM_OPTAX_NAMESPACES.items():
+        theirs, ours = getattr(optax, space), getattr(gradchain, space)
+        names = [n for n in dir(theirs) if not n.startswith("_")]
+        public = [n for n in names if not isinstance(getattr(theirs, n), types.ModuleType)]
+        missing = {n for n in public if not hasattr(ours, n)}
+        assert missing <= listed, f"optax.{space} names gradchain.{space} lacks: {missing - listed}"
+        stale = sorted(listed - missing)  # added to gradchain (or gone from Optax)
+        assert not stale, f"gradchain.{space} has these now: remove them from the list: {stale}"
