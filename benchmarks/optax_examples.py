@@ -104,7 +104,6 @@ _SCHEDULE_VALUE = (
     "gradchain's schedules return a float32 array that is not weakly typed ({}); Optax's "
     "keep Python's weak type"
 )
-_GALORE = "optax.contrib.galore: not in gradchain yet (being added separately)"
 _ADAM_STATE = (
     "prints Optax's Adam state (ScaleByAdamState(count, mu, nu)); gradchain's Adam state is "
     "its live state around the chain of slots (MomentumState.mu, BiasCorrectState.count, "
@@ -116,7 +115,6 @@ EXPECTED: dict[str, str] = {
         "prints [[-1 0 1]]: gradchain keeps an update's dtype, so the docstring's integer "
         "gradient stays integer; Optax's mean promotes it to float ([[-1. 0. 1.]])"
     ),
-    "optax.contrib.galore": _GALORE,
     "optax.contrib.momo_adam": (
         "prints f(update) = 0.00029999999 where Optax prints 0.00029999594: gradchain's "
         "first update is -0.01 exactly (the bias-corrected second moment is g**2), Optax's "
@@ -736,6 +734,18 @@ def details(results: dict, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def expected_table() -> str:
+    """``EXPECTED`` as a markdown table, grouped by reason (for docs/coming_from_optax.md)."""
+    by_reason = collections.defaultdict(list)
+    for case, reason in EXPECTED.items():
+        by_reason[reason].append(case)
+    lines = ["| Optax examples | why they fail against gradchain |", "|---|---|"]
+    for reason, cases in by_reason.items():
+        listed = ", ".join(f"`{c}`" for c in sorted(cases))
+        lines.append(f"| {listed} | {reason.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--optax-repo", default=os.environ.get("OPTAX_REPO", DEFAULT_REPO))
@@ -780,6 +790,8 @@ def main(argv: list[str]) -> int:
     surprises = unexpected(results)
     listed = len(failures(results)) - len(surprises)
     print(f"\n{listed} failures listed in EXPECTED, {len(surprises)} not")
+    if args.markdown:
+        print("\n" + expected_table())
     return 0
 
 

@@ -6,7 +6,8 @@ cached per Optax version in ``benchmarks/results/optax_examples_optax.json``) mu
 gradchain -- doctest's own comparison of the printed output -- except the cases listed, with
 their reasons, in ``EXPECTED``; the notebooks and docs pages run in the benchmark only.
 
-Measured: about 45 s on 2 busy cores (the Optax run, when the cache is stale, as long again).
+Measured: 16 s on 2 cores, 45 s when other jobs share them (the Optax run, when the cache
+is stale, about as long again).
 """
 
 import doctest
