@@ -628,6 +628,9 @@ def test_a_live_state_reads_its_slots_by_optax_field_names():
     with pytest.raises(AttributeError, match=r"2 slots of that name .*get_slot"):
         _ = twice.mu
     assert not hasattr(twice, "_private")  # dunder and private look-ups stay plain
+    # an attribute of the inner state itself comes first: muon's partition, by group
+    muon = gradchain.contrib.muon(0.1).init({"w": jnp.ones((3, 4)), "b": jnp.ones(3)})
+    assert muon.inner_states is muon.inner.groups and sorted(muon.inner_states) == ["adam", "muon"]
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "lion", "muon"])

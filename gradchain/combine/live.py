@@ -94,11 +94,13 @@ class LiveState(NamedTuple):
     def __getattr__(self, name: str) -> Any:
         """Code written for Optax reads a wrapper's state by its field names
         (``schedule_free(...)`` state ``.z``, ``mechanize(...)`` state ``.m``): a name that
-        is not a field of this state is the one slot of that name inside ``inner``, as
-        ``gradchain.get_slot`` finds it. None, or several, is an ``AttributeError`` that
+        is not a field of this state is the inner state's attribute of that name, else the
+        one slot of that name inside ``inner``, as ``gradchain.get_slot`` finds it. None, or several, is an ``AttributeError`` that
         lists the slots."""
         if name.startswith("_"):
             raise AttributeError(name)
+        if hasattr(self.inner, name):  # the inner state's own field (muon's ``inner_states``)
+            return getattr(self.inner, name)
         from gradchain.state import slots  # the slot reader sits above the states it reads
 
         every = [s for s in slots(self.inner) if not s.hyperparameter]
