@@ -1,4 +1,5 @@
-"""Every file of this repository that the README and the docs name exists: a module or test
+"""Every file of this repository that the README, the docs and the library's docstrings
+name exists: a module or test
 file moved or renamed turns the sentence naming it false, and nothing else would notice.
 
 A path counts as ours when it starts with one of our top-level folders. Under ``examples/``
@@ -15,6 +16,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SOURCES = sorted((ROOT / "gradchain").rglob("*.py"))  # docstrings are docs too
 PATH = re.compile(r"(?<![\w/.])((?:tests|gradchain|benchmarks|notebooks|examples|docs|\.ci)/[\w/.\-]*\w)")
 
 
@@ -43,3 +45,12 @@ def test_the_pattern_finds_paths_and_leaves_optaxs_alone():
 def test_every_path_a_page_names_exists(page):
     missing = [p for p in named_paths(page.read_text()) if not exists(p)]
     assert not missing, f"{page.name} names files that do not exist: {missing}"
+
+
+def test_every_path_the_library_names_exists():
+    missing = {
+        str(source.relative_to(ROOT)): gone
+        for source in SOURCES
+        if (gone := [p for p in named_paths(source.read_text()) if not exists(p)])
+    }
+    assert not missing, f"the library names files that do not exist: {missing}"
