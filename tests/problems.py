@@ -2,6 +2,7 @@
 family tests and the conformance tables against Optax), and the two sets of optimizers whose
 invariants and memory are checked on them. Each problem is written once, here."""
 
+import contextlib
 import warnings
 
 import jax
@@ -74,6 +75,23 @@ def descend(lib, opt, f, params, extra=no_extra):
 
     (p, s), values = jax.lax.scan(body, (params, opt.init(params)), None, length=STEPS)
     return p, values, s
+
+
+def descent_gap(ours, theirs, problem, loop=descend, *, descended=0.5, ours_promoted=False):
+    """gradchain's transform ``ours`` and Optax's ``theirs`` down ``problem`` (an objective
+    and its start) with ``loop(lib, opt, f, params) -> (params, values, ...)``: the largest
+    params difference. Checks first that ours descended (last value below ``descended`` x the
+    first: not vacuous) and kept every leaf's dtype. ``ours_promoted``: run ours under the
+    reference's promotion rules too (an Optax piece inside it)."""
+    f, p0 = problem
+    with reference_promotion() if ours_promoted else contextlib.nullcontext():
+        got = jax.jit(lambda p: loop(gradchain, ours, f, p))(p0)
+    with reference_promotion():
+        want = jax.jit(lambda p: loop(optax, theirs, f, p))(p0)
+    assert float(got[1][-1]) < descended * float(got[1][0])
+    for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
+        assert a.dtype == x.dtype
+    return max_diff(got[0], want[0])
 
 
 def compare(ours, theirs, dtype, extra=no_extra):

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import gradchain
-from tests.conftest import reference_promotion
+from tests.problems import descent_gap
 
 STEPS = 120
 oc = optax.contrib
@@ -84,17 +84,7 @@ BOUND = {jnp.float32: 2e-6, jnp.float64: 4e-15}  # above the largest measured, f
 
 def diff(name, dtype):
     ours, theirs = CASES[name]
-    f, p0 = quadratic(dtype)
-    got = jax.jit(lambda p: descend(gradchain, ours(dtype), f, p))(p0)
-    with reference_promotion():
-        want = jax.jit(lambda p: descend(optax, theirs(dtype), f, p))(p0)
-    assert float(got[1][-1]) < 0.5 * float(got[1][0])  # it descended: not vacuous
-    for a, x in zip(jax.tree.leaves(got[0]), jax.tree.leaves(p0)):
-        assert a.dtype == x.dtype
-    return max(
-        float(jnp.max(jnp.abs(a - b)))
-        for a, b in zip(jax.tree.leaves(got[0]), jax.tree.leaves(want[0]))
-    )
+    return descent_gap(ours(dtype), theirs(dtype), quadratic(dtype), descend)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
