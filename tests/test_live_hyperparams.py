@@ -661,3 +661,19 @@ def test_inject_hyperparams_inner_state_is_the_optimizers_own(name):
     chex.assert_trees_all_close(jitted, eager, rtol=1e-6)
     with pytest.raises(gradchain.GradchainError, match="the inject_hyperparams wrapper's value"):
         gradchain.set_hyperparam(wrapped_state, f"{name}.learning_rate", 0.2)
+
+
+def test_inject_hyperparams_of_a_wrapper_with_its_optimizer_bound():
+    """``inject_hyperparams(functools.partial(mechanize, sgd(1.0)))``, as Optax's contrib
+    tests wrap a wrapper: inner_state is the wrapper's own state too."""
+    import functools
+
+    params = [jnp.ones((2, 3))]
+    for wrapper, kwargs in (
+        (gradchain.contrib.mechanize, {}),
+        (gradchain.contrib.schedule_free, {"learning_rate": 1.0}),
+    ):
+        bound = functools.partial(wrapper, gradchain.sgd(1.0))
+        plain = bound(**kwargs).init(params)
+        injected = gradchain.inject_hyperparams(bound)(**kwargs).init(params)
+        assert jax.tree.structure(injected.inner_state) == jax.tree.structure(plain)

@@ -586,7 +586,8 @@ def inject_hyperparams(
     """
     if isinstance(static_args, str):
         static_args = (static_args,)
-    if getattr(inner_factory, "live", False):
+    named = inner_factory.func if isinstance(inner_factory, functools.partial) else inner_factory
+    if getattr(named, "live", False):  # a named optimizer, or one with arguments bound
         inner_factory = _driven(inner_factory)
     known = inspect.signature(inner_factory).parameters
     unknown = sorted(set(static_args) - set(known))
