@@ -456,8 +456,16 @@ def run_files(relpaths, target: str, workdir: pathlib.Path, timeout: float = 180
         copy.write_text(rewrite(source))
         copies[copy.name] = relpath
     out = workdir / f"{target}__{len(copies)}__{next(iter(copies))}.json"
-    # --gradchain-root: another checkout's gradchain (e.g. main, for a before/after count)
-    path = os.pathsep.join(filter(None, [os.environ.get("OPTAX_SUITE_GRADCHAIN"), str(ROOT)]))
+    # --gradchain-root: another checkout's gradchain (e.g. main, for a before/after count);
+    # only its package, so the harness (this file) is still this checkout's
+    other = os.environ.get("OPTAX_SUITE_GRADCHAIN")
+    if other:
+        alone = workdir / "_gradchain_only"
+        alone.mkdir(exist_ok=True)
+        if not (alone / "gradchain").exists():
+            (alone / "gradchain").symlink_to(pathlib.Path(other) / "gradchain")
+        other = str(alone)
+    path = os.pathsep.join(filter(None, [other, str(ROOT)]))
     env = dict(os.environ, PYTHONPATH=path, **{TARGET_ENV: target, OUT_ENV: str(out)})
     env.pop("PYTEST_ADDOPTS", None)
     command = [
