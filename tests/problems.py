@@ -63,9 +63,10 @@ def give_value(f, value):
     return {"value": value}
 
 
-def descend(lib, opt, f, params, extra=no_extra):
-    """STEPS steps of ``opt`` on ``f`` in one scan; ``extra`` gives the update's extra
-    arguments from the objective and its value. Returns the params and the values."""
+def descend(lib, opt, f, params, extra=no_extra, steps=STEPS):
+    """``steps`` steps of ``opt`` on ``f`` in one scan; ``extra`` gives the update's extra
+    arguments from the objective and its value. Returns the params, the values on the way
+    and the last state."""
 
     def body(carry, _):
         p, s = carry
@@ -73,7 +74,7 @@ def descend(lib, opt, f, params, extra=no_extra):
         u, s = opt.update(grad, s, p, **extra(f, value))
         return (lib.apply_updates(p, u), s), value
 
-    (p, s), values = jax.lax.scan(body, (params, opt.init(params)), None, length=STEPS)
+    (p, s), values = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
     return p, values, s
 
 

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import gradchain
+from tests import problems
 from tests.conftest import reference_promotion
 from tests.problems import descent_gap
 
@@ -39,14 +40,7 @@ def problem(dtype):
 
 
 def descend(lib, opt, f, params):
-    def body(carry, _):
-        p, s = carry
-        value, grad = jax.value_and_grad(f)(p)
-        u, s = opt.update(grad, s, p)
-        return (lib.apply_updates(p, u), s), value
-
-    (p, _), values = jax.lax.scan(body, (params, opt.init(params)), None, length=STEPS)
-    return p, values
+    return problems.descend(lib, opt, f, params, steps=STEPS)
 
 
 def dims(lib):
