@@ -677,3 +677,22 @@ def test_inject_hyperparams_of_a_wrapper_with_its_optimizer_bound():
         plain = bound(**kwargs).init(params)
         injected = gradchain.inject_hyperparams(bound)(**kwargs).init(params)
         assert jax.tree.structure(injected.inner_state) == jax.tree.structure(plain)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optax_inject_hyperparams_reaches_a_gradchain_optimizer_eagerly_too(name):
+    """Optax's wrapper rebuilds the optimizer at each step from its state's values: a value
+    changed there is the one used, run eagerly as under jit (before: eagerly the gradchain
+    optimizer kept its own recorded value, 0.1 where Optax's state said 0.5)."""
+    params, grads = jnp.ones(3), jnp.full(3, 0.5)
+    results = []
+    for lib in (gradchain, optax):
+        opt = optax.inject_hyperparams(getattr(lib, name))(learning_rate=0.1)
+        with reference_promotion():  # Optax's code inside either way
+            state = opt.init(params)
+            state.hyperparams["learning_rate"] = jnp.asarray(0.5)
+            eager, _ = opt.update(grads, state, params)
+            jitted, _ = jax.jit(opt.update)(grads, state, params)
+        chex.assert_trees_all_close(eager, jitted, rtol=1e-6)
+        results.append(eager)
+    chex.assert_trees_all_close(*results, rtol=1e-6)  # measured: equal

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -378,7 +379,7 @@ def _make_live(
         given = _sort_arguments(signature, arguments, static, only_floats, own_schedules)
         # built by inject_hyperparams for its inner state: the wrapper keeps the numbers and
         # hands them in at every step; this one uses them as given and records them
-        driven = getattr(_builds, "driven", False)
+        driven = getattr(_builds, "driven", False) or _called_by_optax()
         _builds.driven = False
         if getattr(_builds, "depth", 0) and not given.schedules:
             # inside another live factory: that one keeps the numbers, this is its plain chain
@@ -541,6 +542,14 @@ def live(
         getattr(factory, "__wrapped__", factory) if getattr(factory, "live", False) else factory
     )
     return _make_live(factory, static, only_floats=True, dtype=None, own_schedules=own_schedules)
+
+
+def _called_by_optax() -> bool:
+    """Whether the live factory's caller is Optax's own code: its ``inject_hyperparams``
+    calls the factory at every step with the values in its state, jitted or not, so those
+    are the ones to use (as under jit, where they arrive traced)."""
+    caller = sys._getframe(2)  # 0: here, 1: the live factory, 2: who called it
+    return caller.f_globals.get("__name__", "").startswith("optax.")
 
 
 def _driven(live_factory: Callable[..., Any]) -> Callable[..., Any]:
