@@ -143,6 +143,9 @@ from gradchain.losses import (
     kl_divergence_with_log_targets,
     l2_loss,
     log_cosh,
+    multiclass_hinge_loss,
+    multiclass_perceptron_loss,
+    perceptron_loss,
     poly_loss_cross_entropy,
     safe_softmax_cross_entropy,
     sigmoid_binary_cross_entropy,
@@ -150,6 +153,7 @@ from gradchain.losses import (
     smooth_labels,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
+    sparsemax_loss,
     squared_error,
     triplet_margin_loss,
 )

@@ -15,9 +15,8 @@ Optax refuses (integer logits, float integer-labels) raises ``gradchain.Argument
 ``TypeError``, as Optax's).
 
 Left to Optax (``import optax`` beside ``import gradchain``): ``ctc_loss``,
-``ctc_loss_with_forward_probs``, ``ntxent``, ``dice_loss`` and the segmentation losses, the
-sparsemax, perceptron and multiclass hinge losses, ``ranking_softmax_loss`` and
-``make_fenchel_young_loss``.
+``ctc_loss_with_forward_probs``, ``ntxent``, ``dice_loss`` and the segmentation losses,
+``multiclass_sparsemax_loss``, ``ranking_softmax_loss`` and ``make_fenchel_young_loss``.
 """
 
 from __future__ import annotations
@@ -43,6 +42,9 @@ __all__ = [
     "kl_divergence_with_log_targets",
     "l2_loss",
     "log_cosh",
+    "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
+    "perceptron_loss",
     "poly_loss_cross_entropy",
     "safe_softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
@@ -50,6 +52,7 @@ __all__ = [
     "smooth_labels",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
+    "sparsemax_loss",
     "squared_error",
     "triplet_margin_loss",
 ]
@@ -255,7 +258,7 @@ def softmax_cross_entropy(
 
     Shapes ``[..., classes]`` in (``labels`` broadcastable to ``logits``), ``[...]`` out.
     ``where`` (``logits``' shape, or the shape without the class axis) masks classes out of
-    both the sum and the normaliser. Reference:
+    both the sum and the normaliser (their labels get gradient 0; Optax's get nan). Reference:
     https://en.wikipedia.org/wiki/Cross-entropy.
 
     >>> import jax.numpy as jnp, gradchain
@@ -268,6 +271,8 @@ def softmax_cross_entropy(
     _one_sided("softmax_cross_entropy", "logits", logits, "labels", labels)
     where = _mask(where, logits.ndim, axis)
     log_probs = jax.nn.log_softmax(logits, axis, where)
+    if where is not None:  # masked classes are -inf: zeroed, d loss / d label is 0 there
+        log_probs = jnp.where(where, log_probs, 0.0)
     return -jnp.sum(labels * log_probs, axis, where=where)
 
 
@@ -414,6 +419,64 @@ def hinge_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
     return jnp.maximum(0, 1 - jnp.asarray(predictor_outputs) * targets)
 
 
+def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
+    """The perceptron loss of a binary classifier, element-wise:
+    max(0, -outputs * targets), with ``targets`` in {-1, 1} of the outputs' shape (as Optax
+    checks). Reference: https://en.wikipedia.org/wiki/Perceptron.
+    """
+    _equal("perceptron_loss", "predictor_outputs", predictor_outputs, "targets", targets)
+    return jnp.maximum(0, -jnp.asarray(predictor_outputs) * targets)
+
+
+def sparsemax_loss(logits: Any, labels: Any) -> jax.Array:
+    """The binary sparsemax loss (Blondel, Martins and Niculae, "Learning with Fenchel-Young
+    losses", JMLR 2020, section 4.4), element-wise, zero exactly where
+    ``jax.nn.sparse_sigmoid(logits)`` equals the 0/1 ``labels``:
+
+        loss = sparse_plus(-logits) where labels is 1,  sparse_plus(logits) where 0
+        sparse_plus(x) = 0 (x <= -1),  (x + 1)^2 / 4 (|x| < 1),  x (x >= 1)
+    """
+    _one_sided("sparsemax_loss", "logits", logits, "labels", labels)
+    logits = jnp.asarray(logits)
+    return jax.nn.sparse_plus(jnp.where(labels, -logits, logits))
+
+
+def _labelled(loss: str, scores: Any, labels: Any) -> tuple[jax.Array, jax.Array]:
+    """``scores`` ``[..., classes]`` and the one-hot of integer ``labels`` ``[...]``."""
+    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+    if labels.shape != scores.shape[:-1]:
+        raise _refused(
+            loss,
+            "labels",
+            labels,
+            f"labels must have the scores' shape without the class axis, {scores.shape[:-1]}, "
+            f"got {labels.shape}",
+        )
+    return scores, jax.nn.one_hot(labels, scores.shape[-1], dtype=scores.dtype)
+
+
+def multiclass_hinge_loss(scores: Any, labels: Any) -> jax.Array:
+    """The multiclass hinge loss (Crammer and Singer, JMLR 2001), over the last axis:
+
+        loss = max_j (scores_j + 1[j != label]) - scores_label
+
+    ``scores`` ``[..., classes]``, integer ``labels`` ``[...]``, out ``[...]``.
+    """
+    scores, one_hot = _labelled("multiclass_hinge_loss", scores, labels)
+    return jnp.max(scores + 1 - one_hot, axis=-1) - jnp.sum(scores * one_hot, axis=-1)
+
+
+def multiclass_perceptron_loss(scores: Any, labels: Any) -> jax.Array:
+    """The multiclass perceptron loss (M. Collins, EMNLP 2002), over the last axis:
+
+        loss = max_j scores_j - scores_label
+
+    ``scores`` ``[..., classes]``, integer ``labels`` ``[...]``, out ``[...]``.
+    """
+    scores, one_hot = _labelled("multiclass_perceptron_loss", scores, labels)
+    return jnp.max(scores, axis=-1) - jnp.sum(scores * one_hot, axis=-1)
+
+
 def kl_divergence(
     log_predictions: Any, targets: Any, axis: Axis = -1, where: Any = None
 ) -> jax.Array:
@@ -528,7 +591,7 @@ def smooth_labels(labels: Any, alpha: Any, *, axis: Axis = -1, where: Any = None
         )
         classes = math.prod(labels.shape[a] for a in axes)
     else:
-        classes = jnp.sum(where, axis=axis, keepdims=True)
+        classes = jnp.sum(where, axis=axis, keepdims=True).astype(labels.dtype)
     return ((1.0 - alpha) * labels + alpha / classes).astype(labels.dtype)
 
 

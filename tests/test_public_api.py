@@ -74,6 +74,17 @@ MISSING_FROM_OPTAX_NAMESPACES = {
         "scale_by_ademamix",
         "scale_by_adopt",
     },
+    "losses": {  # gradchain.losses: the most used of Optax's (see its docstring)
+        "binary_dice_loss",
+        "ctc_loss",
+        "ctc_loss_with_forward_probs",
+        "dice_loss",
+        "make_fenchel_young_loss",
+        "multiclass_generalized_dice_loss",
+        "multiclass_sparsemax_loss",
+        "ntxent",
+        "ranking_softmax_loss",
+    },
     "tree": {"batch_shape"},
     "tree_utils": {"tree_batch_shape"},
 }
