@@ -69,9 +69,19 @@ def _refused(loss: str, argument: str, value: Any, message: str) -> GradchainErr
     return error
 
 
+def _array(loss: str, name: str, x: Any) -> jax.Array:
+    """``x`` as an array, or an ``ArgumentError`` naming it (a ``TypeError``)."""
+    try:
+        return jnp.asarray(x)
+    except (TypeError, ValueError) as cause:
+        error = ArgumentError(f"{loss}: {name} must be an array of numbers, got {type(x).__name__}")
+        error.argument, error.value = name, x
+        raise error from cause
+
+
 def _floating(loss: str, name: str, x: Any) -> jax.Array:
     """``x`` as an array; a dtype that is not floating is refused, as Optax refuses it."""
-    x = jnp.asarray(x)
+    x = _array(loss, name, x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         error = ArgumentError(f"{loss}: {name} must have a floating dtype, got {x.dtype}")
         error.argument, error.value = name, x
@@ -79,13 +89,19 @@ def _floating(loss: str, name: str, x: Any) -> jax.Array:
     return x
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(jnp.shape(x))
+def _like(x: jax.Array, reference: jax.Array) -> jax.Array:
+    """Integer or bool ``x`` (one-hot labels, +-1 targets) in ``reference``'s floating dtype,
+    as JAX's standard promotion would give; a floating ``x`` stays as it is."""
+    if jnp.issubdtype(reference.dtype, jnp.inexact) and not jnp.issubdtype(x.dtype, jnp.inexact):
+        return x.astype(reference.dtype)
+    return x
 
 
-def _one_sided(loss: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
-    """``a`` and ``b`` broadcast together, and one of them already has the result's shape."""
-    sa, sb = _shape(a), _shape(b)
+def _one_sided(loss: str, name_a: str, a: Any, name_b: str, b: Any) -> jax.Array:
+    """``b`` as an array, after checking that ``a`` and ``b`` broadcast together and that one
+    of them already has the result's shape."""
+    b = _array(loss, name_b, b)
+    sa, sb = _array(loss, name_a, a).shape, b.shape
     try:
         both = jax.lax.broadcast_shapes(sa, sb)
     except ValueError:
@@ -100,14 +116,18 @@ def _one_sided(loss: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
             f"{name_a} of shape {sa} and {name_b} of shape {sb} would broadcast to {both}, "
             "larger than either: reshape one to the other's shape",
         )
+    return b
 
 
-def _equal(loss: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
-    sa, sb = _shape(a), _shape(b)
+def _equal(loss: str, name_a: str, a: Any, name_b: str, b: Any) -> jax.Array:
+    """``b`` as an array, after checking that it has ``a``'s shape."""
+    b = _array(loss, name_b, b)
+    sa, sb = _array(loss, name_a, a).shape, b.shape
     if sa != sb:
         raise _refused(
             loss, name_b, b, f"{name_a} and {name_b} must have the same shape, got {sa} and {sb}"
         )
+    return b
 
 
 def _mask(where: Any, ndim: int, axis: Axis) -> jax.Array | None:
@@ -141,7 +161,7 @@ def _squared_error(loss: str, predictions: Any, targets: Any) -> jax.Array:
     predictions = _floating(loss, "predictions", predictions)
     if targets is None:
         return predictions**2
-    _equal(loss, "predictions", predictions, "targets", targets)
+    targets = _like(_equal(loss, "predictions", predictions, "targets", targets), predictions)
     return (predictions - targets) ** 2
 
 
@@ -173,7 +193,9 @@ def huber_loss(predictions: Any, targets: Any = None, *, delta: Any = 1.0) -> ja
     """
     predictions = _floating("huber_loss", "predictions", predictions)
     if targets is not None:
-        _one_sided("huber_loss", "predictions", predictions, "targets", targets)
+        targets = _like(
+            _one_sided("huber_loss", "predictions", predictions, "targets", targets), predictions
+        )
         predictions = predictions - targets
     magnitude = jnp.abs(predictions)
     inside = jnp.minimum(magnitude, delta)
@@ -193,7 +215,9 @@ def log_cosh(predictions: Any, targets: Any = None) -> jax.Array:
     """
     predictions = _floating("log_cosh", "predictions", predictions)
     if targets is not None:
-        _one_sided("log_cosh", "predictions", predictions, "targets", targets)
+        targets = _like(
+            _one_sided("log_cosh", "predictions", predictions, "targets", targets), predictions
+        )
         predictions = predictions - targets
     return jnp.logaddexp(predictions, -predictions) - math.log(2.0)
 
@@ -216,7 +240,7 @@ def cosine_similarity(
     """
     predictions = _floating("cosine_similarity", "predictions", predictions)
     targets = _floating("cosine_similarity", "targets", targets)
-    _one_sided("cosine_similarity", "predictions", predictions, "targets", targets)
+    targets = _one_sided("cosine_similarity", "predictions", predictions, "targets", targets)
 
     def unit(x):
         squared = jnp.sum(jnp.square(x), axis=axis, where=where, keepdims=True)
@@ -268,7 +292,7 @@ def softmax_cross_entropy(
     Array([0.16984604, 1.0986123 ], dtype=float32)
     """
     logits = _floating("softmax_cross_entropy", "logits", logits)
-    _one_sided("softmax_cross_entropy", "logits", logits, "labels", labels)
+    labels = _like(_one_sided("softmax_cross_entropy", "logits", logits, "labels", labels), logits)
     where = _mask(where, logits.ndim, axis)
     log_probs = jax.nn.log_softmax(logits, axis, where)
     if where is not None:  # masked classes are -inf: zeroed, d loss / d label is 0 there
@@ -287,7 +311,9 @@ def safe_softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
     respect to a 0 label at a -inf logit is 0 here (Optax's is inf).
     """
     logits = _floating("safe_softmax_cross_entropy", "logits", logits)
-    _one_sided("safe_softmax_cross_entropy", "logits", logits, "labels", labels)
+    labels = _like(
+        _one_sided("safe_softmax_cross_entropy", "logits", logits, "labels", labels), logits
+    )
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     # only the -inf terms under a zero label are dropped: elsewhere d loss / d label is
     # -log_probs, for zero labels too
@@ -323,7 +349,7 @@ def softmax_cross_entropy_with_integer_labels(
     """
     name = "softmax_cross_entropy_with_integer_labels"
     logits = _floating(name, "logits", logits)
-    labels = jnp.asarray(labels)
+    labels = _array(name, "labels", labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         error = ArgumentError(
             f"{name}: labels must be integer class indices, got dtype {labels.dtype} (for "
@@ -358,10 +384,10 @@ def softmax_cross_entropy_with_integer_labels(
     return jnp.where(jnp.any(where, axis=axis), loss, 0.0)
 
 
-def _axis(loss: str, axis: int, ndim: int) -> int:
-    if -ndim <= axis < ndim:
+def _axis(loss: str, axis: Any, ndim: int, of: str = "logits") -> int:
+    if isinstance(axis, int) and not isinstance(axis, bool) and -ndim <= axis < ndim:
         return axis % ndim
-    raise _refused(loss, "axis", axis, f"axis {axis} is out of range for logits of rank {ndim}")
+    raise _refused(loss, "axis", axis, f"axis {axis!r} is out of range for {of} of rank {ndim}")
 
 
 def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> jax.Array:
@@ -375,7 +401,7 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> jax.Array:
     Reference: Goodfellow et al., "Deep Learning", 2016, section 6.2.2.2.
     """
     logits = _floating("sigmoid_binary_cross_entropy", "logits", logits)
-    _one_sided("sigmoid_binary_cross_entropy", "logits", logits, "labels", labels)
+    labels = _one_sided("sigmoid_binary_cross_entropy", "logits", logits, "labels", labels)
     labels = jnp.asarray(labels).astype(logits.dtype)
     return -labels * jax.nn.log_sigmoid(logits) - (1.0 - labels) * jax.nn.log_sigmoid(-logits)
 
@@ -395,7 +421,7 @@ def sigmoid_focal_loss(
     in [0, 1], broadcastable to ``logits``, whose shape the result has.
     """
     logits = _floating("sigmoid_focal_loss", "logits", logits)
-    _one_sided("sigmoid_focal_loss", "logits", logits, "labels", labels)
+    labels = _one_sided("sigmoid_focal_loss", "logits", logits, "labels", labels)
     labels = jnp.asarray(labels).astype(logits.dtype)
     cross_entropy = sigmoid_binary_cross_entropy(logits, labels)
     log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
@@ -415,8 +441,11 @@ def hinge_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
     with ``targets`` in {-1, 1}; the result has the broadcast shape (one side broadcasts).
     Reference: https://en.wikipedia.org/wiki/Hinge_loss.
     """
-    _one_sided("hinge_loss", "predictor_outputs", predictor_outputs, "targets", targets)
-    return jnp.maximum(0, 1 - jnp.asarray(predictor_outputs) * targets)
+    predictor_outputs = _array("hinge_loss", "predictor_outputs", predictor_outputs)
+    targets = _array("hinge_loss", "targets", targets)
+    targets = _one_sided("hinge_loss", "predictor_outputs", predictor_outputs, "targets", targets)
+    targets = _like(targets, predictor_outputs)
+    return jnp.maximum(0, 1 - predictor_outputs * targets)
 
 
 def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
@@ -424,8 +453,11 @@ def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
     max(0, -outputs * targets), with ``targets`` in {-1, 1} of the outputs' shape (as Optax
     checks). Reference: https://en.wikipedia.org/wiki/Perceptron.
     """
-    _equal("perceptron_loss", "predictor_outputs", predictor_outputs, "targets", targets)
-    return jnp.maximum(0, -jnp.asarray(predictor_outputs) * targets)
+    predictor_outputs = _array("perceptron_loss", "predictor_outputs", predictor_outputs)
+    targets = _array("perceptron_loss", "targets", targets)
+    targets = _equal("perceptron_loss", "predictor_outputs", predictor_outputs, "targets", targets)
+    targets = _like(targets, predictor_outputs)
+    return jnp.maximum(0, -predictor_outputs * targets)
 
 
 def sparsemax_loss(logits: Any, labels: Any) -> jax.Array:
@@ -436,14 +468,23 @@ def sparsemax_loss(logits: Any, labels: Any) -> jax.Array:
         loss = sparse_plus(-logits) where labels is 1,  sparse_plus(logits) where 0
         sparse_plus(x) = 0 (x <= -1),  (x + 1)^2 / 4 (|x| < 1),  x (x >= 1)
     """
-    _one_sided("sparsemax_loss", "logits", logits, "labels", labels)
-    logits = jnp.asarray(logits)
+    logits, labels = (
+        _array("sparsemax_loss", "logits", logits),
+        _array("sparsemax_loss", "labels", labels),
+    )
+    labels = _one_sided("sparsemax_loss", "logits", logits, "labels", labels)
     return jax.nn.sparse_plus(jnp.where(labels, -logits, logits))
 
 
 def _labelled(loss: str, scores: Any, labels: Any) -> tuple[jax.Array, jax.Array]:
     """``scores`` ``[..., classes]`` and the one-hot of integer ``labels`` ``[...]``."""
-    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+    scores, labels = _array(loss, "scores", scores), _array(loss, "labels", labels)
+    if scores.ndim == 0:
+        raise _refused(loss, "scores", scores, "scores must have a class axis, got a scalar")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        error = ArgumentError(f"{loss}: labels must be integer class indices, got {labels.dtype}")
+        error.argument, error.value = "labels", labels
+        raise error
     if labels.shape != scores.shape[:-1]:
         raise _refused(
             loss,
@@ -492,7 +533,7 @@ def kl_divergence(
     """
     log_predictions = _floating("kl_divergence", "log_predictions", log_predictions)
     targets = _floating("kl_divergence", "targets", targets)
-    _one_sided("kl_divergence", "log_predictions", log_predictions, "targets", targets)
+    targets = _one_sided("kl_divergence", "log_predictions", log_predictions, "targets", targets)
     zero = targets == 0
     log_targets = jnp.where(zero, 0.0, jnp.log(jnp.where(zero, 1.0, targets)))
     return jnp.sum(targets * (log_targets - log_predictions), axis=axis, where=where)
@@ -511,7 +552,7 @@ def kl_divergence_with_log_targets(
     name = "kl_divergence_with_log_targets"
     log_predictions = _floating(name, "log_predictions", log_predictions)
     log_targets = _floating(name, "log_targets", log_targets)
-    _one_sided(name, "log_predictions", log_predictions, "log_targets", log_targets)
+    log_targets = _one_sided(name, "log_predictions", log_predictions, "log_targets", log_targets)
     terms = jnp.exp(log_targets) * (log_targets - log_predictions)
     return jnp.sum(terms, axis=axis, where=where)
 
@@ -564,7 +605,7 @@ def poly_loss_cross_entropy(
     """
     logits = _floating("poly_loss_cross_entropy", "logits", logits)
     labels = _floating("poly_loss_cross_entropy", "labels", labels)
-    _one_sided("poly_loss_cross_entropy", "logits", logits, "labels", labels)
+    labels = _one_sided("poly_loss_cross_entropy", "logits", logits, "labels", labels)
     mask = _mask(where, logits.ndim, axis)
     probs = jax.nn.softmax(logits, axis=axis, where=mask)
     missed = jnp.sum(labels * (1 - probs), axis=axis, where=mask)
@@ -586,10 +627,10 @@ def smooth_labels(labels: Any, alpha: Any, *, axis: Axis = -1, where: Any = None
     """
     labels = _floating("smooth_labels", "labels", labels)
     if where is None:
-        axes = (
-            range(labels.ndim) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+        axes = range(labels.ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+        classes = math.prod(
+            labels.shape[_axis("smooth_labels", a, labels.ndim, "labels")] for a in axes
         )
-        classes = math.prod(labels.shape[a] for a in axes)
     else:
         classes = jnp.sum(where, axis=axis, keepdims=True).astype(labels.dtype)
     return ((1.0 - alpha) * labels + alpha / classes).astype(labels.dtype)
@@ -620,8 +661,8 @@ def triplet_margin_loss(
     anchors = _floating(name, "anchors", anchors)
     positives = _floating(name, "positives", positives)
     negatives = _floating(name, "negatives", negatives)
-    _one_sided(name, "anchors", anchors, "positives", positives)
-    _one_sided(name, "anchors", anchors, "negatives", negatives)
+    positives = _one_sided(name, "anchors", anchors, "positives", positives)
+    negatives = _one_sided(name, "anchors", anchors, "negatives", negatives)
 
     def distance(other):
         return jnp.power(

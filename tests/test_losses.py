@@ -474,3 +474,39 @@ def test_masked_classes_give_their_labels_zero_gradient():
     grad = jax.grad(lambda y: gradchain.softmax_cross_entropy(logits, y, where=where).sum())
     got = grad(labels)
     assert np.all(got[~where] == 0) and np.all(got[where] > 0)
+
+
+def test_integer_labels_and_targets_are_read_in_the_floats_dtype():
+    # Optax relies on JAX's standard promotion (int * float -> float); gradchain casts, so the
+    # losses run under strict promotion too (these tests run strict) with Optax's numbers
+    logits = _normal(0, (3, 4), jnp.float32)
+    one_hot, signs = jnp.eye(3, 4, dtype=jnp.int32), jnp.asarray([1, -1, 1], jnp.int32)
+    cases = [
+        ("softmax_cross_entropy", (logits, one_hot)),
+        ("safe_softmax_cross_entropy", (logits, one_hot)),
+        ("sigmoid_binary_cross_entropy", (logits, one_hot)),
+        ("sigmoid_focal_loss", (logits, one_hot)),
+        ("hinge_loss", (logits[:, 0], signs)),
+        ("perceptron_loss", (logits[:, 0], signs)),
+        ("l2_loss", (logits, one_hot)),
+        ("huber_loss", (logits, one_hot)),
+        ("log_cosh", (logits, one_hot)),
+    ]
+    for name, args in cases:
+        got = getattr(gradchain, name)(*args)
+        want = _reference(getattr(optax.losses, name))(*args)
+        assert got.dtype == jnp.float32, name
+        np.testing.assert_allclose(got, want, rtol=TOL["float32"], atol=TOL["float32"])
+
+
+@pytest.mark.parametrize("junk", [None, "abc", object(), {"a": 1}])
+def test_junk_is_refused_naming_the_argument(junk):
+    x = jnp.ones((2, 3))
+    for call, argument in [
+        (lambda: gradchain.hinge_loss(x, junk), "targets"),
+        (lambda: gradchain.softmax_cross_entropy(x, junk), "labels"),
+        (lambda: gradchain.multiclass_hinge_loss(junk, jnp.zeros(2, int)), "scores"),
+        (lambda: gradchain.l2_loss(junk), "predictions"),
+    ]:
+        with pytest.raises(TypeError, match=argument):
+            call()
