@@ -12,7 +12,11 @@ predictions, gradchain accepts one argument broadcasting to the other's shape, a
 against ``(n,)`` gives an ``(n, n)`` loss, the classic silent mistake -- or that do not
 broadcast at all. Integer labels must have the logits' shape without the class axis. A dtype
 Optax refuses (integer logits, float integer-labels) raises ``gradchain.ArgumentError`` (a
-``TypeError``, as Optax's).
+``TypeError``, as Optax's). Integer or bool one-hot labels and +-1 targets are read in the
+logits' (predictions') floating dtype, as JAX's standard promotion gives -- and under strict
+promotion too. Gradients are Optax's, except where Optax's are nan or inf and the loss is
+finite (a masked class's label, a zero KL target, a 0-label at a -inf logit): 0 or finite
+here, as each docstring says.
 
 Left to Optax (``import optax`` beside ``import gradchain``): ``ctc_loss``,
 ``ctc_loss_with_forward_probs``, ``ntxent``, ``dice_loss`` and the segmentation losses,
