@@ -43,6 +43,7 @@ __all__ = [
     "tree_split_key_like",
     "tree_unwrap_random_key_data",
     "tree_add_scale",
+    "tree_batch_shape",
     "tree_bias_correction",
     "tree_cast",
     "tree_cast_like",
@@ -190,6 +191,17 @@ def tree_ones_like(tree: Any, dtype: Any = None) -> Any:
 def tree_full_like(tree: Any, fill_value: Any, dtype: Any = None) -> Any:
     """``fill_value`` everywhere, shaped like the tree."""
     return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
+
+
+def tree_batch_shape(tree: Any, shape: tuple[int, ...] = ()) -> Any:
+    """Every leaf broadcast to ``shape + leaf.shape``: leading batch axes, the values
+    repeated along them (``jnp.broadcast_to``; under ``jit`` no copy is made).
+
+    >>> import jax.numpy as jnp, gradchain
+    >>> gradchain.tree_batch_shape({"w": jnp.ones(2)}, (3,))["w"].shape
+    (3, 2)
+    """
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (*shape, *jnp.shape(x))), tree)
 
 
 def tree_clip(tree: Any, min_value: Any = None, max_value: Any = None) -> Any:
@@ -496,3 +508,4 @@ random_like, split_key_like = tree_random_like, tree_split_key_like
 unwrap_random_key_data = tree_unwrap_random_key_data
 update_moment, update_moment_per_elem_norm = tree_update_moment, tree_update_moment_per_elem_norm
 update_infinity_moment, bias_correction = tree_update_infinity_moment, tree_bias_correction
+batch_shape = tree_batch_shape

@@ -42,3 +42,38 @@ def test_optax_state_names_are_aliases_of_gradchains_states():
         assert hasattr(optax, optax_name)
         assert getattr(gradchain, optax_name) is getattr(gradchain, ours)
     assert isinstance(gradchain.rmsprop(0.1).init(jnp.ones(2)).inner[0], gradchain.ScaleByRmsState)
+
+
+def test_optax_contrib_state_names_are_aliases_of_gradchains_states():
+    aliases = {
+        "DoGState": "DogState", "DoWGState": "DowgState", "NormalizeState": "EmptyState",
+        "ScaleByAdemamixState": "SlowMomentumState", "SophiaState": "HessianDiagonalState",
+    }  # fmt: skip
+    for optax_name, ours in aliases.items():
+        assert hasattr(optax.contrib, optax_name)
+        assert getattr(contrib, optax_name) is getattr(gradchain, ours)
+    params = jnp.ones(3)
+    assert isinstance(gradchain.scale_by_dog(("distance", 1e-6)).init(params), contrib.DoGState)
+    assert isinstance(gradchain.scale_by_dowg().init(params), contrib.DoWGState)
+    assert isinstance(gradchain.normalize().init(params), contrib.NormalizeState)
+    assert contrib.DoGState._fields == optax.contrib.DoGState._fields
+    assert contrib.DoWGState._fields == optax.contrib.DoWGState._fields
+    assert any(isinstance(s, contrib.ScaleByAdemamixState)
+               for s in gradchain.scale_by_ademamix().init(params))  # fmt: skip
+    assert any(isinstance(s, contrib.SophiaState) for s in gradchain.scale_by_sophia().init(params))
+
+
+def test_optax_transforms_type_names_resolve():
+    from gradchain.transforms import ConditionFn, NonNegativeParamsState, ShouldSkipUpdateFunction
+
+    assert NonNegativeParamsState is gradchain.EmptyState
+    assert isinstance(gradchain.keep_params_nonnegative().init(jnp.ones(2)), NonNegativeParamsState)
+    assert ConditionFn is gradchain.ConditionFn
+    assert ShouldSkipUpdateFunction is gradchain.ShouldSkipUpdateFunction
+
+    def every_other(step: jnp.ndarray, **extra) -> jnp.ndarray:
+        return step % 2 == 0
+
+    rule: ShouldSkipUpdateFunction = gradchain.skip_not_finite  # the protocol's shape
+    should: ConditionFn = every_other
+    assert callable(rule) and callable(should)

@@ -62,14 +62,14 @@ def test_per_example_layer_norm_clip_matches_optax(dtype, uniform):
     assert max_diff(got, want) <= tol(dtype, 2e-6, 4e-15)
 
 
-@pytest.mark.parametrize("momentum", [None, 0.9])
-def test_dp_sgd_chain_matches_optax_dpsgd_draw_for_draw(dtype, momentum):
+@pytest.mark.filterwarnings("ignore:.*seed.*is deprecated:DeprecationWarning")  # Optax's dpsgd
+@pytest.mark.parametrize("momentum, nesterov", [(None, False), (0.9, False), (0.9, True)])
+def test_dpsgd_matches_optax_dpsgd_draw_for_draw(dtype, momentum, nesterov):
     params = {"a": jnp.zeros((3, 2), dtype), "b": jnp.zeros(4, dtype)}
     results = []
-    sgd = gradchain.sgd(0.1) if momentum is None else gradchain.sgd(0.1, momentum)
     for opt in (
-        gradchain.chain(gradchain.differentially_private_aggregate(1.0, 0.5, 3), sgd),
-        optax.contrib.dpsgd(0.1, 1.0, 0.5, 3, momentum=momentum),
+        gradchain.dpsgd(0.1, 1.0, 0.5, 3, momentum=momentum, nesterov=nesterov),
+        optax.contrib.dpsgd(0.1, 1.0, 0.5, 3, momentum=momentum, nesterov=nesterov),
     ):
         with reference_promotion():
             step = jax.jit(opt.update)
@@ -80,6 +80,22 @@ def test_dp_sgd_chain_matches_optax_dpsgd_draw_for_draw(dtype, momentum):
         results.append(p)
     # measured 0.0 in both, four steps (bounds: a few ulps of the params, ~0.1)
     assert max_diff(*results) <= tol(dtype, 2e-7, 4e-16)
+    assert jax.tree.map(lambda x: x.dtype, results[0]) == jax.tree.map(lambda x: x.dtype, params)
+
+
+def test_dpsgd_is_the_aggregate_then_sgd():
+    params = {"a": jnp.zeros((3, 2)), "b": jnp.zeros(4)}
+    g = per_example(jnp.float32)
+    chained = gradchain.chain(
+        gradchain.differentially_private_aggregate(1.0, 0.5, 3), gradchain.sgd(0.1, 0.9)
+    )
+    named = gradchain.dpsgd(0.1, 1.0, 0.5, 3, momentum=0.9)
+    a, _ = chained.update(g, chained.init(params), params)
+    b, _ = named.update(g, named.init(params), params)
+    assert max_diff(a, b) == 0.0
+    live = gradchain.set_hyperparam(named.init(params), "learning_rate", 0.2)  # live, as sgd's
+    c, _ = named.update(g, live, params)
+    assert max_diff(c, jax.tree.map(lambda x: 2 * x, b)) < 1e-7
 
 
 def test_differentially_private_aggregate_noise_and_mean():

@@ -167,6 +167,7 @@ def test_map_params_sees_through_masked_and_partition_like_optax():
     out = gc.tree.map_params(groups, lambda x: x + 2, groups.init(params))
     assert out.groups["y"].inner[0].mu["b"].tolist() == [2.0, 2.0]
 
+
 def test_tree_utilities_equal_optax_and_find_slots(x64):
     x = {"a": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([[0.5, 4.0]])}
     y = jax.tree.map(lambda v: v * 0.5 - 1, x)
@@ -208,3 +209,13 @@ def test_tree_utilities_equal_optax_and_find_slots(x64):
     assert gradchain.tree_get(state, "learning_rate").dtype == jnp.float64  # the stored dtype kept
     with pytest.raises(KeyError, match="no value"):
         gradchain.tree_set(state, missing=1.0)
+
+
+@pytest.mark.parametrize("shape", [(), (4,), (2, 1)])
+def test_batch_shape_matches_optax(shape, dtype):
+    tree = {**_tree(dtype), "s": jnp.asarray(3.0, dtype)}
+    got = gc.tree.batch_shape(tree, shape)
+    want = optax.tree.batch_shape(tree, shape)
+    assert gc.tree_batch_shape is gc.tree.batch_shape
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert a.shape == b.shape and a.dtype == b.dtype and bool(jnp.all(a == b))  # exact

@@ -6,7 +6,7 @@ The states keep Optax's field names (``inner_state``, ``step``), which users rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -24,14 +24,34 @@ from gradchain.base import (
 
 __all__ = [
     "ApplyEvery",
+    "ConditionFn",
     "ConditionallyMaskState",
     "ConditionallyTransformState",
+    "ShouldSkipUpdateFunction",
     "apply_every",
     "conditionally_mask",
     "conditionally_transform",
     "skip_large_updates",
     "skip_not_finite",
 ]
+
+
+class ConditionFn(Protocol):
+    """The type of ``conditionally_transform``'s ``should_transform_fn`` (Optax's name):
+    ``fn(step, **extra_args) -> bool scalar``, ``step`` the int32 count of calls so far; the
+    inner transform runs where it is True."""
+
+    def __call__(self, step: jax.Array, **extra_args: Any) -> jax.Array: ...
+
+
+class ShouldSkipUpdateFunction(Protocol):
+    """The type of ``MultiSteps``' ``should_skip_update_fn`` (Optax's name), as
+    ``skip_not_finite`` and ``skip_large_updates``: ``fn(updates, gradient_step, params) ->
+    (should_skip, info)``, a bool scalar and a tree of diagnostics kept in the state."""
+
+    def __call__(
+        self, updates: Any, gradient_step: jax.Array, params: Any
+    ) -> tuple[jax.Array, Any]: ...
 
 
 def _next(step: jax.Array) -> jax.Array:

@@ -22,6 +22,7 @@ from gradchain.combine.wrapping import cast_like
 from gradchain.transforms.clipping import global_norm
 
 __all__ = [
+    "NormalizeState",
     "SAMState",
     "normalize",
     "sam",
@@ -45,6 +46,9 @@ def normalize() -> GradientTransformation:
         return jax.tree.map(lambda u: (u / norm.astype(u.dtype)).astype(u.dtype), updates), state
 
     return GradientTransformation(init, update, name="normalize", preprocessing=True)
+
+
+NormalizeState = EmptyState  # Optax's name (contrib.NormalizeState): normalize keeps no state
 
 
 @describe(

@@ -6,9 +6,11 @@ exported as ``gradchain.<name>``. This namespace exists so that code written aga
 ``optax.contrib`` ports by changing the import (``from gradchain import contrib``).
 """
 
-# Optax's contrib name without a counterpart here: dpsgd, which is
-# chain(differentially_private_aggregate(...), sgd(lr)) -- see its docstring.
+# Optax's contrib names without a counterpart here: MuonState and
+# ScaleBySimplifiedAdEMAMixState. gradchain's muon and simplified AdEMAMix are chains of generic
+# slots (MomentumState, BiasCorrectState, RmsState) with no state class of their own to alias.
 from gradchain.combine import (
+    NormalizeState,
     SAMState,
     SplitRealAndImaginaryState,
     mechanize,
@@ -37,10 +39,13 @@ from gradchain.optimizers import (
     simplified_ademamix,
     sophia,
 )
+from gradchain.optimizers.additive import dpsgd
 from gradchain.transforms import (
     COCOBState,
     DAdaptAdamWState,
     DifferentiallyPrivateAggregateState,
+    DoGState,
+    DoWGState,
     GaLoreDimensionNumbers,
     GaLoreState,
     HutchinsonState,
@@ -51,11 +56,15 @@ from gradchain.transforms import (
     MuonDimensionNumbers,
     ProdigyState,
     ReduceLROnPlateauState,
+    ScaleByAdemamixState,
     ScheduleFreeState,
+    SophiaState,
     differentially_private_aggregate,
     hutchinson_estimator_diag_hessian,
     reduce_on_plateau,
     scale_by_acprop,
+    scale_by_ademamix,
+    scale_by_adopt,
     scale_by_cocob,
     scale_by_galore,
     scale_by_madgrad,
@@ -67,6 +76,8 @@ __all__ = [
     "COCOBState",
     "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",
+    "DoGState",
+    "DoWGState",
     "GaLoreDimensionNumbers",
     "GaLoreState",
     "HutchinsonState",
@@ -75,10 +86,13 @@ __all__ = [
     "MomoAdamState",
     "MomoState",
     "MuonDimensionNumbers",
+    "NormalizeState",
     "ProdigyState",
     "ReduceLROnPlateauState",
     "SAMState",
+    "ScaleByAdemamixState",
     "ScheduleFreeState",
+    "SophiaState",
     "SplitRealAndImaginaryState",
     "acprop",
     "ademamix",
@@ -88,6 +102,7 @@ __all__ = [
     "differentially_private_aggregate",
     "dog",
     "dowg",
+    "dpsgd",
     "galore",
     "hutchinson_estimator_diag_hessian",
     "madgrad",
@@ -100,6 +115,8 @@ __all__ = [
     "reduce_on_plateau",
     "sam",
     "scale_by_acprop",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_cocob",
     "scale_by_galore",
     "scale_by_madgrad",

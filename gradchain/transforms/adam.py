@@ -22,6 +22,7 @@ one ``ScaleByAdamState``, gradchain's are the pieces' named slots (``mu``, ``nu`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -38,6 +39,7 @@ from gradchain.base import (
 from gradchain.transforms.additive import add_scaled_gradient
 from gradchain.transforms.moment_math import abs_sq, compute_dtype, increment, moment_dtype
 from gradchain.transforms.momentum import (
+    add_slow_momentum,
     bias_correct,
     scale_by_gradient_difference,
     scale_by_momentum,
@@ -48,6 +50,7 @@ from gradchain.transforms.preconditioners import (
     scale_by_rms,
     scale_by_surprise_rms,
 )
+from gradchain.transforms.rectified import _quarter_power, scale_by_previous_rms
 
 __all__ = [
     "AcpropState",
@@ -56,6 +59,8 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_adan",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_amsgrad",
     "scale_by_belief",
     "scale_by_simplified_ademamix",
@@ -261,6 +266,70 @@ def scale_by_simplified_ademamix(
         scale_by_momentum(b1),  # heavy-ball momentum m                          (+1x params)
         add_scaled_gradient(alpha),  # m + alpha g
         adam_denominator(b2, eps, eps_root),  # second moment nu, bias-corrected (+1x params)
+    )
+
+
+@_checks.names_arguments
+def scale_by_ademamix(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: ScalarOrSchedule = 0.9999,
+    alpha: ScalarOrSchedule = 6.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""AdEMAMix's direction: Adam's, plus alpha times a slow momentum in the numerator.
+
+    Update:     m1_t = b1 m1_{t-1} + (1 - b1) g_t ;  m2_t = b3 m2_{t-1} + (1 - b3) g_t
+                nu_t = b2 nu_{t-1} + (1 - b2) g_t^2
+                u = (m1_t / (1 - b1^t) + alpha m2_t) / (sqrt(nu_t / (1 - b2^t) + eps_root) + eps)
+                (m2 is never bias-corrected; ``b3`` and ``alpha`` may be schedules of the step)
+    State:      mu, count; slow_mu (, count with a schedule); nu, count.   Memory: +3x params.
+    Note:       Optax's ``contrib.scale_by_ademamix`` (its defaults: alpha 6, where the
+                optimizer ``ademamix`` has 5). Optax's ``mu_dtype`` also sets nu's dtype;
+                here ``nu_dtype`` does that. Optax keeps one ``ScaleByAdemamixState``
+                (count, count_m2, m1, m2, nu); here each piece keeps its own slot.
+    Reference:  Pagliardini et al., "The AdEMAMix optimizer: better, faster, older", 2024.
+    """
+    return chain(
+        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # fast momentum m1 (+1x params)
+        bias_correct(b1),
+        add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow m2 (+1x params)
+        adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment nu   (+1x params)
+    )
+
+
+@_checks.names_arguments
+def scale_by_adopt(
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    use_clipping: bool = True,
+    clip_value_fn: Callable[[jax.Array], jax.Array] = _quarter_power,
+) -> GradientTransformation:
+    r"""ADOPT's direction: normalise by the *previous* second moment, clip, then momentum.
+
+    Update:     first step: u = 0, nu_0 = g_0^2 ;  later:
+                n_t = clip(g_t / max(sqrt(nu_{t-1}), eps), -c(t), c(t))   (c = clip_value_fn,
+                t the steps before this one; no clip without ``use_clipping``)
+                nu_t = b2 nu_{t-1} + (1 - b2) g_t^2 ;  mu_t = b1 mu_{t-1} + (1 - b1) n_t ;
+                u = mu_t (``nesterov``: b1 mu_t + (1 - b1) n_t)
+    State:      nu, count; mu (``mu_dtype``).   Memory: +2x params.
+    Note:       Optax's ``contrib.scale_by_adopt``; Optax keeps one ``ScaleByAdamState``.
+    Reference:  Taniguchi et al., "ADOPT: modified Adam can converge with any beta2 with
+                the optimal rate", NeurIPS 2024.
+    """
+    return chain(
+        scale_by_previous_rms(  # second moment, one step behind (+1x params)
+            b2, eps, clip_value_fn=clip_value_fn if use_clipping else None
+        ),
+        scale_by_momentum(b1, ema=True, nesterov=nesterov, mu_dtype=mu_dtype),  # +1x
     )
 
 

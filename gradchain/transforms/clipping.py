@@ -24,6 +24,7 @@ from gradchain.transforms.scaling import _times
 __all__ = [
     "ClipState",
     "ClipByGlobalNormState",
+    "NonNegativeParamsState",
     "ZeroNansState",
     "adaptive_grad_clip",
     "clip",
@@ -87,6 +88,9 @@ def keep_params_nonnegative() -> GradientTransformation:
         return jax.tree.map(stop, updates, params), state
 
     return GradientTransformation(init, update, name="keep_params_nonnegative", preprocessing=False)
+
+
+NonNegativeParamsState = EmptyState  # Optax's name: keep_params_nonnegative keeps no state
 
 
 def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation:

@@ -23,6 +23,7 @@ from gradchain.transforms.momentum import bias_correct, scale_by_momentum
 __all__ = [
     "HessianDiagonalState",
     "HutchinsonState",
+    "SophiaState",
     "hutchinson_estimator_diag_hessian",
     "scale_by_hessian_diagonal",
     "scale_by_sophia",
@@ -98,6 +99,11 @@ class HessianDiagonalState(NamedTuple):
     nu: Any
     hessian_fn_state: Any
 
+
+# Optax's name (contrib.SophiaState: count, mu, nu, hessian_fn_state, one tuple). gradchain's
+# scale_by_sophia is a chain: this is its own slot (count, nu, hessian_fn_state); mu is the
+# chain's MomentumState before it.
+SophiaState = HessianDiagonalState
 
 def scale_by_hessian_diagonal(
     b2: float = 0.99,

@@ -22,6 +22,8 @@ from gradchain.transforms.moment_math import abs_sq, cast, compute_dtype, real_d
 
 __all__ = [
     "DistanceOverGradientsState",
+    "DoGState",
+    "DoWGState",
     "DogState",
     "DowgState",
     "scale_by_distance_over_gradients",
@@ -161,6 +163,8 @@ class DogState(NamedTuple):
     sum_sq_norm_grads: jax.Array
 
 
+DoGState = DogState  # Optax's name (contrib.DoGState): the same fields, in the same order
+
 _DOG_STARTS = ("distance", "learning_rate", "heuristic")
 
 
@@ -230,6 +234,8 @@ class DowgState(NamedTuple):
     weighted_sq_norm_grads: jax.Array
     estim_sq_dist: jax.Array
 
+
+DoWGState = DowgState  # Optax's name (contrib.DoWGState): the same fields, in the same order
 
 def scale_by_dowg(
     init_estim_sq_dist: float | None = None, eps: float = 1e-4

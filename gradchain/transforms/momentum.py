@@ -38,6 +38,7 @@ __all__ = [
     "MomentumState",
     "NadamScheduleState",
     "SgdMomentumState",
+    "ScaleByAdemamixState",
     "SlowMomentumState",
     "add_slow_momentum",
     "bias_correct",
@@ -210,6 +211,11 @@ class SlowMomentumState(NamedTuple):
     slow_mu: Any
     count: Any
 
+
+# Optax's name (contrib.ScaleByAdemamixState: count, count_m2, m1, m2, nu, one tuple).
+# gradchain's scale_by_ademamix is a chain: this is the slot AdEMAMix adds (slow_mu is Optax's
+# m2); m1 is the chain's MomentumState.mu, nu its RmsState.nu.
+ScaleByAdemamixState = SlowMomentumState
 
 def add_slow_momentum(
     b3: ScalarOrSchedule = 0.9999, alpha: ScalarOrSchedule = 5.0, *, mu_dtype: Any = None
