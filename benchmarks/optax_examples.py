@@ -171,10 +171,9 @@ EXPECTED: dict[str, str] = {
         "gradchain refuses a negative learning rate; every cell before it runs"
     ),
     "examples/contrib/muon.ipynb": (
-        "reads Optax's muon state as state.inner_states['muon']: gradchain's muon state is "
-        "a live state around the partition (state.inner.inner_states['muon'] works); past "
-        "that, the printed state paths are gradchain's (MomentumState.mu...), the same "
-        "leaves go to Muon and to Adam"
+        "runs to the end (state.inner_states['muon'] reads gradchain's partition); cell 5 "
+        "prints the Muon group's state by gradchain's slots (MomentumState.mu...), 8 lines "
+        "where Optax prints 9: the same leaves go to Muon and to Adam"
     ),
     "examples/contrib/rosenbrock_ademamix.ipynb": (
         "runs; the printed objectives differ: gradchain's first Adam step is exactly lr "
