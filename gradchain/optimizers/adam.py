@@ -26,15 +26,16 @@ from gradchain.transforms import (
     scale_by_momentum,
 )
 from gradchain.transforms.adam import (
-    adam_denominator,
     scale_by_acprop,
     scale_by_adamax,
+    scale_by_ademamix,
+    scale_by_adopt,
     scale_by_belief,
     scale_by_simplified_ademamix,
     scale_by_yogi,
 )
-from gradchain.transforms.momentum import add_slow_momentum, scale_by_gradient_difference
-from gradchain.transforms.rectified import _quarter_power, scale_by_previous_rms
+from gradchain.transforms.momentum import scale_by_gradient_difference
+from gradchain.transforms.rectified import _quarter_power
 
 __all__ = [
     "acprop",
@@ -78,10 +79,9 @@ def ademamix(
     ['MomentumState', 'BiasCorrectState', 'SlowMomentumState']
     """
     return chain(
-        scale_by_momentum(b1, ema=True, mu_dtype=mu_dtype),  # fast momentum   (+1x params)
-        bias_correct(b1),
-        add_slow_momentum(b3, alpha, mu_dtype=mu_dtype),  # + alpha * slow momentum (+1x)
-        adam_denominator(b2, eps, eps_root, nu_dtype),  # second moment (+1x params)
+        scale_by_ademamix(  # fast and slow momentum, second moment (+3x params)
+            b1, b2, b3, alpha, eps, eps_root, mu_dtype, nu_dtype=nu_dtype
+        ),
         add_decayed_weights(weight_decay, mask),  # decoupled decay
         scale_by_learning_rate(learning_rate),
     )
@@ -176,10 +176,10 @@ def adopt(
     b2. The first step only measures nu (a zero update).
     """
     return chain(
-        scale_by_previous_rms(  # second moment, one step behind (+1x params)
-            b2, eps, clip_value_fn=clip_value_fn if use_clipping else None
-        ),
-        scale_by_momentum(b1, ema=True, nesterov=nesterov, mu_dtype=mu_dtype),  # +1x
+        scale_by_adopt(  # second moment one step behind, then momentum (+2x params)
+            b1, b2, eps, mu_dtype, nesterov=nesterov, use_clipping=use_clipping,
+            clip_value_fn=clip_value_fn,
+        ),  # fmt: skip
         scale_by_learning_rate(learning_rate),
     )
 
