@@ -24,8 +24,10 @@ factory is called with each step and which is recorded in ``hyperparams`` beside
 read-only. Everything else (bools, dtypes, masks, ``None``, the names in ``static``) is fixed
 at construction. A value that does not fit its slot is refused, naming the argument: one that
 is not 0-d, one that is not finite in the dtype it is kept in (``1e39`` in float32), a
-fraction for an integer. A value that is already traced (an optimizer built inside ``jit``,
-or by ``optax.inject_hyperparams``) is live one level up: it is used as given, and recorded.
+fraction for an integer. A value that is already traced (an optimizer built inside ``jit``)
+is live one level up: it is used as given, and recorded. So is every value an
+``inject_hyperparams`` (gradchain's or Optax's) hands the optimizer it wraps, traced or not:
+the wrapper's state holds the number, the wrapped optimizer's state records it.
 An argument whose default keeps it fixed (``decay_offset=0``, ``mu_dtype=jnp.float32``) stays
 fixed when given as an array, traced or not (Optax's wrapper hands every number in as one),
 so the state's structure does not depend on how a value was given.
@@ -96,8 +98,8 @@ class LiveState(NamedTuple):
         """Code written for Optax reads a wrapper's state by its field names
         (``schedule_free(...)`` state ``.z``, ``mechanize(...)`` state ``.m``): a name that
         is not a field of this state is the inner state's attribute of that name, else the
-        one slot of that name inside ``inner``, as ``gradchain.get_slot`` finds it. None, or several, is an ``AttributeError`` that
-        lists the slots."""
+        one slot of that name inside ``inner``, as ``gradchain.get_slot`` finds it. None, or
+        several, is an ``AttributeError`` that lists the slots."""
         if name.startswith("_"):
             raise AttributeError(name)
         if hasattr(self.inner, name):  # the inner state's own field (muon's ``inner_states``)
@@ -447,7 +449,8 @@ def _make_live(
                     f"its {state_class.__name__} (hyperparameters {sorted(names)}), "
                     f"got {found} (was it built by another optimizer's init?)"
                 )
-            # a value traced when the optimizer was built is live one level up: used as given
+            # a value traced when the optimizer was built, or handed in by an inject_hyperparams
+            # (ours or Optax's), is live one level up: used as given
             numbers = {
                 k: v
                 if driven or isinstance(v, jax.core.Tracer)
